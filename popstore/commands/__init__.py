@@ -1,0 +1,1 @@
+"""Subcommands of the ``popstore`` CLI: each module defines ``register(subparsers)``."""

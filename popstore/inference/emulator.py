@@ -1,0 +1,277 @@
+"""Conditional normalising-flow emulator of curves (light curves) given parameters.
+
+A RealNVP-type flow (Dinh, Sohl-Dickstein & Bengio 2017) built with nflows
+learns ``p(x | y)``: ``x`` is a set of curves flattened to one vector
+(``n_band * n_time`` magnitudes), ``y`` the parameters that made them. Each
+layer is an affine coupling whose scale and shift come from a residual network
+fed with the untouched half of ``x`` and the context ``y``; a fixed random
+permutation and a batch normalisation sit between couplings.
+
+One *joint* model for all bands (KilonovaML trained one flow per band): in DU17
+every band is ``M_bol(t) - BC_band(t)`` of the same bolometric curve, so the
+bands are strongly correlated; a joint flow learns that structure once, gives
+draws whose colours are mutually consistent, and costs one training instead
+of four.
+
+Inputs are standardised with training-set statistics; parameters flagged in
+``log_labels`` (e.g. tidal deformabilities) are log-transformed before
+standardisation. Everything needed to use a trained model (weights, statistics,
+names, grid, architecture) is saved in one ``.pt`` file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from nflows.distributions import ConditionalDiagonalNormal
+from nflows.flows import Flow
+from nflows.nn.nets import ResidualNet
+from nflows.transforms import AffineCouplingTransform, BatchNorm, CompositeTransform, RandomPermutation
+from nflows.utils import create_alternating_binary_mask
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Architecture and training settings (KilonovaML: 8 couplings, 2 x 32 residual blocks, batch 1000)."""
+
+    n_layers: int = 8
+    hidden: int = 64
+    n_blocks: int = 2
+    batch_norm: bool = True
+    lr: float = 1e-3
+    batch_size: int = 256
+    epochs: int = 150
+    lr_step: int = 50
+    lr_gamma: float = 0.5
+    x_noise: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "hidden", "n_blocks", "batch_size", "epochs", "lr_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FlowConfig.{name} must be >= 1")
+        if not (self.lr > 0 and 0 < self.lr_gamma <= 1 and self.x_noise >= 0):
+            raise ValueError("need lr > 0, 0 < lr_gamma <= 1 and x_noise >= 0")
+
+
+def build_flow(n_features: int, n_context: int, cfg: FlowConfig) -> Flow:
+    """The conditional RealNVP flow (weights and permutations seeded by ``cfg.seed``).
+
+    The base density is a diagonal Gaussian whose mean and log-scale a residual
+    network computes from the context, so the parameters set the location of
+    the curve from the first layer on; the couplings model the rest.
+    """
+    if n_features < 2:
+        raise ValueError("a coupling flow needs at least 2 features")
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(cfg.seed)
+
+    def net(n_in: int, n_out: int) -> ResidualNet:
+        return ResidualNet(n_in, n_out, hidden_features=cfg.hidden, context_features=n_context,
+                           num_blocks=cfg.n_blocks, activation=F.relu)
+
+    layers: list[Any] = []
+    for i in range(cfg.n_layers):
+        layers.append(RandomPermutation(n_features))
+        layers.append(AffineCouplingTransform(create_alternating_binary_mask(n_features, even=i % 2 == 0), net))
+        if cfg.batch_norm and i < cfg.n_layers - 1:
+            layers.append(BatchNorm(n_features))
+    encoder = ResidualNet(n_context, 2 * n_features, hidden_features=cfg.hidden, num_blocks=cfg.n_blocks,
+                          activation=F.relu)
+    flow = Flow(CompositeTransform(layers), ConditionalDiagonalNormal([n_features], context_encoder=encoder))
+    torch.random.set_rng_state(gen_state)
+    return flow
+
+
+@dataclass
+class Standardizer:
+    """``(f(v) - mean) / std`` per column, ``f = log`` on flagged columns."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    log: np.ndarray
+
+    @classmethod
+    def fit(cls, v: np.ndarray, log: Sequence[bool] | None = None) -> "Standardizer":
+        v = np.asarray(v, dtype=float)
+        flags = np.zeros(v.shape[1], bool) if log is None else np.asarray(log, bool)
+        if flags.shape != (v.shape[1],):
+            raise ValueError(f"need one log flag per column ({v.shape[1]}), got {flags.shape}")
+        if np.any(v[:, flags] <= 0):
+            raise ValueError("log-transformed columns must be > 0")
+        w = np.where(flags, np.log(np.where(flags, v, 1.0)), v)
+        std = w.std(axis=0)
+        return cls(w.mean(axis=0), np.where(std > 0, std, 1.0), flags)
+
+    def forward(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(self.log, np.log(np.where(self.log, v, 1.0)), v)
+        return (w - self.mean) / self.std
+
+    def inverse(self, w: np.ndarray) -> np.ndarray:
+        v = np.asarray(w, dtype=float) * self.std + self.mean
+        return np.where(self.log, np.exp(np.where(self.log, v, 0.0)), v)
+
+    def state(self) -> dict[str, list]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "log": self.log.tolist()}
+
+    @classmethod
+    def from_state(cls, s: dict[str, list]) -> "Standardizer":
+        return cls(np.asarray(s["mean"], float), np.asarray(s["std"], float), np.asarray(s["log"], bool))
+
+
+@dataclass
+class CurveEmulator:
+    """A trained conditional flow with its normalisation and metadata.
+
+    ``curve_shape`` is the shape of one sample's curves, e.g. ``(n_band, n_time)``;
+    ``coords`` holds the labelled axes (e.g. ``{"band": [...], "time": [...]}``).
+    """
+
+    flow: Flow
+    cfg: FlowConfig
+    x_norm: Standardizer
+    y_norm: Standardizer
+    label_names: tuple[str, ...]
+    curve_shape: tuple[int, ...]
+    coords: dict[str, list] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def sample(self, labels: np.ndarray, n_draws: int = 1, seed: int = 0, batch_size: int = 4096) -> np.ndarray:
+        """Draw curves for each row of ``labels`` (n, n_label): shape (n, n_draws, *curve_shape)."""
+        y = np.atleast_2d(np.asarray(labels, dtype=float))
+        if y.shape[1] != len(self.label_names):
+            raise ValueError(f"need {len(self.label_names)} labels {self.label_names}, got {y.shape[1]} columns")
+        if n_draws < 1:
+            raise ValueError("n_draws must be >= 1")
+        self.flow.eval()
+        ctx = torch.as_tensor(self.y_norm.forward(y), dtype=torch.float32)
+        rows = max(1, batch_size // n_draws)
+        with torch.random.fork_rng(devices=[]):  # seeded draws, the global RNG state is left untouched
+            torch.manual_seed(seed)
+            out = [self.flow.sample(n_draws, context=ctx[i:i + rows]).numpy() for i in range(0, len(ctx), rows)]
+        x = self.x_norm.inverse(np.concatenate(out).astype(float))
+        return x.reshape(len(y), n_draws, *self.curve_shape)
+
+    @torch.no_grad()
+    def log_prob(self, curves: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """log p(x | y) of standardised curves (nats, in standardised units), shape (n,)."""
+        self.flow.eval()
+        x = torch.as_tensor(self.x_norm.forward(np.asarray(curves).reshape(len(curves), -1)), dtype=torch.float32)
+        y = torch.as_tensor(self.y_norm.forward(labels), dtype=torch.float32)
+        return self.flow.log_prob(x, context=y).numpy()
+
+    def save(self, path: str | Path) -> None:
+        torch.save({"state_dict": self.flow.state_dict(), "cfg": asdict(self.cfg), "x_norm": self.x_norm.state(),
+                    "y_norm": self.y_norm.state(), "label_names": list(self.label_names),
+                    "curve_shape": list(self.curve_shape), "coords": self.coords}, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CurveEmulator":
+        d = torch.load(Path(path), weights_only=False)
+        cfg = FlowConfig(**d["cfg"])
+        shape = tuple(d["curve_shape"])
+        flow = build_flow(int(np.prod(shape)), len(d["label_names"]), cfg)
+        flow.load_state_dict(d["state_dict"])
+        flow.eval()
+        return cls(flow, cfg, Standardizer.from_state(d["x_norm"]), Standardizer.from_state(d["y_norm"]),
+                   tuple(d["label_names"]), shape, d["coords"])
+
+
+@dataclass
+class TrainingHistory:
+    """Mean negative log-likelihood per epoch (standardised units) and the best epoch kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    return list(torch.randperm(n, generator=gen).split(batch_size))
+
+
+def train_emulator(
+    train_curves: np.ndarray,
+    train_labels: np.ndarray,
+    valid_curves: np.ndarray,
+    valid_labels: np.ndarray,
+    label_names: Sequence[str],
+    cfg: FlowConfig = FlowConfig(),
+    log_labels: Sequence[bool] | None = None,
+    coords: dict[str, list] | None = None,
+    callback: Callable[[int, CurveEmulator, TrainingHistory], None] | None = None,
+    progress: bool = True,
+) -> tuple[CurveEmulator, TrainingHistory]:
+    """Fit a :class:`CurveEmulator` by maximum likelihood (Adam, StepLR).
+
+    ``*_curves`` are (n, *curve_shape) NaN-free arrays, ``*_labels`` (n, n_label).
+    The weights of the epoch with the lowest validation loss are kept.
+    Training curves get fresh Gaussian noise of ``cfg.x_noise`` (in curve units,
+    e.g. mag) every epoch: a deterministic simulator has a delta-like ``p(x | y)``,
+    and the jitter gives the flow a well-defined target of that width instead of
+    letting it collapse onto the curve manifold while ignoring ``y``.
+    ``callback(epoch, emulator, history)`` runs after every epoch (snapshots).
+    """
+    xt = np.asarray(train_curves, dtype=float)
+    xv = np.asarray(valid_curves, dtype=float)
+    if not (np.isfinite(xt).all() and np.isfinite(xv).all()):
+        raise ValueError("training curves contain NaN/inf; fill or drop them first (popstore.kilonova.transforms)")
+    shape = xt.shape[1:]
+    if xv.shape[1:] != shape or len(xt) != len(train_labels) or len(xv) != len(valid_labels):
+        raise ValueError("curves and labels of train/valid do not match in shape")
+    x_norm = Standardizer.fit(xt.reshape(len(xt), -1))
+    y_norm = Standardizer.fit(train_labels, log_labels)
+
+    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.as_tensor(x_norm.forward(x.reshape(len(x), -1)), dtype=torch.float32),
+                torch.as_tensor(y_norm.forward(y), dtype=torch.float32))
+
+    (Xt, Yt), (Xv, Yv) = tensors(xt, np.asarray(train_labels)), tensors(xv, np.asarray(valid_labels))
+    flow = build_flow(Xt.shape[1], Yt.shape[1], cfg)
+    emu = CurveEmulator(flow, cfg, x_norm, y_norm, tuple(label_names), tuple(shape), dict(coords or {}))
+    opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    noise_scale = torch.as_tensor(cfg.x_noise / x_norm.std, dtype=torch.float32)  # x_noise [curve units] per feature
+    hist = TrainingHistory()
+    best: dict[str, torch.Tensor] | None = None
+    best_loss = np.inf
+    bar = tqdm(range(cfg.epochs), desc="emulator", unit="epoch", disable=not progress)
+    for epoch in bar:
+        flow.train()
+        total = 0.0
+        for idx in _batches(len(Xt), cfg.batch_size, gen):
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            x = Xt[idx] + noise_scale * torch.randn(len(idx), Xt.shape[1], generator=gen)
+            loss = -flow.log_prob(x, context=Yt[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        flow.eval()
+        with torch.no_grad():
+            vloss = -flow.log_prob(Xv, context=Yv).mean().item()
+        hist.train_loss.append(total / len(Xt))
+        hist.valid_loss.append(vloss)
+        if np.isfinite(vloss) and vloss < best_loss:
+            best = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+            best_loss, hist.best_epoch = vloss, epoch
+        bar.set_postfix(train=f"{hist.train_loss[-1]:.3f}", valid=f"{vloss:.3f}")
+        if callback is not None:
+            callback(epoch, emu, hist)
+    if best is None:
+        raise RuntimeError("training diverged: no finite validation loss")
+    flow.load_state_dict(best)
+    flow.eval()
+    return emu, hist

@@ -1,0 +1,124 @@
+"""Declarative pipelines: a TOML file that says what to simulate, where, and on which cluster.
+
+Example (``pipelines/gaussian_fields.toml``)::
+
+    [simulator]
+    name = "gaussian_fields"
+    [simulator.config]        # keyword arguments of the simulator
+    npix = 64
+
+    [priors]
+    n_samples = 2000
+    design = "latin_hypercube"   # or "uniform"
+    seed = 1
+    [priors.ranges]              # optional narrower priors
+    slope = [1.5, 2.5]
+
+    [store]
+    path = "out/gaussian_fields.zarr"   # relative to the pipeline file
+    seed = 0
+    samples_per_chunk = 64              # optional
+
+    [split]
+    test = 0.1
+    valid = 0.1
+    seed = 1
+
+    [cluster]                  # science settings above, machine settings here
+    kind = "local"             # "local", "slurm" or "pbs" (dask-jobqueue)
+    n_workers = 2
+    # for slurm/pbs: any dask-jobqueue keyword (cores, memory, queue, account,
+    # walltime, job_script_prologue, worker_extra_args, ...) plus max_jobs
+
+Other stages (training, searches) read their own sections of the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from popstore.generate import GenerationReport, generate
+from popstore.priors import sample_table
+from popstore.simulator import Simulator
+from popstore.simulators import get_simulator
+from popstore.splits import split
+
+
+@dataclass
+class Pipeline:
+    """A parsed pipeline file; ``sections`` holds the raw TOML tables."""
+
+    path: Path
+    sections: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Pipeline":
+        path = Path(path)
+        with open(path, "rb") as f:
+            sections = tomllib.load(f)
+        for required in ("simulator", "priors", "store"):
+            if required not in sections:
+                raise ValueError(f"{path}: missing [{required}] section")
+        return cls(path, sections)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.sections.get(name, {}))
+
+    @property
+    def store_path(self) -> Path:
+        p = Path(self.sections["store"]["path"])
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+    def simulator(self) -> Simulator:
+        sim = self.section("simulator")
+        return get_simulator(sim["name"], **sim.get("config", {}))
+
+    def parameter_table(self, simulator: Simulator):
+        pri = self.section("priors")
+        return sample_table(simulator.parameters, int(pri["n_samples"]), int(pri.get("seed", 0)),
+                            pri.get("design", "uniform"), pri.get("ranges"))
+
+    def generate(self, client: Any = None, progress: bool = True) -> GenerationReport:
+        """Run (or resume) the generation stage on the pipeline's cluster or ``client``."""
+        sim = self.simulator()
+        store = self.section("store")
+        with cluster_client(self.section("cluster")) if client is None else contextlib.nullcontext(client) as c:
+            return generate(sim, self.parameter_table(sim), self.store_path, c, seed=int(store.get("seed", 0)),
+                            samples_per_chunk=store.get("samples_per_chunk"),
+                            samples_per_shard=store.get("samples_per_shard"), progress=progress)
+
+    def split(self):
+        """Run the split stage with the ``[split]`` settings."""
+        return split(self.store_path, **self.section("split"))
+
+
+@contextlib.contextmanager
+def cluster_client(cfg: dict[str, Any]) -> Iterator[Any]:
+    """A ``distributed.Client`` on the cluster described by a ``[cluster]`` table."""
+    from distributed import Client, LocalCluster
+
+    cfg = dict(cfg)
+    kind = cfg.pop("kind", "local")
+    if kind == "local":
+        cfg.setdefault("threads_per_worker", 1)
+        cfg.setdefault("dashboard_address", None)
+        cfg.setdefault("silence_logs", logging.ERROR)
+        cluster = LocalCluster(**cfg)
+    elif kind in ("slurm", "pbs"):
+        try:
+            import dask_jobqueue
+        except ImportError as e:
+            raise ImportError("cluster kind 'slurm'/'pbs' needs dask-jobqueue: pip install 'popstore[hpc]'") from e
+        max_jobs = cfg.pop("max_jobs", 10)
+        cluster = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind](**cfg)
+        cluster.adapt(minimum_jobs=0, maximum_jobs=max_jobs)
+    else:
+        raise ValueError(f"unknown cluster kind {kind!r}; use 'local', 'slurm' or 'pbs'")
+    with cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,97 @@
+"""Train/valid/test splits as an index coordinate of the store, and label statistics.
+
+Semantics follow the mlpoppyns research code (Graber et al. 2024, ApJ 968, 16):
+the ``test`` fraction is drawn from the whole set first, then the ``valid``
+fraction from the remainder, each uniformly at random without replacement;
+everything else is ``train``. With ``groups`` (e.g. the CAMELS simulation a
+map came from) whole groups are assigned, so no group is split across subsets.
+
+The result is the non-dimension coordinate ``split(sample)`` with values
+``"train"``, ``"valid"``, ``"test"`` (``"excluded"`` for samples that are not
+``done`` when ``allow_incomplete=True``) and the fractions and seed in its
+attrs, so ``ds.sel(sample=ds.split == "train")`` is a training set.
+
+Label statistics (mean, std with ddof=0, min, max) of the full set and of the
+training split are stored as ``label_stats(subset, label, statistic)``, so a
+model never needs a side file to normalise its targets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from popstore.store import STATISTICS, label_names, open_store, write_variables
+
+SUBSETS = ("train", "valid", "test")
+
+
+def assign_splits(n: int, test: float, valid: float, seed: int) -> np.ndarray:
+    """Subset name for each of ``n`` items (mlpoppyns semantics, see module docstring)."""
+    if not (0 <= test < 1 and 0 <= valid < 1):
+        raise ValueError(f"fractions must lie in [0, 1): test={test}, valid={valid}")
+    rng = np.random.default_rng(seed)
+    n_test = int(round(test * n))
+    n_valid = int(round(valid * (n - n_test)))
+    if n - n_test - n_valid < 1:
+        raise ValueError(f"fractions test={test}, valid={valid} leave no training item out of {n}")
+    order = rng.permutation(n)
+    out = np.full(n, "train", dtype=object)
+    out[order[:n_test]] = "test"
+    out[order[n_test:n_test + n_valid]] = "valid"
+    return out
+
+
+def label_statistics(labels: np.ndarray) -> np.ndarray:
+    """(mean, std, min, max) of each column of ``labels`` (n, L); shape (L, 4)."""
+    return np.stack([labels.mean(0), labels.std(0), labels.min(0), labels.max(0)], axis=1)
+
+
+def split(
+    store: str | Path,
+    test: float = 0.1,
+    valid: float = 0.1,
+    seed: int = 0,
+    groups: str | None = None,
+    allow_incomplete: bool = False,
+) -> xr.DataArray:
+    """Write the ``split`` coordinate and ``label_stats`` into ``store``; return ``split``.
+
+    Parameters
+    ----------
+    store
+        Path of a popstore store.
+    test, valid
+        Fraction of the whole set for testing; fraction of the remainder for validation.
+    seed
+        Seed of the random assignment.
+    groups
+        Name of a variable along ``sample`` whose equal values must share a subset.
+    allow_incomplete
+        Mark samples that are not ``done`` as ``"excluded"`` instead of refusing.
+    """
+    ds = open_store(store)
+    done = ds["done"].values
+    if not done.all() and not allow_incomplete:
+        raise ValueError(f"{store}: {int((~done).sum())} samples are not done; finish generation "
+                         "or pass allow_incomplete=True")
+    keys = ds[groups].values[done] if groups else np.arange(int(done.sum()))
+    unique, inverse = np.unique(keys, return_inverse=True)
+    values = np.full(ds.sizes["sample"], "excluded", dtype=object)
+    values[done] = assign_splits(len(unique), test, valid, seed)[inverse]
+    attrs = {"long_name": "dataset subset", "test_fraction": test, "valid_fraction": valid, "seed": seed,
+             "valid_fraction_of": "remainder after test", "groups": groups or ""}
+    split_da = xr.DataArray(values, dims="sample", attrs=attrs, name="split")
+
+    labels = label_names(ds)
+    table = np.stack([ds[n].values for n in labels], axis=1)
+    stats = np.stack([label_statistics(table[done]), label_statistics(table[values == "train"])])
+    stats_da = xr.DataArray(
+        stats, dims=("subset", "label", "statistic"),
+        coords={"subset": ["full", "train"], "label": labels, "statistic": list(STATISTICS)},
+        attrs={"long_name": "label statistics (std with ddof=0)"},
+    )
+    write_variables(store, {"split": split_da, "label_stats": stats_da})
+    return split_da

@@ -1,0 +1,328 @@
+"""The dataset store: one Zarr (format 3) store per dataset, read and written through xarray.
+
+Layout (schema version :data:`SCHEMA_VERSION`, see DESIGN.md):
+
+- dimension ``sample``, with integer coordinate ``sample``;
+- one data variable per simulator :class:`~popstore.Output` over
+  ``(sample, *dims)``, attrs ``role`` (``"input"``, ``"diagnostic"`` or
+  ``"catalogue"``), ``units``, ``long_name``;
+- bin axes as coordinates holding bin centres with CF ``bounds`` pointing to
+  ``<axis>_bnds(<axis>, nv)`` holding the edges;
+- one ``role="label"`` variable per simulator parameter (prior range in attrs);
+- ``seed(sample)`` and ``done(sample)``; ``done`` is chunked exactly like the
+  maps and set only after the maps of its samples are written;
+- root attrs: schema version, popstore version, simulator name, version and
+  config (JSON), creation time, chunking and a fingerprint of everything that
+  determines the content (used to refuse resuming a different run).
+
+Chunks run along ``sample`` only, sized so that the largest variable's chunk
+is a few MiB. When that would make more than :data:`MAX_CHUNK_FILES` chunk
+files per variable, chunks are grouped into Zarr 3 shards and every writer
+owns whole shards (concurrent writes into one shard lose data silently,
+zarr-python#3682).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+from zarr.codecs import BloscCodec
+
+from popstore import __version__
+from popstore.simulator import Axis, Simulator
+
+SCHEMA_VERSION = 1
+MAX_CHUNK_FILES = 10_000
+TARGET_CHUNK_BYTES = 4 * 2**20
+MIN_CHUNK_BYTES = 2**20
+STATISTICS = ("mean", "std", "min", "max")
+COORDINATE_VARIABLES = ("split",)
+
+_COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),)
+
+
+class SchemaError(ValueError):
+    """A store does not follow the popstore schema this version understands."""
+
+
+class StoreMismatchError(ValueError):
+    """An existing store was made by a different simulator, config or parameter table."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the ``sample`` axis is cut: ``chunk`` samples per chunk, ``block`` samples per writer.
+
+    ``block`` equals ``chunk`` for unsharded stores and is the shard size
+    otherwise; one task writes one block and nothing else.
+    """
+
+    n_samples: int
+    chunk: int
+    block: int
+
+    @property
+    def sharded(self) -> bool:
+        return self.block != self.chunk
+
+    def blocks(self) -> list[slice]:
+        return [slice(i, min(i + self.block, self.n_samples)) for i in range(0, self.n_samples, self.block)]
+
+
+def choose_layout(
+    simulator: Simulator, n_samples: int, samples_per_chunk: int | None = None, samples_per_shard: int | None = None
+) -> Layout:
+    """Pick chunk and shard sizes along ``sample`` for a simulator's outputs (see :func:`choose_layout_bytes`)."""
+    sizes = simulator.dim_sizes()
+    per_sample = max(
+        [np.dtype(o.dtype).itemsize * math.prod(sizes[d] for d in o.dims) for o in simulator.outputs] + [1]
+    )
+    return choose_layout_bytes(per_sample, n_samples, samples_per_chunk, samples_per_shard)
+
+
+def choose_layout_bytes(
+    bytes_per_sample: int, n_samples: int, samples_per_chunk: int | None = None, samples_per_shard: int | None = None
+) -> Layout:
+    """Chunk and shard sizes along ``sample`` given the largest variable's bytes per sample.
+
+    Chunks target :data:`TARGET_CHUNK_BYTES` (at least :data:`MIN_CHUNK_BYTES`
+    when that leaves fewer than 16 chunks, so small stores still give every
+    worker several tasks); above :data:`MAX_CHUNK_FILES` chunks they are
+    grouped into shards so that at most a tenth of that many shard files remain.
+    """
+    if n_samples < 1:
+        raise ValueError("a store needs at least one sample")
+    if samples_per_chunk is None:
+        chunk = max(1, TARGET_CHUNK_BYTES // bytes_per_sample)
+        if n_samples / chunk < 16:
+            chunk = max(MIN_CHUNK_BYTES // bytes_per_sample, math.ceil(n_samples / 16), 1)
+        chunk = min(chunk, n_samples)
+    else:
+        chunk = int(samples_per_chunk)
+    if chunk < 1:
+        raise ValueError(f"samples_per_chunk must be >= 1, got {samples_per_chunk}")
+    n_chunks = math.ceil(n_samples / chunk)
+    if samples_per_shard is None:
+        block = chunk * math.ceil(n_chunks / (MAX_CHUNK_FILES // 10)) if n_chunks > MAX_CHUNK_FILES else chunk
+    else:
+        block = int(samples_per_shard)
+        if block % chunk:
+            raise ValueError(f"samples_per_shard ({block}) must be a multiple of samples_per_chunk ({chunk})")
+    return Layout(n_samples, chunk, block)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_to_builtin)
+
+
+def _to_builtin(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def text_array(values: Any) -> np.ndarray:
+    """Strings as a variable-length UTF-8 array (fixed-width numpy strings have no stable Zarr 3 spec)."""
+    return np.asarray(values, dtype=object)
+
+
+def axis_coords(axis: Axis) -> dict[str, xr.Variable]:
+    """The coordinate (and ``_bnds`` edges) variables of one axis."""
+    values = axis.coord_values
+    if values.dtype.kind in "US":
+        values = text_array(values)
+    attrs = {"units": axis.units, "long_name": axis.long_name or axis.name, **axis.attrs}
+    out = {}
+    if axis.edges is not None:
+        e = axis.bin_edges
+        bnds = f"{axis.name}_bnds"
+        attrs.update(bounds=bnds, scale="log" if axis.log else "linear")
+        out[bnds] = xr.Variable((axis.name, "nv"), np.stack([e[:-1], e[1:]], axis=1), {"units": axis.units})
+    out[axis.name] = xr.Variable(axis.name, values, attrs)
+    return out
+
+
+def fingerprint(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layout: Layout) -> str:
+    """SHA-256 of everything that determines a store's content."""
+    h = hashlib.sha256()
+    h.update(_json([simulator.name, simulator.version, simulator.config, layout.chunk, layout.block]).encode())
+    h.update(np.ascontiguousarray(params.to_numpy(dtype=float)).tobytes())
+    h.update(_json(list(params.columns)).encode())
+    h.update(np.ascontiguousarray(seeds, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def sample_seeds(seed: int, n: int) -> np.ndarray:
+    """Independent per-sample seeds (int64 >= 0) derived from one master ``seed``."""
+    return (np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)).astype(np.int64)
+
+
+def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layout: Layout) -> tuple[xr.Dataset, dict]:
+    """The whole store as a lazy dataset (outputs and ``done`` as dask zeros) and its Zarr encoding."""
+    n = layout.n_samples
+    sizes = simulator.dim_sizes()
+    coords: dict[str, Any] = {"sample": ("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index"})}
+    for axis in simulator.axes:
+        coords.update(axis_coords(axis))
+    data: dict[str, Any] = {}
+    encoding: dict[str, dict] = {}
+
+    def chunking(shape_tail: tuple[int, ...]) -> dict:
+        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": _COMPRESSORS}
+        if layout.sharded:
+            enc["shards"] = (layout.block, *shape_tail)
+        return enc
+
+    for o in simulator.outputs:
+        tail = tuple(sizes[d] for d in o.dims)
+        arr = da.zeros((n, *tail), dtype=o.dtype, chunks=(layout.block, *tail))
+        attrs = {"role": o.role, "units": o.units, "long_name": o.long_name or o.name, **o.attrs}
+        data[o.name] = xr.Variable(("sample", *o.dims), arr, attrs)
+        encoding[o.name] = chunking(tail)
+        fill = o.fill_value if o.fill_value is not None else (np.nan if np.dtype(o.dtype).kind == "f" else None)
+        if fill is not None:
+            encoding[o.name]["_FillValue"] = fill
+    for p in simulator.parameters:
+        if p.name not in params:
+            raise ValueError(f"parameter table lacks column {p.name!r}")
+        attrs = {"role": "label", "units": p.units, "long_name": p.long_name or p.name,
+                 "prior_low": p.low, "prior_high": p.high, "prior_log": int(p.log)}
+        data[p.name] = xr.Variable("sample", params[p.name].to_numpy(dtype=np.float64), attrs)
+        encoding[p.name] = {"chunks": (layout.chunk,)}
+    data["seed"] = xr.Variable("sample", np.asarray(seeds, dtype=np.int64), {"long_name": "simulator seed"})
+    encoding["seed"] = {"chunks": (layout.chunk,)}
+    data["done"] = xr.Variable("sample", da.zeros(n, dtype=bool, chunks=layout.block),
+                               {"long_name": "sample written completely"})
+    encoding["done"] = chunking(())
+    attrs = {
+        "popstore_schema_version": SCHEMA_VERSION,
+        "popstore_version": __version__,
+        "simulator": simulator.name,
+        "simulator_version": simulator.version,
+        "simulator_config": _json(simulator.config),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "samples_per_chunk": layout.chunk,
+        "samples_per_shard": layout.block if layout.sharded else 0,
+        "config_fingerprint": fingerprint(simulator, params, seeds, layout),
+        "labels": list(simulator.parameter_names),
+        "inputs": [o.name for o in simulator.outputs if o.role == "input"],
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs), encoding
+
+
+def create_store(
+    path: str | Path,
+    simulator: Simulator,
+    params: pd.DataFrame,
+    seeds: np.ndarray,
+    layout: Layout,
+) -> None:
+    """Write the template of a new store: labels, seeds and coordinates now, outputs later.
+
+    Fails if ``path`` exists.
+    """
+    ds, encoding = template(simulator, params, seeds, layout)
+    ds.to_zarr(path, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+
+
+def layout_of(ds: xr.Dataset) -> Layout:
+    """The chunk/shard layout recorded in a store's attrs."""
+    chunk = int(ds.attrs["samples_per_chunk"])
+    shard = int(ds.attrs.get("samples_per_shard", 0))
+    return Layout(ds.sizes["sample"], chunk, shard or chunk)
+
+
+def open_store(path: str | Path, *, validate: bool = True) -> xr.Dataset:
+    """Open a store lazily (dask arrays chunked by writer block) and check its schema.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    SchemaError
+        The store was written by a newer/unknown schema or lacks a required variable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no store at {path}")
+    raw = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=None)
+    if validate:
+        check_schema(raw, str(path))
+    block = int(raw.attrs.get("samples_per_shard", 0)) or int(raw.attrs.get("samples_per_chunk", 0)) or None
+    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks={"sample": block} if block else {})
+    return ds.set_coords([n for n in COORDINATE_VARIABLES if n in ds.data_vars])
+
+
+def check_schema(ds: xr.Dataset, where: str = "store") -> None:
+    """Raise :class:`SchemaError` unless ``ds`` follows this version's schema."""
+    version = ds.attrs.get("popstore_schema_version")
+    if version is None:
+        raise SchemaError(f"{where}: not a popstore store (no 'popstore_schema_version' attribute)")
+    if not isinstance(version, (int, np.integer)) or version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where}: schema version {version!r} is not supported by popstore {__version__} "
+            f"(supports {SCHEMA_VERSION}); upgrade popstore or regenerate the store"
+        )
+    missing = [v for v in ("seed", "done") if v not in ds.variables]
+    for key in ("simulator", "simulator_config", "samples_per_chunk"):
+        if key not in ds.attrs:
+            missing.append(f"attr {key}")
+    if not label_names(ds):
+        missing.append("label variables (role='label')")
+    if missing:
+        raise SchemaError(f"{where}: missing required {', '.join(missing)}")
+    for name, var in ds.data_vars.items():
+        if var.attrs.get("role") in ("input", "label") and var.dims[:1] != ("sample",):
+            raise SchemaError(f"{where}: variable {name!r} has role {var.attrs['role']!r} but dims {var.dims}")
+
+
+def _names_with_role(ds: xr.Dataset, role: str, order_attr: str) -> list[str]:
+    names = [k for k, v in ds.data_vars.items() if v.attrs.get("role") == role]
+    order = [n for n in ds.attrs.get(order_attr, []) if n in names]
+    return order + [n for n in names if n not in order]
+
+
+def label_names(ds: xr.Dataset) -> list[str]:
+    """Names of the ``role="label"`` variables, in simulator order."""
+    return _names_with_role(ds, "label", "labels")
+
+
+def input_names(ds: xr.Dataset) -> list[str]:
+    """Names of the ``role="input"`` variables (maps a network can read), in simulator order."""
+    return _names_with_role(ds, "input", "inputs")
+
+
+def simulator_config(ds: xr.Dataset) -> dict:
+    """The simulator config stored with a dataset."""
+    return json.loads(ds.attrs["simulator_config"])
+
+
+def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.Variable], attrs: Mapping | None = None) -> None:
+    """Add or overwrite whole small variables (splits, statistics) and root attrs of an existing store.
+
+    Variables along ``sample`` are chunked like the store's maps. Single
+    writer only: call it from the driver, never from generation tasks.
+    """
+    existing = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=None)
+    layout = layout_of(existing)
+    ds = xr.Dataset(dict(variables), attrs={**existing.attrs, **(attrs or {})})
+    encoding = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "US":
+            ds[name] = var.copy(data=text_array(var.values))
+        if "sample" in var.dims:
+            encoding[name] = {"chunks": tuple(layout.chunk if d == "sample" else n for d, n in var.sizes.items())}
+    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding)

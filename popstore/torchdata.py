@@ -1,0 +1,270 @@
+"""PyTorch access to a store: a chunk-aware map-style Dataset and its loader.
+
+Random single-sample reads from a chunked store decompress a whole chunk per
+sample (measured ~4x slower than loose ``.npy`` files, see
+``benchmarks/bench_loading.py``). :class:`MapDataset` instead reads whole
+chunks, keeps the most recent ones in a small per-process cache and serves
+batches through ``__getitems__``; :class:`ChunkBatchSampler` shuffles the order
+of chunks, then samples within a buffer of chunks, and hands every buffer to a
+single DataLoader worker so each chunk is decompressed once per epoch.
+
+The store is opened lazily in each process: a dataset holds only a path and
+small index/label arrays, so it pickles for spawn/forkserver workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from popstore.splits import label_statistics
+from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store
+
+Normalize = Literal["minmax", "standard", "none"]
+
+
+class MapDataset(Dataset):
+    """Samples ``(x, y)`` of one split of a store.
+
+    Parameters
+    ----------
+    store
+        Path of a popstore store.
+    split
+        ``"train"``, ``"valid"``, ``"test"`` (needs :func:`popstore.split`), or
+        ``None`` for every done sample.
+    inputs
+        Input variables stacked as channels, in this order (default: every
+        ``role="input"`` variable). Dims of a variable beyond its last
+        ``spatial_ndim`` are folded into channels (e.g. ``survey``).
+    labels
+        Label variables (default: every ``role="label"`` variable).
+    normalize
+        ``"minmax"`` maps each label's training range to [0, 1],
+        ``"standard"`` subtracts the training mean and divides by the training
+        std, ``"none"`` keeps physical units. Statistics come from the store's
+        ``label_stats`` (training split), so every split is normalised alike.
+    transform
+        Optional callable applied to each batch of inputs ``(B, C, ...)``
+        (e.g. log10 and standardisation).
+    spatial_ndim
+        Number of trailing dims of each variable that are not channels.
+    cache_chunks
+        Chunks kept decompressed per process.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        split: str | None = "train",
+        inputs: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        normalize: Normalize = "minmax",
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        spatial_ndim: int = 2,
+        cache_chunks: int = 16,
+    ) -> None:
+        ds = open_store(store)
+        self.path = str(store)
+        self.inputs = list(inputs) if inputs is not None else input_names(ds)
+        self.labels = list(labels) if labels is not None else label_names(ds)
+        missing = [v for v in self.inputs + self.labels if v not in ds.data_vars]
+        if missing:
+            raise KeyError(f"{store}: no variables {missing}; inputs available: {input_names(ds)}, "
+                           f"labels: {label_names(ds)}")
+        if not self.inputs:
+            raise ValueError(f"{store}: no input variables to read")
+        shapes = {v: ds[v].shape[1:] for v in self.inputs}
+        spatial = {s[len(s) - spatial_ndim:] for s in shapes.values()}
+        if len(spatial) != 1:
+            raise ValueError(f"inputs have different map shapes: {shapes}")
+        self.map_shape = spatial.pop()
+        self.channels = [f"{v}[{i}]" if np.prod(s[:len(s) - spatial_ndim]) > 1 else v
+                         for v, s in shapes.items() for i in range(int(np.prod(s[:len(s) - spatial_ndim])))]
+        selected = ds["done"].values.copy()
+        if split is not None:
+            if "split" not in ds.coords:
+                raise ValueError(f"{store} has no split; run popstore.split first")
+            selected &= ds["split"].values == split
+        self.split = split
+        self.indices = np.flatnonzero(selected)
+        self.chunk = layout_of(ds).chunk
+        raw = np.stack([ds[n].values for n in self.labels], axis=1).astype(np.float64)[self.indices]
+        self.stats = self._training_stats(ds, raw)
+        self.normalize = normalize
+        self.y = torch.from_numpy(self.normalize_labels(raw)).float()
+        self.transform = transform
+        self.spatial_ndim = spatial_ndim
+        self.cache_chunks = cache_chunks
+        self._reset_process_state()
+
+    # -- labels ------------------------------------------------------------
+    def _training_stats(self, ds: xr.Dataset, raw: np.ndarray) -> np.ndarray:
+        if "label_stats" in ds:
+            return ds["label_stats"].sel(subset="train", label=self.labels, statistic=list(STATISTICS)).values
+        return label_statistics(raw)
+
+    def _scale(self) -> tuple[np.ndarray, np.ndarray]:
+        mean, std, lo, hi = self.stats.T
+        if self.normalize == "minmax":
+            return lo, hi - lo
+        if self.normalize == "standard":
+            return mean, std
+        if self.normalize == "none":
+            return np.zeros_like(mean), np.ones_like(std)
+        raise ValueError(f"normalize must be 'minmax', 'standard' or 'none', got {self.normalize!r}")
+
+    def normalize_labels(self, y: np.ndarray) -> np.ndarray:
+        """Physical labels (n, L) -> network targets."""
+        offset, scale = self._scale()
+        return (np.asarray(y, dtype=np.float64) - offset) / scale
+
+    def denormalize_labels(self, y: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Network targets (n, L) -> physical labels (the exact inverse of :meth:`normalize_labels`)."""
+        offset, scale = self._scale()
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        return y.astype(np.float64) * scale + offset
+
+    def denormalize_sigma(self, sigma: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Standard deviations in target units -> physical units."""
+        sigma = sigma.detach().cpu().numpy() if isinstance(sigma, torch.Tensor) else np.asarray(sigma)
+        return sigma.astype(np.float64) * self._scale()[1]
+
+    # -- per-process store access ---------------------------------------------
+    def _reset_process_state(self) -> None:
+        self._pid: int | None = None
+        self._ds: xr.Dataset | None = None
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_pid=None, _ds=None, _cache=OrderedDict())
+        return state
+
+    def _store(self) -> xr.Dataset:
+        if self._pid != os.getpid():
+            self._ds = xr.open_zarr(self.path, consolidated=False, zarr_format=3, chunks=None)
+            self._cache = OrderedDict()
+            self._pid = os.getpid()
+        return self._ds
+
+    def _read_chunk(self, c: int) -> np.ndarray:
+        if c in self._cache:
+            self._cache.move_to_end(c)
+            return self._cache[c]
+        ds = self._store()
+        sl = slice(c * self.chunk, (c + 1) * self.chunk)
+        parts = [ds[v].isel(sample=sl).values for v in self.inputs]
+        arr = np.concatenate([p.reshape(p.shape[0], -1, *self.map_shape) for p in parts], axis=1)
+        arr = arr.astype(np.float32, copy=False)
+        if self.cache_chunks > 0:
+            self._cache[c] = arr
+            while len(self._cache) > self.cache_chunks:
+                self._cache.popitem(last=False)
+        return arr
+
+    def read_inputs(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Input arrays ``(n, C, ...)`` of dataset positions, reading each chunk once."""
+        sample = self.indices[np.asarray(positions, dtype=np.int64)]
+        chunk_of = sample // self.chunk
+        out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
+        for c in np.unique(chunk_of):
+            sel = chunk_of == c
+            out[sel] = self._read_chunk(int(c))[sample[sel] - c * self.chunk]
+        return out
+
+    # -- torch Dataset protocol -------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.batch([i])
+        return x[0], y[0]
+
+    def batch(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked ``(x, y)`` of several positions, inputs transformed."""
+        x = torch.from_numpy(self.read_inputs(positions))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.y[np.asarray(positions, dtype=np.int64)]
+
+    def __getitems__(self, positions: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        x, y = self.batch(positions)
+        return list(zip(x, y))
+
+    def chunk_groups(self) -> list[np.ndarray]:
+        """Dataset positions grouped by the store chunk that holds them."""
+        chunk_of = self.indices // self.chunk
+        bounds = np.flatnonzero(np.diff(chunk_of)) + 1
+        return np.split(np.arange(len(self.indices)), bounds)
+
+
+class ChunkBatchSampler(Sampler[list[int]]):
+    """Batches that keep reads chunk-aligned.
+
+    Each epoch: shuffle the order of chunks, cut it into buffers of
+    ``buffer_chunks`` chunks, shuffle the samples inside each buffer, cut into
+    batches. Buffers are dealt round-robin to ``num_workers`` DataLoader
+    workers and their batches interleaved in the order DataLoader dispatches
+    them, so each worker decompresses its own chunks only.
+    """
+
+    def __init__(self, dataset: MapDataset, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 buffer_chunks: int = 4, num_workers: int = 0, drop_last: bool = False) -> None:
+        if batch_size < 1 or buffer_chunks < 1:
+            raise ValueError("batch_size and buffer_chunks must be >= 1")
+        self.groups = dataset.chunk_groups()
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.buffer_chunks, self.n_streams, self.drop_last = buffer_chunks, max(num_workers, 1), drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose shuffle comes next (it advances by one per iteration)."""
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[np.ndarray]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.groups)) if self.shuffle else np.arange(len(self.groups))
+        streams: list[list[np.ndarray]] = [[] for _ in range(self.n_streams)]
+        for b, start in enumerate(range(0, len(order), self.buffer_chunks)):
+            pos = np.concatenate([self.groups[g] for g in order[start:start + self.buffer_chunks]])
+            if self.shuffle:
+                pos = rng.permutation(pos)
+            streams[b % self.n_streams].append(pos)
+        out = []
+        for stream in streams:
+            pos = np.concatenate(stream) if stream else np.empty(0, dtype=np.int64)
+            n_full = len(pos) // self.batch_size
+            batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
+            if not self.drop_last and len(pos) % self.batch_size:
+                batches.append(pos[n_full * self.batch_size:])
+            out.append(batches)
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        streams = self._batches()
+        self.epoch += 1
+        for i in range(max(map(len, streams), default=0)):
+            for s in streams:
+                if i < len(s):
+                    yield s[i].tolist()
+
+    def __len__(self) -> int:
+        return sum(map(len, self._batches()))
+
+
+def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True, num_workers: int = 0,
+                seed: int = 0, buffer_chunks: int = 4, drop_last: bool = False, **kwargs) -> DataLoader:
+    """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader)."""
+    sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last)
+    if num_workers > 0:
+        kwargs.setdefault("persistent_workers", True)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **kwargs)
