@@ -22,7 +22,7 @@ import xarray as xr  # noqa: E402
 
 from popstore.generate import generate
 from popstore.info import describe
-from popstore.pipeline import cluster_client
+from popstore.cluster import cluster_client
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
 from popstore.splits import split

@@ -51,8 +51,8 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path:
     ds = ds.drop_encoding()
     encoding = {}
     for name, var in ds.variables.items():
-        if var.dtype.kind == "O" or var.dtype.kind == "T":
-            ds[name] = var.astype(str)
+        if var.dtype.kind in "OT":  # numpy StringDType -> variable-length strings for HDF5
+            ds[name] = var.compute().astype(object)
             continue
         if var.ndim and var.dtype.kind in "fiub":
             enc = {"zlib": True, "complevel": complevel, "shuffle": True}
@@ -190,7 +190,7 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))
     with dask.config.set(scheduler="threads"):
-        out.chunk({"sample": layout.chunk}).to_zarr(store, mode="w-", zarr_format=3, consolidated=False,
+        out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(store, mode="w-", zarr_format=3, consolidated=False,
                                                     encoding=encoding)
     splits_present = all((folder / f"dataset_{s}.csv").exists() for s in SUBSETS)
     if splits_present:

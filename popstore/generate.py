@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from popstore.cluster import cluster_client
 from popstore.simulator import Simulator
 from popstore.store import (
     Layout,
@@ -113,18 +113,10 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     return failures
 
 
-@contextlib.contextmanager
-def _client(client: Any, n_tasks: int) -> Iterator[Any]:
+def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
     if client is not None:
-        yield client
-        return
-    from distributed import Client, LocalCluster
-
-    n_workers = max(1, min(os.cpu_count() or 1, n_tasks))
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as c:
-        yield c
+        return contextlib.nullcontext(client)
+    return cluster_client({"kind": "local", "n_workers": max(1, min(os.cpu_count() or 1, n_tasks))})
 
 
 def _clean_partial_files(path: Path) -> None:

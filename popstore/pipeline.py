@@ -36,13 +36,12 @@ Other stages (training, searches) read their own sections of the same file.
 from __future__ import annotations
 
 import contextlib
-import logging
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from popstore.cluster import cluster_client
 from popstore.generate import GenerationReport, generate
 from popstore.priors import sample_table
 from popstore.simulator import Simulator
@@ -96,29 +95,3 @@ class Pipeline:
     def split(self):
         """Run the split stage with the ``[split]`` settings."""
         return split(self.store_path, **self.section("split"))
-
-
-@contextlib.contextmanager
-def cluster_client(cfg: dict[str, Any]) -> Iterator[Any]:
-    """A ``distributed.Client`` on the cluster described by a ``[cluster]`` table."""
-    from distributed import Client, LocalCluster
-
-    cfg = dict(cfg)
-    kind = cfg.pop("kind", "local")
-    if kind == "local":
-        cfg.setdefault("threads_per_worker", 1)
-        cfg.setdefault("dashboard_address", None)
-        cfg.setdefault("silence_logs", logging.ERROR)
-        cluster = LocalCluster(**cfg)
-    elif kind in ("slurm", "pbs"):
-        try:
-            import dask_jobqueue
-        except ImportError as e:
-            raise ImportError("cluster kind 'slurm'/'pbs' needs dask-jobqueue: pip install 'popstore[hpc]'") from e
-        max_jobs = cfg.pop("max_jobs", 10)
-        cluster = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind](**cfg)
-        cluster.adapt(minimum_jobs=0, maximum_jobs=max_jobs)
-    else:
-        raise ValueError(f"unknown cluster kind {kind!r}; use 'local', 'slurm' or 'pbs'")
-    with cluster, Client(cluster) as client:
-        yield client

@@ -323,6 +323,6 @@ def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.
     for name, var in ds.variables.items():
         if var.dtype.kind in "US":
             ds[name] = var.copy(data=text_array(var.values))
-        if "sample" in var.dims:
+        if "sample" in var.dims and name not in existing.variables:
             encoding[name] = {"chunks": tuple(layout.chunk if d == "sample" else n for d, n in var.sizes.items())}
     ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding)

@@ -9,9 +9,9 @@ Model, on a periodic ``npix x npix`` grid of side ``box_size``:
 
 1. A Gaussian field ``g`` with power per Fourier mode
    ``P(k) = amplitude * k**-slope / <k**-slope>`` (``k`` in units of the
-   fundamental mode, ``<.>`` the mean over all non-zero modes of the grid), so
-   that ``amplitude`` is exactly the variance of ``g`` before smoothing and
-   ``slope`` is the spectral index; the ``k = 0`` mode is zero.
+   fundamental mode, ``<.>`` the mean over all modes of the grid with the
+   ``k = 0`` mode set to zero), so that ``amplitude`` is exactly the pixel
+   variance of ``g`` before smoothing and ``slope`` is the spectral index.
 2. Smoothing by a Gaussian beam of standard deviation ``smoothing`` pixels:
    ``g_k -> g_k exp(-k_phys**2 s**2 / 2)``.
 3. ``density = exp(g - sigma_g**2 / 2)`` with ``sigma_g**2`` the analytic
@@ -89,7 +89,7 @@ class GaussianFields(Simulator):
         """Power per Fourier mode of the smoothed Gaussian field, shape (npix, npix)."""
         shape = np.zeros_like(self._k)
         shape[self._nonzero] = self._k[self._nonzero] ** -slope
-        p = amplitude * shape / shape[self._nonzero].mean()
+        p = amplitude * shape / shape.mean()
         k_pix = 2 * np.pi * self._k / self.npix  # radians per pixel
         return p * np.exp(-((k_pix * smoothing) ** 2))
 

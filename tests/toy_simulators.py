@@ -1,0 +1,61 @@
+"""Small simulators for the core tests (importable by Dask worker processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from popstore.simulator import Axis, Output, Parameter, Simulator
+
+
+class Ramp(Simulator):
+    """A deterministic toy: map = a * x + b * y + noise(seed); fails when ``a > fail_above``.
+
+    ``kill_marker``: the first worker to simulate sample value ``a == kill_a`` creates the
+    marker file and kills its own process (a worker dying mid-task); retries then succeed.
+    ``delay`` seconds of sleep per sample slow it down for interruption tests.
+    """
+
+    name = "ramp"
+    version = "1"
+
+    def __init__(self, n: int = 8, fail_above: float = np.inf, kill_marker: str = "", kill_a: float = -1.0,
+                 delay: float = 0.0) -> None:
+        self.n, self.fail_above, self.kill_marker, self.kill_a, self.delay = n, fail_above, kill_marker, kill_a, delay
+
+    @property
+    def parameters(self):
+        return (Parameter("a", 0.0, 1.0, units="K", long_name="slope in x"),
+                Parameter("b", 0.1, 10.0, log=True, units="K", long_name="slope in y"))
+
+    @property
+    def axes(self):
+        return (Axis.linear("y", -1.0, 1.0, self.n, units="kpc", long_name="height"),
+                Axis("x", edges=np.logspace(0, 2, self.n + 1), units="s", long_name="period", log=True),
+                Axis("band", values=np.array(["g", "r"]), long_name="photometric band"))
+
+    @property
+    def outputs(self):
+        return (Output("image", ("band", "y", "x"), units="K", long_name="toy map"),
+                Output("n_bright", (), dtype="int64", role="diagnostic", long_name="pixels above 0"))
+
+    @property
+    def config(self):
+        return {"n": self.n}
+
+    def simulate(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
+        if self.delay:
+            time.sleep(self.delay)
+        if params["a"] > self.fail_above:
+            raise RuntimeError(f"a = {params['a']:.3f} is unphysical")
+        if self.kill_marker and params["a"] == self.kill_a and not Path(self.kill_marker).exists():
+            Path(self.kill_marker).touch()
+            os._exit(1)
+        y, x = np.meshgrid(np.linspace(-1, 1, self.n), np.linspace(0, 1, self.n), indexing="ij")
+        noise = np.random.default_rng(seed).normal(size=(2, self.n, self.n))
+        image = params["a"] * x + params["b"] * y + noise
+        return {"image": image, "n_bright": int((image > 0).sum())}
