@@ -132,6 +132,7 @@ def prepare_store(
     seed: int = 0,
     samples_per_chunk: int | None = None,
     samples_per_shard: int | None = None,
+    compression: str = "zstd",
 ) -> tuple[pd.DataFrame, Layout, np.ndarray, np.ndarray]:
     """Create ``store``'s template, or check that an existing one was made by the same run.
 
@@ -147,7 +148,7 @@ def prepare_store(
     seeds = sample_seeds(seed, len(params))
     layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
     if not path.exists():
-        create_store(path, simulator, params, seeds, layout)
+        create_store(path, simulator, params, seeds, layout, compression)
         return params, layout, seeds, np.zeros(len(params), dtype=bool)
     ds = open_store(path)
     layout = layout_of(ds) if samples_per_chunk is None and samples_per_shard is None else layout
@@ -169,6 +170,7 @@ def generate(
     seed: int = 0,
     samples_per_chunk: int | None = None,
     samples_per_shard: int | None = None,
+    compression: str = "zstd",
     retries: int = 3,
     progress: bool = True,
 ) -> GenerationReport:
@@ -193,13 +195,17 @@ def generate(
         derived from it, whatever worker runs it.
     samples_per_chunk, samples_per_shard
         Override the automatic layout (see :func:`popstore.store.choose_layout`).
+    compression
+        Codec of the outputs: ``"zstd"`` (default), ``"lz4"`` or ``"none"``
+        (see :data:`popstore.store.COMPRESSION`).
     retries
         Times Dask reruns a task whose worker died.
     progress
         Show a progress bar of samples done.
     """
     path = Path(store)
-    params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk, samples_per_shard)
+    params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk, samples_per_shard,
+                                                compression)
     todo = [b for b in layout.blocks() if not done[b].all()]
     n_skipped = int(done.sum())
     report = GenerationReport(path, layout.n_samples, n_skipped, 0)

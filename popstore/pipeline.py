@@ -18,6 +18,7 @@ Example (``pipelines/gaussian_fields.toml``)::
     path = "out/gaussian_fields.zarr"   # relative to the pipeline file
     seed = 0
     samples_per_chunk = 64              # optional
+    compression = "zstd"                # or "lz4", "none"
 
     [split]
     test = 0.1
@@ -90,7 +91,8 @@ class Pipeline:
         with cluster_client(self.section("cluster")) if client is None else contextlib.nullcontext(client) as c:
             return generate(sim, self.parameter_table(sim), self.store_path, c, seed=int(store.get("seed", 0)),
                             samples_per_chunk=store.get("samples_per_chunk"),
-                            samples_per_shard=store.get("samples_per_shard"), progress=progress)
+                            samples_per_shard=store.get("samples_per_shard"),
+                            compression=store.get("compression", "zstd"), progress=progress)
 
     def split(self):
         """Run the split stage with the ``[split]`` settings."""

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from popstore.splits import label_statistics
 from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store
@@ -142,7 +142,7 @@ class MapDataset(Dataset):
     def _reset_process_state(self) -> None:
         self._pid: int | None = None
         self._ds: xr.Dataset | None = None
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[int, list[np.ndarray]] = OrderedDict()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -156,29 +156,35 @@ class MapDataset(Dataset):
             self._pid = os.getpid()
         return self._ds
 
-    def _read_chunk(self, c: int) -> np.ndarray:
+    def _read_chunk(self, c: int) -> list[np.ndarray]:
+        """The inputs of store chunk ``c``, one ``(n, channels_of_var, *map_shape)`` array per variable."""
         if c in self._cache:
             self._cache.move_to_end(c)
             return self._cache[c]
         ds = self._store()
         sl = slice(c * self.chunk, (c + 1) * self.chunk)
-        parts = [ds[v].isel(sample=sl).values for v in self.inputs]
-        arr = np.concatenate([p.reshape(p.shape[0], -1, *self.map_shape) for p in parts], axis=1)
-        arr = arr.astype(np.float32, copy=False)
+        parts = []
+        for v in self.inputs:
+            a = ds[v].isel(sample=sl).values
+            parts.append(a.reshape(a.shape[0], -1, *self.map_shape))
         if self.cache_chunks > 0:
-            self._cache[c] = arr
+            self._cache[c] = parts
             while len(self._cache) > self.cache_chunks:
                 self._cache.popitem(last=False)
-        return arr
+        return parts
 
     def read_inputs(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Input arrays ``(n, C, ...)`` of dataset positions, reading each chunk once."""
+        """Input arrays ``(n, C, ...)`` (float32) of dataset positions, reading each chunk once."""
         sample = self.indices[np.asarray(positions, dtype=np.int64)]
         chunk_of = sample // self.chunk
         out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
         for c in np.unique(chunk_of):
-            sel = chunk_of == c
-            out[sel] = self._read_chunk(int(c))[sample[sel] - c * self.chunk]
+            sel = np.flatnonzero(chunk_of == c)
+            rows = sample[sel] - c * self.chunk
+            ch = 0
+            for part in self._read_chunk(int(c)):
+                out[sel, ch:ch + part.shape[1]] = part[rows]
+                ch += part.shape[1]
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
@@ -196,15 +202,37 @@ class MapDataset(Dataset):
             x = self.transform(x)
         return x, self.y[np.asarray(positions, dtype=np.int64)]
 
-    def __getitems__(self, positions: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        x, y = self.batch(positions)
-        return list(zip(x, y))
+    def __getitems__(self, positions: Sequence[int]) -> "_Batch":
+        return _Batch(*self.batch(positions))
 
     def chunk_groups(self) -> list[np.ndarray]:
         """Dataset positions grouped by the store chunk that holds them."""
         chunk_of = self.indices // self.chunk
         bounds = np.flatnonzero(np.diff(chunk_of)) + 1
         return np.split(np.arange(len(self.indices)), bounds)
+
+
+class _Batch(Sequence):
+    """A batch read in one go. It behaves as the list of ``(x_i, y_i)`` that torch's default collate
+    expects, and :func:`collate` passes its stacked ``x`` and ``y`` on without copying them again."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self.x[i], self.y[i]
+
+
+def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate function of :func:`make_loader`: stacked batches pass through, others use torch's default."""
+    if isinstance(batch, _Batch):
+        return batch.x, batch.y
+    return default_collate(batch)
 
 
 class ChunkBatchSampler(Sampler[list[int]]):
@@ -267,4 +295,5 @@ def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True,
     sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last)
     if num_workers > 0:
         kwargs.setdefault("persistent_workers", True)
+    kwargs.setdefault("collate_fn", collate)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **kwargs)

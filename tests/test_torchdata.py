@@ -117,3 +117,13 @@ def test_clear_errors(store, tmp_path):
         popstore.MapDataset(store, inputs=["nope"])
     with pytest.raises(ValueError, match="normalize"):
         popstore.MapDataset(store, normalize="zscore")
+
+
+def test_plain_dataloader_with_default_collate(store):
+    from torch.utils.data import DataLoader
+
+    data = popstore.MapDataset(store, split="train")
+    x, y = next(iter(DataLoader(data, batch_size=6, shuffle=False)))
+    ref = data.batch(list(range(6)))
+    torch.testing.assert_close(x, ref[0])
+    torch.testing.assert_close(y, ref[1])
