@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=2000)
+    ap.add_argument("--lr-patience", type=int, default=5)
     ap.add_argument("--transform", choices=["affine", "spline"], default="affine")
     ap.add_argument("--out", default="out/flows_hernquist")
     ap.add_argument("--retrain", action="store_true")
@@ -65,8 +66,8 @@ def main() -> None:
     print(f"sampling {args.n_stars} stars: {time.perf_counter() - t:.2f} s")
 
     cfg = FlowConfig(transform=args.transform, batch_size=args.batch_size, max_epochs=args.epochs,
-                     valid_fraction=0.1, early_stopping_patience=10)
-    out = Path(args.out) / args.transform
+                     valid_fraction=0.1, early_stopping_patience=10, lr_patience=args.lr_patience)
+    out = Path(args.out) / f"{args.transform}_n{args.n_stars}_e{args.epochs}_p{args.lr_patience}"
     seeds = list(range(args.members))
     scale = np.r_[[10 * a] * 3, [np.sqrt(2 * h.gm / a)] * 3]  # the papers' rescaling
     todo = [s for s in seeds if args.retrain or not (out / f"seed_{s}" / "checkpoint.pt").exists() or not (out / f"seed_{s}" / "losses.csv").exists()]

@@ -16,7 +16,7 @@ smoothing or resolution differ. See ``catalogs/README.md`` for where the files c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,9 +27,10 @@ import xarray as xr
 
 from popstore import __version__, compat
 from popstore.simulator import Axis
-from popstore.simulators.pulsar.survey_maps import SURVEY_MAP_VARIABLES, survey_maps_on_axes
+from popstore.simulators.pulsar.config import PulsarConfig
+from popstore.simulators.pulsar.survey_maps import SURVEY_MAP_VARIABLES, survey_map_axes, survey_maps
 from popstore.simulators.pulsar.surveys import SkyArea
-from popstore.store import label_names, simulator_config
+from popstore.store import axis_coords, label_names, simulator_config
 
 #: ASSOC prefixes of pulsars in globular clusters or the Magellanic Clouds (dropped).
 EXCLUDED_ASSOCIATIONS: tuple[str, ...] = (
@@ -126,48 +127,35 @@ def survey_subsets(df: pd.DataFrame, surveys: Mapping[str, ObservedSurvey] = OBS
 
 
 def flux_subsets(subsets: Mapping[str, pd.DataFrame], meerkat: pd.DataFrame | None) -> tuple[dict[str, pd.DataFrame], str]:
-    """The survey subsets with an ``S1400`` (Jy) column for the flux maps, and the flux source.
+    """The survey subsets with an ``S1400_Jy`` column for the flux maps, and the flux source.
 
     With a MeerKAT table: inner join on PSRJ (ATNF S1400 replaced by the TPA 1429 MHz flux).
     Without one: the ATNF S1400 column (mJy -> Jy), rows with a value only — a FALLBACK,
     not the papers' choice (different telescope, epochs and calibration)."""
     if meerkat is not None:
-        return ({k: v.drop(columns=["S1400"], errors="ignore").merge(meerkat, on="PSRJ", how="inner")
-                 for k, v in subsets.items()}, "MeerKAT TPA ch6flux (1429 MHz), Posselt et al. 2023")
-    return ({k: v[v["S1400"].notna() & (v["S1400"] > 0)].assign(S1400=lambda t: t["S1400"] / 1e3)
+        mk = meerkat.rename(columns={"S1400": "S1400_Jy"})
+        return ({k: v.merge(mk, on="PSRJ", how="inner") for k, v in subsets.items()},
+                "MeerKAT TPA ch6flux (1429 MHz), Posselt et al. 2023")
+    return ({k: v[v["S1400"].notna() & (v["S1400"] > 0)].assign(S1400_Jy=lambda t: t["S1400"] / 1e3)
              for k, v in subsets.items()}, "FALLBACK: ATNF S1400 (no MeerKAT table given)")
 
 
 def survey_catalogue(df: pd.DataFrame) -> dict[str, np.ndarray]:
-    """ATNF rows as a star catalogue with the simulator's column names (ra, dec, P, Pdot, S1400, ...).
+    """ATNF rows as a star catalogue with the simulator's column names (ra, dec, l, b, P, Pdot, and
+    S1400 in Jy for the rows of :func:`flux_subsets`).
 
-    Proper motions are absent from the observed survey maps (the velocity maps stay empty):
-    pm columns are NaN-free only where measured, and are not used."""
-    return {"ra": df["RAJD"].to_numpy(float), "dec": df["DECJD"].to_numpy(float),
+    Proper motions are set to NaN: the observed velocity maps stay empty (their fill value),
+    as most of these pulsars have no measured proper motion."""
+    nan = np.full(len(df), np.nan)
+    return {"pm_ra_cosdec": nan, "pm_dec": nan, "ra": df["RAJD"].to_numpy(float), "dec": df["DECJD"].to_numpy(float),
             "l": df["Gl"].to_numpy(float), "b": df["Gb"].to_numpy(float),
             "P": df["P0"].to_numpy(float), "Pdot": df["P1"].to_numpy(float),
-            "S1400": df["S1400"].to_numpy(float) if "S1400" in df else np.full(len(df), np.nan)}
+            **({"S1400": df["S1400_Jy"].to_numpy(float)} if "S1400_Jy" in df else {})}
 
 
 #: Map settings of the pulsar simulators that an observed store must share with its simulated store.
 MAP_CONFIG_KEYS = ("pulsar.smooth_sigma_bins", "pulsar.velocity_fill", "pulsar.flux_fill", "pulsar.P_range_s",
                    "pulsar.Pdot_range", "pulsar.resolution_ppdot", "pulsar.resolution_dyn")
-
-
-def axes_from_store(ds: xr.Dataset, names: Iterable[str]) -> dict[str, Axis]:
-    """Rebuild the :class:`~popstore.Axis` of each named coordinate from a store (edges from ``*_bnds``)."""
-    out = {}
-    for name in names:
-        coord = ds[name]
-        bnds = coord.attrs.get("bounds")
-        attrs = {k: v for k, v in coord.attrs.items() if k not in ("units", "long_name", "bounds", "scale")}
-        common = dict(units=coord.attrs.get("units", "1"), long_name=coord.attrs.get("long_name", ""), attrs=attrs)
-        if bnds:
-            e = np.asarray(ds[bnds].values, dtype=float)
-            out[name] = Axis(name, edges=np.append(e[:, 0], e[-1, 1]), log=coord.attrs.get("scale") == "log", **common)
-        else:
-            out[name] = Axis(name, values=coord.values, **common)
-    return out
 
 
 def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | Path | None = None,
@@ -180,7 +168,7 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
     the MeerKAT TPA table at ``meerkat_path`` when given, else the ATNF S1400 fallback
     (recorded in the ``flux_source`` attr).
     """
-    cfg = simulator_config(like)["pulsar"]
+    cfg = PulsarConfig.from_dict(simulator_config(like)["pulsar"])
     df, counts = filter_atnf(read_atnf(atnf_path))
     subsets = survey_subsets(df)
     fluxes, flux_source = flux_subsets(subsets, read_meerkat(meerkat_path) if meerkat_path else None)
@@ -188,14 +176,8 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
     unknown = set(surveys) - set(subsets)
     if unknown:
         raise ValueError(f"store {like.attrs.get('simulator')!r} has surveys {sorted(unknown)} with no observed subset")
-    dims = {v: [d for d in like[v].dims if d not in ("sample", "survey")] for v in variables}
-    axes = axes_from_store(like, sorted({d for ds in dims.values() for d in ds}))
-    maps = survey_maps_on_axes({s: survey_catalogue(subsets[s]) for s in surveys},
-                               {s: survey_catalogue(fluxes[s]) for s in surveys},
-                               sky=(axes[dims["position_map_radec"][1]], axes[dims["position_map_radec"][0]]),
-                               ppdot=(axes[dims["ppdot_map"][1]], axes[dims["ppdot_map"][0]]),
-                               smooth_sigma=cfg["smooth_sigma_bins"], velocity_fill=cfg["velocity_fill"],
-                               flux_fill=cfg["flux_fill"], velocities=False)
+    maps = survey_maps({s: survey_catalogue(subsets[s]) for s in surveys},
+                       {s: survey_catalogue(fluxes[s]) for s in surveys}, cfg)
     data = {v: (like[v].dims, maps[v][np.newaxis].astype(like[v].dtype), dict(like[v].attrs)) for v in variables}
     for name in label_names(like):
         data[name] = ("sample", np.array([np.nan]), dict(like[name].attrs))
@@ -205,23 +187,27 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
                           {"role": "diagnostic", "long_name": "observed pulsars in the survey subset"})
     data["n_observed_flux"] = ("survey", np.array([len(fluxes[s]) for s in surveys], dtype=np.int64),
                                {"role": "diagnostic", "long_name": "observed pulsars with a flux (flux maps)"})
-    coords = {name: like[name].variable for name in like.coords if name != "sample" and
-              set(like[name].dims) <= {d for v in variables for d in like[v].dims}}
-    for name in list(coords):
-        if like[name].attrs.get("bounds"):
-            coords[like[name].attrs["bounds"]] = like[like[name].attrs["bounds"]].variable
-    coords["sample"] = ("sample", np.array([0], dtype=np.int64), {"long_name": "sample index"})
+    # coordinates rebuilt from the store's config with the simulator's own axis code; check_compatible
+    # then verifies them against the store's coordinates
+    coords: dict = {"sample": ("sample", np.array([0], dtype=np.int64), {"long_name": "sample index"})}
+    for axis in survey_map_axes(cfg):
+        coords.update(axis_coords(Axis(axis.name, values=surveys, long_name=axis.long_name)
+                                  if axis.name == "survey" else axis))
     attrs = {k: like.attrs[k] for k in ("popstore_schema_version", "simulator", "simulator_version", "simulator_config")}
     attrs.update(popstore_version=__version__, samples_per_chunk=1, samples_per_shard=0,
                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"), observed=1,
                  observed_catalogue=str(Path(atnf_path).name), flux_source=flux_source,
                  meerkat_table=str(Path(meerkat_path).name) if meerkat_path else "",
                  atnf_filter_counts=json.dumps(counts), like_store_fingerprint=like.attrs.get("config_fingerprint", ""))
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    obs = xr.Dataset(data, coords=coords, attrs=attrs)
+    check_compatible(obs, like, variables)
+    return obs
 
 
 def write_observed_store(ds: xr.Dataset, path: str | Path) -> None:
     """Write an observed dataset as a Zarr 3 store readable by :func:`popstore.open_store`."""
+    if Path(path).exists():
+        raise FileExistsError(f"{path} exists; remove it or choose another output path")
     ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=False)
 
 

@@ -79,10 +79,25 @@ def _fill(dtype: np.dtype) -> Any:
 def simulate_block(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, start: int) -> tuple[dict[str, np.ndarray], np.ndarray, list[dict]]:
     """Simulate consecutive samples; return stacked outputs, per-sample success and failures.
 
-    A failing sample gets the fill value (NaN for floats, 0 otherwise) and a
-    failure record; the others are unaffected.
+    Uses ``simulator.simulate_batch`` when it exists; if that raises, or for
+    simulators without it, calls ``simulate`` per sample so that a failing
+    sample gets the fill value (NaN for floats, 0 otherwise) and a failure
+    record while the others are unaffected.
     """
     n = len(seeds)
+    batch = getattr(simulator, "simulate_batch", None)
+    if batch is not None:
+        try:
+            stacked = batch(params, seeds)
+            sizes = simulator.dim_sizes()
+            out = {}
+            for o in simulator.outputs:
+                out[o.name] = np.asarray(stacked[o.name]).astype(o.dtype, copy=False)
+                if out[o.name].shape != (n, *(sizes[d] for d in o.dims)):
+                    raise ValueError(f"simulate_batch: {o.name} has shape {out[o.name].shape}")
+            return out, np.ones(n, dtype=bool), []
+        except Exception:
+            log.debug("batch of samples %d-%d failed; retrying one by one", start, start + n - 1, exc_info=True)
     sizes = simulator.dim_sizes()
     stacks = {
         o.name: np.full((n, *(sizes[d] for d in o.dims)), _fill(np.dtype(o.dtype)), dtype=o.dtype)

@@ -44,7 +44,6 @@ from typing import Any
 
 from popstore.cluster import cluster_client
 from popstore.generate import GenerationReport, generate
-from popstore.priors import sample_table
 from popstore.simulator import Simulator
 from popstore.simulators import get_simulator
 from popstore.splits import split
@@ -81,8 +80,8 @@ class Pipeline:
 
     def parameter_table(self, simulator: Simulator):
         pri = self.section("priors")
-        return sample_table(simulator.parameters, int(pri["n_samples"]), int(pri.get("seed", 0)),
-                            pri.get("design", "uniform"), pri.get("ranges"))
+        return simulator.parameter_table(int(pri["n_samples"]), int(pri.get("seed", 0)),
+                                         pri.get("design", "uniform"), pri.get("ranges"))
 
     def generate(self, client: Any = None, progress: bool = True) -> GenerationReport:
         """Run (or resume) the generation stage on the pipeline's cluster or ``client``."""

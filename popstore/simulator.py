@@ -12,7 +12,11 @@ A simulator is a small object with
 - ``axes``: the coordinate axes (:class:`Axis`) its outputs live on,
 - ``outputs``: the :class:`Output` s one call produces, with their dims,
 - ``config``: a JSON-serialisable dict of every setting and physical constant,
-- ``simulate(params, seed) -> dict[str, np.ndarray]``.
+- ``simulate(params, seed) -> dict[str, np.ndarray]``,
+- optionally ``simulate_batch(params_df, seeds) -> dict[str, np.ndarray]``
+  (outputs with a leading sample axis) for simulators vectorised over
+  samples; :func:`popstore.generate` uses it per block and falls back to
+  ``simulate`` per sample when it raises, to isolate the failing sample.
 
 The same ``(params, seed)`` must give bit-identical arrays on any worker: draw
 every random number from ``np.random.default_rng(seed)`` (or a generator
@@ -24,9 +28,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Role = Literal["input", "diagnostic", "catalogue"]
 
@@ -163,6 +170,17 @@ class Simulator(ABC):
     @abstractmethod
     def simulate(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
         """Simulate one sample; return one array per :attr:`outputs` entry."""
+
+    def parameter_table(self, n: int, seed: int, design: str = "uniform",
+                        ranges: Mapping[str, tuple[float, float]] | None = None) -> "pd.DataFrame":
+        """``n`` parameter vectors over the prior (see :func:`popstore.priors.sample_table`).
+
+        Simulators whose prior has constraints beyond independent ranges (e.g.
+        ``m1 >= m2``) override this.
+        """
+        from popstore.priors import sample_table
+
+        return sample_table(self.parameters, n, seed, design, ranges)
 
     # -- helpers shared by every simulator ---------------------------------
     @property

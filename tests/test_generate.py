@@ -118,3 +118,17 @@ def test_resume_refuses_a_different_run(tmp_path, table, client):
 def test_parameter_table_must_have_every_parameter(tmp_path, table, client):
     with pytest.raises(ValueError, match=r"lacks columns \['b'\]"):
         popstore.generate(Ramp(), table[["a"]], tmp_path / "s.zarr", client, progress=False)
+
+
+def test_batched_simulator_equals_per_sample_and_isolates_failures(tmp_path, table, reference, client):
+    from toy_simulators import BatchRamp
+
+    path = tmp_path / "b.zarr"
+    report = popstore.generate(BatchRamp(), table, path, client, seed=SEED, samples_per_chunk=CHUNK, progress=False)
+    assert report.complete
+    assert_same_content(path, reference)
+    threshold = float(np.sort(table["a"].values)[-2])
+    report = popstore.generate(BatchRamp(fail_above=threshold), table, tmp_path / "f.zarr", client, seed=SEED,
+                               samples_per_chunk=CHUNK, progress=False)
+    assert report.failed["sample"].tolist() == [int(np.argmax(table["a"].values))]
+    assert open_store(tmp_path / "f.zarr")["done"].values.sum() == N - 1

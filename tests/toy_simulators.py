@@ -59,3 +59,13 @@ class Ramp(Simulator):
         noise = np.random.default_rng(seed).normal(size=(2, self.n, self.n))
         image = params["a"] * x + params["b"] * y + noise
         return {"image": image, "n_bright": int((image > 0).sum())}
+
+
+class BatchRamp(Ramp):
+    """:class:`Ramp` vectorised over samples; the whole batch raises if any sample is unphysical."""
+
+    calls = 0
+
+    def simulate_batch(self, params, seeds):
+        rows = [self.simulate(row, int(s)) for row, s in zip(params.to_dict("records"), seeds)]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}

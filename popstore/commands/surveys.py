@@ -59,7 +59,8 @@ def compare_ppdot_figure(observed: xr.Dataset, simulated: xr.Dataset, sample: in
             if log:
                 ax.set_xscale("log")
                 ax.set_yscale("log")
-            ax.set_title(f"{s}: {who}, {'density' if name == 'ppdot_map' else 'mean log10 S1400'}")
+            what = f"density, N = {m.sum():.0f}" if name == "ppdot_map" else "mean log10 S1400"
+            ax.set_title(f"{s}: {who}, {what}")
             ax.set_xlabel(f"{observed[xdim].attrs.get('long_name', xdim)} [{observed[xdim].attrs.get('units', '')}]")
             ax.set_ylabel(f"{observed[ydim].attrs.get('long_name', ydim)} [{observed[ydim].attrs.get('units', '')}]")
             fig.colorbar(im, ax=ax, label=f"{ds[name].attrs.get('units', '')} (smoothed)")

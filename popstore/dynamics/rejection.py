@@ -44,7 +44,7 @@ def sample_q2_decreasing(
     """
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     rows = np.arange(n_rows)
-    env = edges[1:] ** 2 * h(rows[:, None], edges[None, :-1])  # (n_rows, n_bins)
+    env = edges[1:] ** 2 * np.broadcast_to(h(rows[:, None], edges[None, :-1]), (n_rows, n_bins))
     if not np.all(np.isfinite(env)) or np.any(env < 0):
         raise ValueError("h must be finite and non-negative on [0, 1]")
     cum = np.cumsum(env, axis=1)
@@ -56,7 +56,7 @@ def sample_q2_decreasing(
         c = cum[todo]
         k = np.minimum((c < rng.random(todo.size)[:, None] * c[:, -1:]).sum(axis=1), n_bins - 1)
         q = edges[k] + rng.random(todo.size) * (edges[k + 1] - edges[k])
-        g = q**2 * h(todo, q)
+        g = q**2 * np.broadcast_to(h(todo, q), q.shape)
         accept = rng.random(todo.size) * env[todo, k] < g
         out[todo[accept]] = q[accept]
         todo = todo[~accept]

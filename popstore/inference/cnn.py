@@ -11,13 +11,15 @@ from 256^2 inputs to any power-of-two size from 16 to 256:
   followed by batch normalisation;
 - block 0: 3x3 C -> 2h, 3x3 2h -> 2h, 2x2 stride 2 (halves the map);
 - blocks 1..n-1: 3x3 k -> 2k, 3x3 2k -> 2k, 2x2 stride 2;
-  the blocks go on until the map is 4x4 (n = log2(npix) - 2 blocks; n = 6 for 256^2,
-  which gives the CMD widths 2h, 4h, ..., 64h);
-- a 4x4 convolution doubles the width once more and reduces the map to 1x1;
+  the blocks go on until the shorter side is 4 (n = log2(min side) - 2 blocks; n = 6
+  for 256^2, which gives the CMD widths 2h, 4h, ..., 64h);
+- a convolution with the size of the remaining map (4x4 for square maps, e.g. 8x4
+  for 32x16 sky maps) doubles the width once more and reduces the map to 1x1;
 - flatten, dropout, linear (-> half width), LeakyReLU, dropout, linear -> 2P.
 
-The first P outputs are the posterior means, the last P are squared so that the
-standard deviations are positive (as in ``o3_err``).
+The first P outputs are the posterior means, the last P are made positive to
+give the standard deviations: squared as in ``o3_err``, or (default) through a
+softplus, see :class:`O3ErrConfig`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+POSITIVE = {"square": torch.square, "softplus": nn.functional.softplus}
 MIN_NPIX = 16
 MAX_NPIX = 256
 
@@ -42,11 +45,19 @@ class O3ErrConfig:
     n_labels : int
         Number of labels P; the network outputs 2P numbers.
     npix : int
-        Side of the square input maps, a power of two in [16, 256].
+        Height of the input maps (pixels along the second-to-last axis), a power of two in [16, 256].
+    npix_x : int or None
+        Width of the input maps, a power of two in [16, 256]; ``None`` for square maps.
     hidden : int
         Width multiplier h (CMD searches 6..12).
     dropout : float
         Dropout probability before each fully connected layer, in [0, 1).
+    positive : str
+        How the last P outputs become standard deviations: ``"square"``
+        (CMD ``o3_err``) or ``"softplus"`` (default). Squaring has a vanishing
+        gradient at zero, so sigmas that start or fall near zero stay there; on
+        gaussian_fields this left sigma 3-20x below the actual errors
+        (1-sigma coverage 7-23%) where softplus calibrates.
     """
 
     n_channels: int
@@ -54,27 +65,42 @@ class O3ErrConfig:
     npix: int
     hidden: int = 8
     dropout: float = 0.2
+    positive: str = "softplus"
+    npix_x: int | None = None
 
     def __post_init__(self) -> None:
+        if self.positive not in POSITIVE:
+            raise ValueError(f"positive must be one of {sorted(POSITIVE)}, got {self.positive!r}")
         if self.n_channels < 1 or self.n_labels < 1:
             raise ValueError(f"need at least one channel and one label, got {self.n_channels}, {self.n_labels}")
-        if self.npix < MIN_NPIX or self.npix > MAX_NPIX or self.npix & (self.npix - 1):
-            raise ValueError(f"npix must be a power of two in [{MIN_NPIX}, {MAX_NPIX}], got {self.npix}")
+        for n in self.shape:
+            if n < MIN_NPIX or n > MAX_NPIX or n & (n - 1):
+                raise ValueError(f"map sides must be powers of two in [{MIN_NPIX}, {MAX_NPIX}], got {self.shape}")
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
+    def shape(self) -> tuple[int, int]:
+        """Input map shape (height, width)."""
+        return self.npix, self.npix_x or self.npix
+
+    @property
     def n_blocks(self) -> int:
-        """Number of stride-2 blocks taking npix down to 4."""
-        return self.npix.bit_length() - 1 - 2
+        """Number of stride-2 blocks taking the shorter side down to 4."""
+        return min(self.shape).bit_length() - 1 - 2
+
+    @property
+    def final_kernel(self) -> tuple[int, int]:
+        """Map shape after the stride-2 blocks, the kernel of the last convolution."""
+        return self.shape[0] >> self.n_blocks, self.shape[1] >> self.n_blocks
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
 
-def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, bn: bool = True) -> list[nn.Module]:
+def _conv(c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int = 1, bn: bool = True) -> list[nn.Module]:
     pad = 1 if kernel == 3 else 0
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad, padding_mode="circular", bias=True)
@@ -86,7 +112,7 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, bn: bool = True) 
 
 
 class O3Err(nn.Module):
-    """Moment network: maps ``x[B, C, npix, npix]`` to ``(mean[B, P], sigma[B, P])``."""
+    """Moment network: maps ``x[B, C, npix, npix_x]`` to ``(mean[B, P], sigma[B, P])``."""
 
     def __init__(self, config: O3ErrConfig) -> None:
         super().__init__()
@@ -102,7 +128,7 @@ class O3Err(nn.Module):
             layers += _conv(2 * width, 2 * width, 3)
             layers += _conv(2 * width, 2 * width, 2, stride=2)
             width *= 2
-        layers += _conv(width, 2 * width, 4)
+        layers += _conv(width, 2 * width, config.final_kernel)
         width *= 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
@@ -122,11 +148,9 @@ class O3Err(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.config.npix
-        if x.ndim != 4 or x.shape[1] != self.config.n_channels or x.shape[2] != n or x.shape[3] != n:
-            raise ValueError(
-                f"O3Err expects input [B, {self.config.n_channels}, {n}, {n}], got {list(x.shape)}"
-            )
+        h, w = self.config.shape
+        if x.ndim != 4 or x.shape[1] != self.config.n_channels or tuple(x.shape[2:]) != (h, w):
+            raise ValueError(f"O3Err expects input [B, {self.config.n_channels}, {h}, {w}], got {list(x.shape)}")
         out = self.head(self.features(x))
         p = self.config.n_labels
-        return out[:, :p], torch.square(out[:, p:])
+        return out[:, :p], POSITIVE[self.config.positive](out[:, p:])

@@ -74,13 +74,10 @@ class PreparedData:
     label_scale: np.ndarray
     augment: bool
 
-    @property
-    def npix(self) -> int:
-        return int(self.train.map_shape[-1])
-
     def build_model(self, hidden: int, dropout: float) -> MomentModel:
         """A fresh :class:`MomentModel` (random weights) for these data."""
-        cfg = O3ErrConfig(len(self.train.channels), len(self.train.labels), self.npix, hidden, dropout)
+        h, w = (int(n) for n in self.train.map_shape)
+        cfg = O3ErrConfig(len(self.train.channels), len(self.train.labels), h, hidden, dropout, npix_x=w)
         return MomentModel(
             O3Err(cfg), self.preprocessor, self.train.channels, self.train.labels,
             self.label_shift, self.label_scale, self.augment,
@@ -106,9 +103,6 @@ def prepare(store: str | Path, config: DataConfig = DataConfig()) -> PreparedDat
     """Open the train/valid splits of ``store`` and fit the input statistics on the training split."""
     train = MapDataset(store, "train", config.inputs, config.labels, normalize="minmax")
     valid = MapDataset(store, "valid", train.inputs, train.labels, normalize="minmax")
-    h, w = train.map_shape
-    if h != w:
-        raise ValueError(f"{store}: the o3_err network needs square maps, got {h}x{w}")
     if len(valid) == 0:
         raise ValueError(f"{store}: the valid split is empty; split with valid > 0")
     augment = rotatable(open_store(store), train.inputs) if config.augment == "auto" else bool(config.augment)

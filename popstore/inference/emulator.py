@@ -112,8 +112,9 @@ class Standardizer:
 
     def forward(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w = np.where(self.log, np.log(np.where(self.log, v, 1.0)), v)
+        if np.any(v[..., self.log] <= 0):
+            raise ValueError("log-transformed columns must be > 0")
+        w = np.where(self.log, np.log(np.where(self.log, v, 1.0)), v)
         return (w - self.mean) / self.std
 
     def inverse(self, w: np.ndarray) -> np.ndarray:

@@ -76,13 +76,13 @@ def snapshot_callback(
 
 def plot_history(history: TrainingHistory, path: str | Path) -> Path:
     """Training and validation loss per epoch."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = plt.subplots(figsize=(5.0, 3.5))
     epochs = np.arange(1, len(history.train_loss) + 1)
     ax.plot(epochs, history.train_loss, label="train")
     ax.plot(epochs, history.valid_loss, label="valid")
     ax.axvline(history.best_epoch + 1, color="k", ls=":", lw=0.8, label="kept")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood [nat, standardised]")
+    ax.set_ylabel("NLL [nat] (standardised curves)")
     ax.legend()
     fig.tight_layout()
     path = Path(path)

@@ -33,7 +33,7 @@ import xarray as xr  # noqa: E402
 from popstore.inference.model import MomentModel, load_model  # noqa: E402
 from popstore.inference.preprocess import N_ORIENTATIONS, orient  # noqa: E402
 from popstore.inference.train import default_device  # noqa: E402
-from popstore.store import open_store  # noqa: E402
+from popstore.store import open_store, text_array  # noqa: E402
 from popstore.torchdata import MapDataset, make_loader  # noqa: E402
 
 METRICS = ("rmse", "rmse_norm", "rel_error", "r2", "chi2", "coverage_1sigma", "mean_sigma")
@@ -57,9 +57,9 @@ def predict(
     data = MapDataset(store, split, model.inputs, model.labels, normalize="none")
     if len(data) == 0:
         raise ValueError(f"{store}: split {split!r} is empty")
-    npix = model.network.config.npix
-    if data.map_shape != (npix, npix):
-        raise ValueError(f"{store}: maps are {data.map_shape}, the model was trained on {npix}x{npix}")
+    h, w = model.network.config.shape
+    if tuple(data.map_shape) != (h, w):
+        raise ValueError(f"{store}: maps are {data.map_shape}, the model was trained on {h}x{w}")
     dev = default_device(device)
     model = model.to(dev).eval()
     means, sigmas, truths = [], [], []
@@ -70,8 +70,8 @@ def predict(
             means.append(torch.stack([m for m, _ in outs], dim=1).cpu())
             sigmas.append(torch.stack([s for _, s in outs], dim=1).cpu())
             truths.append(y)
-    coords = {"sample": data.indices, "orientation": np.arange(orientations), "label": model.labels}
-    units = _label_units(store, model.labels)
+    coords = {"sample": data.indices, "orientation": np.arange(orientations), "label": text_array(model.labels)}
+    units = text_array(_label_units(store, model.labels))
     return xr.Dataset(
         {
             "truth": (("sample", "label"), torch.cat(truths).numpy().astype(np.float64)),
@@ -147,7 +147,7 @@ def make_test_report(
     """Test a saved model on ``store``; write predictions, metrics and a plot; return the metrics.
 
     Files go to ``out_dir`` (default: the model's folder), prefixed ``name``
-    (default: ``test_<store name>``): ``.nc`` (netCDF: truth, mean, sigma),
+    (default: ``test_<store name>``): ``.zarr`` (truth, mean, sigma with label units),
     ``.csv`` (one row per sample and orientation), ``_metrics.csv`` and ``.png``.
     ``orientations`` defaults to 8 when the model was trained with rotations, else 1.
     """
@@ -158,7 +158,7 @@ def make_test_report(
     out = Path(out_dir) if out_dir is not None else Path(model_path).parent
     out.mkdir(parents=True, exist_ok=True)
     stem = name or f"test_{Path(store).name.removesuffix('.zarr')}"
-    pred.to_netcdf(out / f"{stem}.nc", engine="h5netcdf")
+    pred.to_zarr(out / f"{stem}.zarr", mode="w", zarr_format=3, consolidated=False)
     rows = pred[["mean", "sigma"]].to_dataframe().unstack("label")
     rows.columns = [f"{var}_{label}" for var, label in rows.columns]
     truth = pred["truth"].to_dataframe().unstack("label")["truth"].add_prefix("truth_")

@@ -118,11 +118,19 @@ class ScaledFlow(torch.nn.Module):
         y = (x - self.shift) / self.scale
         return self.flow.log_prob(y, context=self._ctx(context)) - torch.log(self.scale).sum()
 
-    def sample(self, n: int, context: torch.Tensor | None = None) -> torch.Tensor:
-        """``n`` draws in physical units (per context row when conditional)."""
+    def sample(self, n: int, context: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        """``n`` draws in physical units, base noise from a torch generator seeded with ``seed``.
+
+        Unconditional: (n, features). Conditional: ``n`` draws per context row, (rows, n, features).
+        """
+        gen = torch.Generator().manual_seed(seed)
+        ctx = self._ctx(context)
+        rows = 1 if ctx is None else ctx.shape[0]
+        noise = torch.randn(rows * n, self.cfg.features, generator=gen, dtype=self.shift.dtype)
         with torch.no_grad():
-            y = self.flow.sample(n, context=self._ctx(context))
-        return y * self.scale + self.shift
+            y, _ = self.flow._transform.inverse(noise, context=None if ctx is None else ctx.repeat_interleave(n, dim=0))
+        x = y * self.scale + self.shift
+        return x if ctx is None else x.reshape(rows, n, self.cfg.features)
 
 
 @dataclass(frozen=True)

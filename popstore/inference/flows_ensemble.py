@@ -58,7 +58,7 @@ class FlowEnsemble(torch.nn.Module):
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` draws from the mixture (members chosen uniformly with ``default_rng(seed)``)."""
         counts = np.bincount(np.random.default_rng(seed).integers(len(self.members), size=n), minlength=len(self.members))
-        return torch.cat([m.sample(int(k)) for m, k in zip(self.members, counts) if k])
+        return torch.cat([m.sample(int(k), seed=seed + i) for i, (m, k) in enumerate(zip(self.members, counts)) if k])
 
 
 def load_ensemble(out_dir: str | Path, seeds: Sequence[int] | None = None, dtype: torch.dtype = torch.float64) -> FlowEnsemble:

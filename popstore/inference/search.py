@@ -56,7 +56,8 @@ def run_trial(trial: optuna.Trial, data: PreparedData, space: SearchSpace, train
     torch.manual_seed(train.seed + trial.number)
     model = data.build_model(int(hp["hidden"]), float(hp["dropout"]))
     cfg = TrainConfig(lr=hp["lr"], weight_decay=hp["weight_decay"], epochs=train.epochs, cycle=train.cycle,
-                      device=train.device, amp=train.amp, seed=train.seed + trial.number, progress=train.progress)
+                      device=train.device, amp=train.amp, seed=train.seed + trial.number, progress=train.progress,
+                      threads=train.threads)
     trial_dir = out_dir / f"trial_{trial.number}"
     trial.set_user_attr("checkpoint", str((trial_dir / "model.pt").resolve()))
     trial.set_user_attr("losses", str((trial_dir / "losses.csv").resolve()))
@@ -84,11 +85,15 @@ def search(
     n_startup_trials: int = 20,
     prune: bool = False,
     seed: int | None = 0,
+    max_trials: int | None = None,
 ) -> optuna.Study:
     """Run ``n_trials`` trials of the search on ``store`` (its train/valid splits); return the study.
 
     ``storage`` defaults to ``<out_dir>/optuna.db`` (sqlite). ``prune`` stops
-    unpromising trials early with optuna's median rule.
+    unpromising trials early with optuna's median rule. ``max_trials`` stops
+    as soon as the study (all processes sharing it, earlier runs included)
+    holds that many finished or pruned trials, so a rerun resumes a search
+    instead of extending it.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +106,11 @@ def search(
         direction="minimize",
         load_if_exists=True,
     )
-    study.optimize(lambda t: run_trial(t, prepared, space, train, out), n_trials=n_trials)
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    if max_trials is not None:
+        n_trials = min(n_trials, max(0, max_trials - len(study.get_trials(deepcopy=False, states=done))))
+    callbacks = [optuna.study.MaxTrialsCallback(max_trials, states=done)] if max_trials is not None else []
+    study.optimize(lambda t: run_trial(t, prepared, space, train, out), n_trials=n_trials, callbacks=callbacks)
     return study
 
 

@@ -29,7 +29,12 @@ LOSS_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds", "samples_p
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (CMD defaults: batch 128, 200 epochs, lr and wd from the search)."""
+    """Optimisation settings (CMD defaults: batch 128, 200 epochs, lr and wd from the search).
+
+    ``threads`` sets ``torch.set_num_threads`` for CPU training; on a shared
+    machine 1 thread per process is far faster per CPU-second than several
+    (measured 10x on 2 oversubscribed cores, see benchmarks/bench_training.py).
+    """
 
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -39,9 +44,10 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     progress: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.weight_decay < 0 or self.epochs < 1 or self.cycle < 1:
+        if self.lr <= 0 or self.weight_decay < 0 or self.epochs < 1 or self.cycle < 1 or (self.threads or 1) < 1:
             raise ValueError(f"invalid training settings {self}")
 
 
@@ -97,6 +103,8 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     device = default_device(config.device)
     amp = config.amp and device.type == "cuda"
+    if config.threads is not None and device.type == "cpu":
+        torch.set_num_threads(config.threads)
     model.to(device)
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.5, 0.999))

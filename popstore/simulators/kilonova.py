@@ -26,7 +26,7 @@ import pandas as pd
 
 from popstore.kilonova.ejecta import ejecta_from_binary
 from popstore.kilonova.lightcurve import BAND_WAVELENGTH, BANDS, DU17Settings, band_magnitudes, time_grid
-from popstore.kilonova.params import LABELS, binary_parameters, noise_draws, perturb_labels
+from popstore.kilonova.params import LABELS, binary_parameters, check_ordering, noise_draws, perturb_labels
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 
@@ -120,10 +120,15 @@ class KilonovaDU17(Simulator):
     def simulate_batch(self, params: pd.DataFrame, seeds: Sequence[int] | None = None) -> dict[str, np.ndarray]:
         """All samples of ``params`` at once; outputs get a leading ``sample`` axis.
 
+        Rows must be ordered (``m1 >= m2``, ``lambda1 <= lambda2``; ``ValueError``
+        otherwise), so a box prior from :func:`popstore.priors.sample_table`
+        fails loudly instead of filling the store with unphysical binaries.
+
         ``seeds`` (one per row) are needed only for noisy labels; row ``i``
         draws its noise from ``np.random.default_rng(seeds[i])``, exactly as
         :meth:`simulate` does.
         """
+        check_ordering(params)
         cols = [params[c].to_numpy(dtype=float) for c in LABELS]
         ej = ejecta_from_binary(*cols)
         out = {"mag": band_magnitudes(ej, self.time, self.bands, self.settings),

@@ -60,7 +60,7 @@ def sample_birth_positions(age_yr: np.ndarray, rng: np.random.Generator, cfg: Pu
     k = np.asarray(cfg.arm_k)[arm]
     phi = k * np.log(r / np.asarray(cfg.arm_r0_kpc)[arm]) + np.asarray(cfg.arm_phi0_rad)[arm]
     phi += rng.uniform(0.0, 2.0 * np.pi, n) * np.exp(-cfg.phi_smear_scale_per_kpc * r)
-    r = np.abs(r + rng.normal(0.0, 1.0, n) * cfg.r_smear_frac * r)
+    r = r + rng.normal(0.0, 1.0, n) * cfg.r_smear_frac * r
     phi += 2.0 * np.pi * age_yr / cfg.arm_rotation_period_yr
     z = rng.exponential(cfg.h_c_kpc, n) * rng.choice(np.array([-1.0, 1.0]), n)
     return np.stack([r * np.cos(phi), r * np.sin(phi), z])

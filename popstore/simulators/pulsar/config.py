@@ -11,6 +11,7 @@ and are overridden per sample by :func:`resolve_labels`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -142,7 +143,7 @@ class PulsarConfig:
     k1: float = 1.0
     k2: float = 1.0
     spin_t_min_yr: float = 1.0
-    spin_time_points: int = 65  # log-time grid points (odd: Simpson)
+    spin_time_points: int = 65  # log-time grid points of the field integral (odd)
     spin_steps: int = 48  # RK4 steps of the (X = P^2, s = sin^2 chi) system
 
     # --- radio emission ----------------------------------------------------------------------
@@ -186,7 +187,7 @@ class PulsarConfig:
         if self.n_stars < 1 or self.orbit_steps < 1 or self.spin_steps < 1:
             raise ValueError("n_stars, orbit_steps and spin_steps must be >= 1")
         if self.spin_time_points < 3 or self.spin_time_points % 2 == 0:
-            raise ValueError("spin_time_points must be odd and >= 3 (Simpson's rule)")
+            raise ValueError("spin_time_points must be odd and >= 3 (Richardson extrapolation on every second point)")
         if self.resolution_dyn < 2 or self.resolution_dyn % 2 or self.resolution_ppdot < 1:
             raise ValueError("resolution_dyn must be even and >= 2; resolution_ppdot >= 1")
 
@@ -199,8 +200,6 @@ class PulsarConfig:
     @property
     def beta_spindown(self) -> float:
         """beta = pi^2 R^6 / (I c^3) (s G^-2), so that dP/dt = beta B^2 / P (k0 + k1 sin^2 chi)."""
-        import math
-
         return math.pi**2 * self.ns_radius_cm**6 / (self.moment_of_inertia * self.c_cgs**3)
 
     def to_dict(self) -> dict[str, Any]:

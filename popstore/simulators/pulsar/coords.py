@@ -44,7 +44,7 @@ def to_observables(pos: np.ndarray, vel: np.ndarray, cfg: PulsarConfig) -> dict[
         frame=galactocentric_frame(cfg), representation_type="cartesian", differential_type="cartesian",
     )
     icrs = gc.transform_to(ICRS())
-    gal = icrs.transform_to(Galactic())
+    gal = SkyCoord(ra=icrs.ra, dec=icrs.dec, frame=ICRS()).transform_to(Galactic())  # positions only
     return {
         "ra": icrs.ra.to_value(u.deg),
         "dec": icrs.dec.to_value(u.deg),

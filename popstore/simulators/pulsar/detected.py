@@ -32,7 +32,7 @@ from popstore.simulators.pulsar import radio
 from popstore.simulators.pulsar.config import LABELS, PulsarConfig
 from popstore.simulators.pulsar.dm import D_MAX_KPC, DMGrid
 from popstore.simulators.pulsar.population import evolve_spin_and_radio, simulate_dynamics
-from popstore.simulators.pulsar.survey_maps import MAP_SURVEYS, survey_map_axes, survey_map_outputs, survey_maps
+from popstore.simulators.pulsar.survey_maps import MAP_SURVEYS, detected_survey_maps, survey_map_axes, survey_map_outputs
 from popstore.simulators.pulsar.surveys import DETECTION_SURVEYS, SURVEYS, in_any_sky_area, observe_all
 
 #: Target detections per detection survey (Pardo-Araujo et al. 2025; Graber et al. 2024: 1009, 218, 1023, 20).
@@ -215,6 +215,7 @@ class PulsarSurveys(Simulator):
             maps = {o.name: np.full([sizes[d] for d in o.dims], np.nan) for o in self.outputs if o.role == "input"}
             return {**maps, "n_created": np.int64(err.n_created), "birth_rate": err.birth_rate,
                     "n_detected": np.full(len(self.targets), -1), "aborted": np.int8(1)}
-        maps = survey_maps({s: run.detected[d] for s, d in MAP_SURVEYS.items()}, self.pulsar, rng, self.meerkat_sizes)
+        maps = detected_survey_maps({s: run.detected[d] for s, d in MAP_SURVEYS.items()}, self.pulsar, rng,
+                                    self.meerkat_sizes)
         return {**maps, "n_created": np.int64(run.n_created), "birth_rate": run.birth_rate,
                 "n_detected": np.array([len(run.detected[s]["P"]) for s in self.targets]), "aborted": np.int8(0)}

@@ -21,6 +21,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,10 +145,16 @@ class DMGrid:
                     "d": ("d", np.array(self.spec.d), {"units": "kpc"})},
             attrs=self.attrs,
         )
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(path) + ".tmp")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3)
-        tmp.rename(path)
+        try:
+            tmp.rename(path)  # atomic; another process may have written the same grid first
+        except OSError:
+            if not path.exists():
+                raise
+            shutil.rmtree(tmp)
 
     @classmethod
     def from_zarr(cls, path: str | Path) -> "DMGrid":

@@ -1,0 +1,1 @@
+"""Stellar dynamics: distribution functions, potentials, samplers and the acceleration method."""

@@ -1,0 +1,1 @@
+"""Inference from stores: moment-network CNNs, optuna searches, normalising flows and emulators."""

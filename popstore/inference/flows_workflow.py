@@ -1,0 +1,177 @@
+"""Pipeline stages of the flow/acceleration workflow (``popstore flows ...``).
+
+Sections of a pipeline file (see ``pipelines/flows_*.toml``):
+
+- ``[simulator]``, ``[store]``, ``[cluster]`` as for any pipeline;
+  ``[catalogue]`` gives the *exact* label values of the catalogue and
+  ``n_chunks`` (samples of ``n_stars`` each); it replaces the ``[priors]``
+  draws, which cannot express a fixed value.
+- ``[flows]``: :class:`~popstore.inference.flows.FlowConfig` fields, plus
+  ``output`` (directory of ``seed_<k>`` members), ``seeds``, ``rescaling``
+  (``"hernquist"``: positions / 10 a, velocities / sqrt(2 G M / a), the
+  papers' choice; ``"standard"``: mean and std), ``parallel``
+  (``"sequential"`` or ``"dask"``: one task per seed on the ``[cluster]``),
+  ``threads`` (torch threads), ``sphere_radius`` (keep stars within this
+  distance [kpc] of the Sun at ``(sun_x, 0, 0)``; solar neighbourhood).
+- ``[accelerations]``: where to evaluate, and the figure path.
+- ``[figures]``: paths of the loss and DF-slice figures and the slice definition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from popstore.cluster import cluster_client
+from popstore.dynamics.acceleration import cbe_acceleration, evaluation_velocities
+from popstore.dynamics.catalogue import catalogue_arrays
+from popstore.dynamics.hernquist import Hernquist
+from popstore.dynamics.potentials import MilkyWayPotential
+from popstore.generate import GenerationReport, generate
+from popstore.inference.flows import FlowConfig
+from popstore.inference.flows_ensemble import FlowEnsemble, load_ensemble, phase_space_log_df, train_ensemble
+from popstore.pipeline import Pipeline
+from popstore.store import open_store
+
+
+def resolve(pipe: Pipeline, section: str, key: str) -> Path:
+    """Path ``[section] key`` relative to the pipeline file."""
+    value = pipe.section(section).get(key)
+    if value is None:
+        raise ValueError(f"{pipe.path}: [{section}] needs '{key}'")
+    p = Path(value)
+    return p if p.is_absolute() else (pipe.path.parent / p).resolve()
+
+
+def catalogue_table(pipe: Pipeline) -> pd.DataFrame:
+    """One row per chunk, every row the ``[catalogue]`` label values."""
+    cat = pipe.section("catalogue")
+    sim = pipe.simulator()
+    missing = [p for p in sim.parameter_names if p not in cat]
+    if missing:
+        raise ValueError(f"{pipe.path}: [catalogue] must give {missing}")
+    n = int(cat.get("n_chunks", 1))
+    return pd.DataFrame({p: [float(cat[p])] * n for p in sim.parameter_names})
+
+
+def generate_catalogue(pipe: Pipeline, client: Any = None, progress: bool = True) -> GenerationReport:
+    """Write (or resume) the catalogue store, chunks in parallel on the ``[cluster]``."""
+    sim = pipe.simulator()
+    store = pipe.section("store")
+    with cluster_client(pipe.section("cluster")) if client is None else contextlib.nullcontext(client) as c:
+        return generate(sim, catalogue_table(pipe), pipe.store_path, c, seed=int(store.get("seed", 0)),
+                        samples_per_chunk=store.get("samples_per_chunk", 1), progress=progress)
+
+
+def flow_config(section: Mapping[str, Any]) -> FlowConfig:
+    """The :class:`FlowConfig` fields found in a ``[flows]`` section."""
+    names = {f.name for f in fields(FlowConfig)}
+    return FlowConfig(**{k: v for k, v in section.items() if k in names})
+
+
+def hernquist_model(ds: xr.Dataset) -> Hernquist:
+    """The Hernquist model of a ``hernquist`` catalogue store (labels of its first sample)."""
+    return Hernquist(float(ds["mass"].values[0]), float(ds["scale_radius"].values[0]))
+
+
+def training_data(pipe: Pipeline) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(n, 6) phase-space array of the selected stars and the rescaling of ``[flows]``."""
+    sec = pipe.section("flows")
+    ds = open_store(pipe.store_path)
+    x, v = catalogue_arrays(ds)
+    if "sphere_radius" in sec:
+        sun = np.array([float(sec.get("sun_x", 8.0)), 0.0, 0.0])
+        keep = np.linalg.norm(x - sun, axis=1) < float(sec["sphere_radius"])
+        x, v = x[keep], v[keep]
+    kind = sec.get("rescaling", "standard")
+    if kind == "hernquist":
+        h = hernquist_model(ds)
+        scale = np.r_[[10 * h.scale_radius] * 3, [np.sqrt(2 * h.gm / h.scale_radius)] * 3]
+        rescaling = (np.zeros(6), scale)
+    elif kind == "standard":
+        rescaling = None
+    else:
+        raise ValueError(f"[flows] rescaling must be 'hernquist' or 'standard', got {kind!r}")
+    return np.hstack([x, v]), rescaling
+
+
+def train(pipe: Pipeline, progress: bool = True) -> list:
+    """Train the ``[flows]`` ensemble on the catalogue (sequentially or one Dask task per seed)."""
+    sec = pipe.section("flows")
+    torch.set_num_threads(int(sec.get("threads", 1)))
+    data, rescaling = training_data(pipe)
+    cfg = flow_config(sec)
+    seeds = [int(s) for s in sec.get("seeds", [0])]
+    out = resolve(pipe, "flows", "output")
+    if sec.get("parallel", "sequential") == "dask":
+        with cluster_client(pipe.section("cluster")) as c:
+            return train_ensemble(data, cfg, seeds, out, client=c, rescaling=rescaling)
+    return train_ensemble(data, cfg, seeds, out, rescaling=rescaling, progress=progress)
+
+
+def ensemble(pipe: Pipeline) -> FlowEnsemble:
+    return load_ensemble(resolve(pipe, "flows", "output"), [int(s) for s in pipe.section("flows").get("seeds", [0])])
+
+
+def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
+    """Accelerations of every member, of the ensemble and the truth at the ``[accelerations]`` positions.
+
+    Hernquist stores: ``n_positions`` on the x axis from ``r_min_over_a`` to
+    ``r_max_over_a`` (0.4 a - 20 a, log-spaced), the paper's evaluation
+    velocities, plus the exact-DF result. Solar-neighbourhood stores:
+    positions on a line from ``start`` to ``stop`` [kpc] (default along R at
+    z = 0 across the sphere), ``n_velocities`` velocities per position drawn
+    from the ensemble itself; truth from the potential.
+    """
+    sec = pipe.section("accelerations")
+    ds = open_store(pipe.store_path)
+    ens = ensemble(pipe)
+    rng = np.random.default_rng(int(sec.get("seed", 42)))
+    n_pos, n_vel = int(sec.get("n_positions", 50)), int(sec.get("n_velocities", 1000))
+    models: dict[str, Any] = {f"seed_{i}": m for i, m in enumerate(ens.members)} | {"ensemble": ens}
+    if ds.attrs["simulator"] == "hernquist":
+        h = hernquist_model(ds)
+        pos = np.zeros((n_pos, 3))
+        pos[:, 0] = np.geomspace(float(sec.get("r_min_over_a", 0.4)), float(sec.get("r_max_over_a", 20.0)), n_pos) * h.scale_radius
+        vel = evaluation_velocities(pos, h.escape_speed(pos[:, 0]), n_vel, rng)
+        truth = h.acceleration(pos)
+        df_kind = pipe.section("simulator").get("config", {}).get("df", "isotropic")
+        logdfs = {"exact_df": lambda x, v: h.log_df(x, v, df_kind)}
+        coord = ("r", pos[:, 0], {"units": "kpc", "long_name": "galactocentric radius (x axis)"})
+    else:
+        start = np.asarray(sec.get("start", [7.2, 0.0, 0.0]), dtype=float)
+        stop = np.asarray(sec.get("stop", [8.8, 0.0, 0.0]), dtype=float)
+        pos = start + np.linspace(0, 1, n_pos)[:, None] * (stop - start)
+        draws = ens.sample(n_pos * n_vel, seed=int(sec.get("seed", 42))).numpy()
+        vel = draws[:, 3:].reshape(n_pos, n_vel, 3)
+        truth = MilkyWayPotential().acceleration(torch.tensor(pos)).numpy()
+        logdfs = {}
+        coord = ("s", np.linalg.norm(pos - start, axis=1), {"units": "kpc", "long_name": f"distance from {start.tolist()} towards {stop.tolist()}"})
+    logdfs.update({k: phase_space_log_df(m) for k, m in models.items()})
+    xt, vt = torch.tensor(pos), torch.tensor(vel)
+    accs = {k: cbe_acceleration(f, xt, vt, progress=progress).detach().numpy() for k, f in logdfs.items()}
+    dim = coord[0]
+    data = {"truth": ((dim, "component"), truth, {"units": "km2 s-2 kpc-1", "long_name": "true acceleration"}),
+            "position": ((dim, "component"), pos, {"units": "kpc"})}
+    data.update({f"acc_{k}": ((dim, "component"), a, {"units": "km2 s-2 kpc-1", "long_name": f"CBE acceleration, {k}"}) for k, a in accs.items()})
+    return xr.Dataset(data, coords={dim: xr.Variable(dim, coord[1], coord[2]), "component": ["x", "y", "z"]},
+                      attrs={"store": str(pipe.store_path), "n_velocities": n_vel})
+
+
+def relative_errors(ds: xr.Dataset) -> pd.DataFrame:
+    """Median, 90th percentile and max of |a - a_true| / |a_true| for every ``acc_*`` variable."""
+    truth = np.linalg.norm(ds["truth"].values, axis=1)
+    rows = {}
+    for k in ds.data_vars:
+        if k.startswith("acc_"):
+            e = np.linalg.norm(ds[k].values - ds["truth"].values, axis=1) / truth
+            rows[k[4:]] = {"median": np.median(e), "p90": np.percentile(e, 90), "max": e.max()}
+    return pd.DataFrame(rows).T

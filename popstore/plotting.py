@@ -1,0 +1,117 @@
+"""Figures of stored maps, generic over any store's 2D input variables.
+
+:func:`plot_maps` draws one sample's maps as a grid of ``pcolormesh`` panels on
+the stored bin edges (``<dim>_bnds`` via the coordinate's ``bounds`` attr, or
+midpoints between centres), with logarithmic axes where the coordinate has
+``scale = "log"``, axis labels from ``long_name`` and ``units``, and a colour
+bar in the variable's units. A variable with more than two non-``sample`` dims
+(e.g. ``(survey, dec, ra)``) gets one panel per value of its leading dims; the
+last two dims are (y, x).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from popstore.store import input_names, label_names
+
+
+def map_variables(ds: xr.Dataset) -> list[str]:
+    """Names of the ``role = "input"`` variables with at least two dims besides ``sample``, in simulator order."""
+    return [k for k in input_names(ds) if len([d for d in ds[k].dims if d != "sample"]) >= 2]
+
+
+def coordinate_edges(ds: xr.Dataset, dim: str) -> np.ndarray:
+    """Bin edges of ``dim``: from its bounds variable, else midpoints of the centres (or 0..n)."""
+    if dim not in ds.coords:
+        return np.arange(ds.sizes[dim] + 1, dtype=float)
+    c = ds[dim]
+    bnds = c.attrs.get("bounds")
+    if bnds and bnds in ds:
+        b = np.asarray(ds[bnds].values, dtype=float)
+        return np.append(b[:, 0], b[-1, 1])
+    v = np.asarray(c.values, dtype=float)
+    if v.size < 2:
+        return np.array([v[0] - 0.5, v[0] + 0.5]) if v.size else np.array([0.0, 1.0])
+    log = c.attrs.get("scale") == "log"
+    u = np.log(v) if log else v
+    mid = 0.5 * (u[1:] + u[:-1])
+    e = np.concatenate([[2 * u[0] - mid[0]], mid, [2 * u[-1] - mid[-1]]])
+    return np.exp(e) if log else e
+
+
+def _label(ds: xr.Dataset, dim: str) -> str:
+    if dim not in ds.coords:
+        return dim
+    a = ds[dim].attrs
+    return f"{a.get('long_name', dim)} [{a.get('units', '1')}]"
+
+
+def _panels(ds: xr.Dataset, sample: int, variables: Sequence[str]) -> list[tuple[str, str, xr.DataArray]]:
+    out = []
+    for name in variables:
+        if name not in ds.data_vars:
+            raise KeyError(f"variable {name!r} is not in the store; maps available: {map_variables(ds)}")
+        da = ds[name].isel(sample=sample) if "sample" in ds[name].dims else ds[name]
+        if da.ndim < 2:
+            raise ValueError(f"variable {name!r} has dims {da.dims}: a map needs at least two")
+        lead = da.dims[:-2]
+        for idx in itertools.product(*(range(da.sizes[d]) for d in lead)):
+            sel = dict(zip(lead, idx))
+            sub = da.isel(sel)
+            tag = ", ".join(f"{d}={ds[d].values[i] if d in ds.coords else i}" for d, i in sel.items())
+            out.append((name, f"{name}" + (f" ({tag})" if tag else ""), sub))
+    return out
+
+
+def plot_maps(ds: xr.Dataset, sample: int = 0, variables: Sequence[str] | None = None, path: str | Path | None = None,
+              ncols: int = 4, panel_size: float = 3.6, dpi: int = 110):
+    """One sample's maps as a PNG grid (returns the path, or the figure when ``path`` is None).
+
+    ``variables`` defaults to :func:`map_variables`; ``sample`` is a position along ``sample``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "sample" in ds.dims and not 0 <= sample < ds.sizes["sample"]:
+        raise IndexError(f"sample {sample} is outside the store's {ds.sizes['sample']} samples")
+    names = list(variables) if variables is not None else map_variables(ds)
+    if not names:
+        raise ValueError("the store has no 2D input variables to plot")
+    panels = _panels(ds, sample, names)
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * 1.25 * ncols, panel_size * nrows), squeeze=False,
+                             constrained_layout=True)
+    for ax, (name, title, da) in zip(axes.flat, panels):
+        ydim, xdim = da.dims
+        im = ax.pcolormesh(coordinate_edges(ds, xdim), coordinate_edges(ds, ydim), np.asarray(da.values, dtype=float),
+                           shading="flat", cmap="viridis")
+        for d, set_scale in ((xdim, ax.set_xscale), (ydim, ax.set_yscale)):
+            if d in ds.coords and ds[d].attrs.get("scale") == "log":
+                set_scale("log")
+        ax.set_xlabel(_label(ds, xdim))
+        ax.set_ylabel(_label(ds, ydim))
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, label=ds[name].attrs.get("units", ""))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    label = f"sample {sample}" if "sample" in ds.dims else ""
+    if "sample" in ds.dims:
+        labels = [k for k in label_names(ds) if ds[k].dims == ("sample",)]
+        if labels:
+            label += ": " + ", ".join(f"{k}={float(ds[k].values[sample]):.3g}" for k in labels)
+    fig.suptitle(label, fontsize=10)
+    if path is None:
+        return fig
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -1,0 +1,98 @@
+"""Solar-neighbourhood mock: potential, quasi-isothermal sampler, orbits, simulator, store, missing-RV subset."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import popstore
+from popstore.dynamics.catalogue import catalogue_arrays, full_velocities, missing_rv_subset
+from popstore.dynamics.orbits import leapfrog
+from popstore.dynamics.potentials import MilkyWayPotential
+from popstore.dynamics.quasi_isothermal import QuasiIsothermal, QuasiIsothermalMixture, Selection
+from popstore.simulators import get_simulator
+
+torch.set_num_threads(1)
+POT = MilkyWayPotential()
+
+
+def test_potential_normalisation_and_forces():
+    """v_c(R0) = 220 km/s, component shares 5/60/35 %, closed-form forces = -grad Phi."""
+    fr = POT.frequencies(np.array([8.0]))
+    assert fr["v_c"][0] == pytest.approx(220.0, rel=1e-12)
+    x0 = torch.tensor([[8.0, 0.0, 0.0]], dtype=torch.float64)
+    assert float(-POT.acceleration(x0)[0, 0]) == pytest.approx(220.0**2 / 8.0, rel=1e-12)
+    x = torch.tensor(np.random.default_rng(0).normal(0, 6, (30, 3)), requires_grad=True)
+    grad = torch.autograd.grad(POT.potential(x).sum(), x)[0]
+    torch.testing.assert_close(POT.acceleration(x.detach()), -grad, rtol=1e-10, atol=1e-10)
+    # MWPotential2014 has kappa/Omega ~ 1.34 at the Sun (flat-ish rotation curve: sqrt 2 = 1.41)
+    assert fr["kappa"][0] / fr["omega"][0] == pytest.approx(1.34, abs=0.01)
+
+
+def test_leapfrog_conserves_energy_and_angular_momentum():
+    x, v, _ = QuasiIsothermalMixture().sample(500, np.random.default_rng(1), Selection(4.0, 12.0, 1.0))
+    x1, v1 = leapfrog(POT.acceleration, x, v, 500.0, 0.5)
+    energy = lambda x, v: POT.potential(torch.tensor(x)).numpy() + 0.5 * (v**2).sum(1)  # noqa: E731
+    de = np.abs(energy(x1, v1) / energy(x, v) - 1)
+    lz = lambda x, v: x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]  # noqa: E731
+    assert np.median(de) < 1e-5 and np.percentile(de, 99) < 1e-3
+    np.testing.assert_allclose(lz(x1, v1), lz(x, v), rtol=1e-9)
+    assert np.abs(x1 - x).mean() > 1.0  # the stars did move
+
+
+def test_quasi_isothermal_dispersions_and_selection():
+    """Epicyclic qDF: <v_R^2> and <v_z^2> at R ~ R0 equal sigma^2(R_g) averaged over the guiding radii there."""
+    pop = QuasiIsothermal(scale_length=2.5, sigma_r=35.0, sigma_z=20.0, sigma_scale_length=8.0)
+    sel = Selection(1.0, 16.0, 2.5)
+    mix = QuasiIsothermalMixture([pop])
+    x, v, k = mix.sample(60_000, np.random.default_rng(2), sel)
+    big_r = np.hypot(x[:, 0], x[:, 1])
+    assert big_r.min() > 1.0 and big_r.max() < 16.0 and np.abs(x[:, 2]).max() < 2.5 and np.all(k == 0)
+    near = np.abs(big_r - 8.0) < 0.25
+    v_r = (x[near, 0] * v[near, 0] + x[near, 1] * v[near, 1]) / big_r[near]
+    # p(R_g | R = R0) ∝ p(R_g) N(R0 - R_g; 0, sigma_R(R_g) / kappa(R_g)), sigma^2(R_g) ∝ exp(-2 (R_g - R0) / h_sigma)
+    rg = mix.rg
+    s_r = 35.0 * np.exp(-(rg - 8.0) / 8.0)
+    width = s_r / mix.freq["kappa"]
+    w = np.gradient(mix.cdfs[0], rg) * np.exp(-0.5 * ((8.0 - rg) / width) ** 2) / width
+    expect_r = np.sqrt(np.sum(w * s_r**2) / np.sum(w))
+    expect_z = expect_r * 20.0 / 35.0
+    assert v_r.std() == pytest.approx(expect_r, rel=4 / np.sqrt(2 * near.sum()))
+    assert v[near, 2].std() == pytest.approx(expect_z, rel=4 / np.sqrt(2 * near.sum()))
+    assert expect_r > 35.0  # inner guiding radii dominate: hotter than sigma_R(R0)
+    assert v[near, 2].mean() == pytest.approx(0.0, abs=4 * expect_z / np.sqrt(near.sum()))
+
+
+def test_simulator_kick_and_reproducibility():
+    sim = get_simulator("solar_neighbourhood", n_stars=3000)
+    a = sim.simulate({"kick_vz": 0.0, "time_myr": 0.0}, 5)
+    b = sim.simulate({"kick_vz": 15.0, "time_myr": 0.0}, 5)
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_allclose(b["vz"] - a["vz"], 15.0)
+    c = sim.simulate({"kick_vz": 15.0, "time_myr": 0.0}, 5)
+    for key in a:
+        np.testing.assert_array_equal(b[key], c[key])
+
+
+def test_chunked_store_is_one_catalogue_and_missing_rv(tmp_path):
+    """Chunks written by popstore.generate concatenate into one catalogue; the missing-RV subset round-trips."""
+    from distributed import Client
+
+    sim = get_simulator("solar_neighbourhood", n_stars=1500)
+    params = pd.DataFrame({"kick_vz": [0.0] * 3, "time_myr": [0.0] * 3})
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        rep = popstore.generate(sim, params, tmp_path / "sn.zarr", client=c, samples_per_chunk=1, progress=False)
+    assert rep.complete
+    ds = popstore.open_store(tmp_path / "sn.zarr")
+    x, v = catalogue_arrays(ds)
+    assert x.shape == (4500, 3)
+    direct = sim.simulate({"kick_vz": 0.0, "time_myr": 0.0}, int(ds.seed.values[1]))
+    np.testing.assert_array_equal(x[1500:3000, 0], direct["x"])
+    sub = missing_rv_subset(x, v, np.random.default_rng(0))
+    big_r = np.hypot(sub.x.values, sub.y.values)
+    assert big_r.min() > 7 and big_r.max() < 9
+    assert sub.has_vlos.mean() == pytest.approx(0.5, abs=0.06)
+    assert np.isnan(sub.v_los.values[~sub.has_vlos.values]).all()
+    xf, vf = full_velocities(sub)
+    inside = (np.hypot(x[:, 0], x[:, 1]) > 7) & (np.hypot(x[:, 0], x[:, 1]) < 9)
+    np.testing.assert_allclose(vf, v[inside][sub.has_vlos.values], atol=1e-9)

@@ -1,0 +1,193 @@
+"""Moment-network inference on stores: data preparation, training, search, test reports, cross-suite, CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+import popstore
+from popstore.inference.data import DataConfig, prepare, rotatable, train_on_store
+from popstore.inference.evaluate import cross_suite, make_test_report, metrics, predict
+from popstore.inference.model import load_model
+from popstore.inference.search import SearchSpace, load_best, search
+from popstore.inference.train import TrainConfig
+from popstore.priors import sample_table
+from popstore.simulators import get_simulator
+
+NPIX = 16
+FAST = TrainConfig(lr=2e-3, epochs=2, cycle=10, progress=False, threads=1)
+DATA = DataConfig(inputs=["density"], labels=["amplitude", "slope"], batch_size=32)
+
+
+def make_store(path: Path, n: int, seed: int, **config) -> Path:
+    from distributed import Client
+
+    sim = get_simulator("gaussian_fields", npix=NPIX, **config)
+    params = sample_table(sim.parameters, n, seed=seed, design="latin_hypercube")
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        popstore.generate(sim, params, path, client=client, seed=seed, samples_per_chunk=32, progress=False)
+    popstore.split(path, test=0.2, valid=0.2, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inference")
+    return make_store(root / "a.zarr", 160, 1), make_store(root / "b.zarr", 96, 2, gamma=1.3)
+
+
+@pytest.fixture(scope="module")
+def trained(stores, tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model")
+    return train_on_store(stores[0], out, hidden=2, dropout=0.1, data=DATA, train=FAST)
+
+
+def test_prepare_fits_log_statistics_on_training_split(stores) -> None:
+    data = prepare(stores[0], DataConfig(inputs=["temperature", "density"], labels=["slope"], batch_size=32))
+    assert data.train.channels == ["temperature", "density"]
+    assert data.preprocessor.log10.tolist() == [True, True]  # log-normal fields are positive
+    ds = popstore.open_store(stores[0])
+    train = ds.sel(sample=ds["split"] == "train")
+    logt = np.log10(train["temperature"].values.astype(np.float64))
+    np.testing.assert_allclose(data.preprocessor.mean[0].item(), logt.mean(), rtol=1e-5)
+    np.testing.assert_allclose(data.preprocessor.std[0].item(), logt.std(), rtol=1e-5)
+    lo, hi = ds["label_stats"].sel(subset="train", label="slope", statistic=["min", "max"]).values
+    assert data.label_shift[0] == pytest.approx(lo) and data.label_scale[0] == pytest.approx(hi - lo)
+    assert data.augment  # y and x are the same Mpc/h grid
+
+
+def test_rotatable_refuses_axes_of_different_quantities() -> None:
+    square = xr.Dataset(
+        {"m": (("sample", "log10_pdot", "log10_p"), np.zeros((1, 4, 4)))},
+        coords={"log10_p": ("log10_p", np.arange(4.0), {"units": "s"}),
+                "log10_pdot": ("log10_pdot", np.arange(4.0) - 20, {"units": "s/s"})},
+    )
+    assert not rotatable(square, ["m"])
+    same = square.assign_coords(log10_pdot=("log10_pdot", np.arange(4.0), {"units": "s"}))
+    assert rotatable(same, ["m"])
+
+
+def test_metrics_of_calibrated_gaussian_errors() -> None:
+    rng = np.random.default_rng(0)
+    n = 200_000
+    truth = rng.uniform(1.0, 3.0, (n, 1))
+    sigma = rng.uniform(0.05, 0.2, (n, 1, 1))
+    mean = truth[:, None, :] + sigma * rng.standard_normal((n, 1, 1))
+    pred = xr.Dataset({"truth": (("sample", "label"), truth), "mean": (("sample", "orientation", "label"), mean),
+                       "sigma": (("sample", "orientation", "label"), sigma)}, coords={"label": ["p"]})
+    m = metrics(pred, np.array([2.0])).loc["p"]
+    assert m["coverage_1sigma"] == pytest.approx(0.6827, abs=0.003)
+    assert m["chi2"] == pytest.approx(1.0, abs=0.01)
+    rmse = np.sqrt(np.mean(sigma**2))
+    assert m["rmse"] == pytest.approx(rmse, rel=0.01) and m["rmse_norm"] == pytest.approx(rmse / 2, rel=0.01)
+    assert m["r2"] == pytest.approx(1 - rmse**2 / (4 / 12), rel=1e-3)  # var of U(1, 3) = 4/12
+    useless = pred.assign(mean=pred["mean"] * 0 + truth.mean())
+    assert metrics(useless).loc["p", "r2"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_train_on_store_checkpoint_and_losses(trained) -> None:
+    losses = pd.read_csv(trained.losses)
+    assert list(losses["epoch"]) == [0, 1]
+    assert trained.best_valid_loss == pytest.approx(losses["valid_loss"].min())
+    model = load_model(trained.checkpoint)
+    assert model.inputs == ["density"] and model.labels == ["amplitude", "slope"] and model.augment
+
+
+def test_test_report_files_agree_with_metrics(trained, stores) -> None:
+    table = make_test_report(trained.checkpoint, stores[0])
+    out = trained.checkpoint.parent
+    n_test = int((popstore.open_store(stores[0])["split"] == "test").sum())
+    rows = pd.read_csv(out / "test_a.csv")
+    assert len(rows) == n_test * 8  # augmented model: tested in all 8 orientations
+    rmse = np.sqrt(np.mean((rows["mean_slope"] - rows["truth_slope"]) ** 2))
+    assert table.loc["slope", "rmse"] == pytest.approx(rmse, rel=1e-9)
+    cover = np.mean(np.abs(rows["mean_amplitude"] - rows["truth_amplitude"]) < rows["sigma_amplitude"])
+    assert table.loc["amplitude", "coverage_1sigma"] == pytest.approx(cover)
+    saved = xr.open_zarr(out / "test_a.zarr", consolidated=False)
+    np.testing.assert_allclose(saved["sigma"].sel(label="slope").values.ravel(), rows["sigma_slope"])
+    assert (out / "test_a.png").stat().st_size > 10_000
+    pd.testing.assert_frame_equal(pd.read_csv(out / "test_a_metrics.csv", index_col="label"), table)
+
+
+def test_predictions_are_invariant_in_orientation_count_for_first(trained, stores) -> None:
+    model = load_model(trained.checkpoint)
+    one = predict(model, stores[0], "test", orientations=1)
+    eight = predict(model, stores[0], "test", orientations=8)
+    np.testing.assert_allclose(one["mean"].values[:, 0], eight["mean"].values[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(one["truth"].values, eight["truth"].values)
+    with pytest.raises(ValueError, match="orientations"):
+        predict(model, stores[0], "test", orientations=4)
+
+
+def test_cross_suite_reports_both_stores(trained, stores, tmp_path) -> None:
+    table = cross_suite(trained.checkpoint, {"same": stores[0], "gamma1.3": stores[1]}, out_dir=tmp_path)
+    assert table.index.names == ["store", "label"]
+    assert set(table.index.get_level_values("store")) == {"same", "gamma1.3"}
+    n_test_b = int((popstore.open_store(stores[1])["split"] == "test").sum())
+    assert table.loc[("gamma1.3", "slope"), "n"] == 8 * n_test_b
+    assert (tmp_path / "cross_gamma1.3_metrics.csv").exists()
+
+
+def test_model_refuses_store_of_other_resolution(trained, tmp_path) -> None:
+    from distributed import Client
+
+    sim = get_simulator("gaussian_fields", npix=32)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
+        popstore.generate(sim, sample_table(sim.parameters, 10, 0), tmp_path / "big.zarr", client=c, progress=False)
+    with pytest.raises(ValueError, match=r"the model was trained on 16x16"):
+        predict(load_model(trained.checkpoint), tmp_path / "big.zarr", split=None)
+
+
+def test_search_saves_trials_and_reloads_best(stores, tmp_path) -> None:
+    db = tmp_path / "study.db"
+    space = SearchSpace(hidden=(1, 2), dropout=(0.0, 0.2))
+    study = search(stores[0], tmp_path, 2, DATA, FAST, space, study_name="s", storage=db, n_startup_trials=2, seed=0)
+    assert len(study.trials) == 2
+    for t in study.trials:
+        assert Path(t.user_attrs["checkpoint"]).parent == tmp_path / f"trial_{t.number}"
+        assert len(pd.read_csv(t.user_attrs["losses"])) == 2
+        assert space.hidden[0] <= t.params["hidden"] <= space.hidden[1]
+    # a second process (here: call) on the same storage adds to the same study
+    search(stores[0], tmp_path, 1, DATA, FAST, space, study_name="s", storage=db, n_startup_trials=2, seed=1)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 3
+    # a rerun that asks for 3 trials in total finds them all done and trains nothing
+    study = search(stores[0], tmp_path, 5, DATA, FAST, space, study_name="s", storage=db, seed=2, max_trials=3)
+    assert len(study.trials) == 3
+    best = load_best(db, "s")
+    expected = torch.load(study.best_trial.user_attrs["checkpoint"], weights_only=True)["state_dict"]
+    for k, v in best.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+    assert best.network.config.hidden == study.best_trial.params["hidden"]
+
+
+def test_cli_train_and_test(stores, tmp_path, capsys) -> None:
+    from popstore.cli import main
+
+    assert main(["inference", "train", str(stores[0]), str(tmp_path), "--inputs", "density", "--labels", "slope",
+                 "--epochs", "1", "--hidden", "1", "--batch-size", "32", "--threads", "1", "-q"]) == 0
+    assert "best epoch 0" in capsys.readouterr().out
+    assert main(["inference", "test", str(tmp_path / "model.pt"), str(stores[0]), "--orientations", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "coverage_1sigma" in out and "slope" in out
+
+
+@pytest.mark.slow
+def test_ci_pipeline_runs_end_to_end(tmp_path) -> None:
+    from popstore.inference.pipeline import run
+
+    src = Path(__file__).parents[1] / "pipelines" / "gaussian_fields_inference_ci.toml"
+    (tmp_path / "pipelines").mkdir()
+    shutil.copy(src, tmp_path / "pipelines" / src.name)
+    table = run(tmp_path / "pipelines" / src.name, progress=False)
+    assert list(table.index) == ["amplitude", "slope"]
+    assert (tmp_path / "out" / "gf_inference_ci" / "optuna.db").exists()
+    assert table["n"].iloc[0] == 8 * int((popstore.open_store(tmp_path / "out" / "gaussian_fields_ci.zarr")["split"] == "test").sum())

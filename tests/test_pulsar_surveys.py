@@ -1,0 +1,170 @@
+"""The detection-driven ``pulsar_surveys`` simulator and the observed store built on its bins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ymw16", reason="YMW16 (pip install pyymw16) is not installed")
+
+import popstore  # noqa: E402
+from popstore.catalog import check_compatible, observed_store, write_observed_store  # noqa: E402
+from popstore.priors import sample_table  # noqa: E402
+from popstore.simulators import get_simulator  # noqa: E402
+from popstore.simulators.pulsar.detected import BirthRateExceeded, batch_size  # noqa: E402
+from popstore.simulators.pulsar.dm import DMGrid  # noqa: E402
+from popstore.simulators.pulsar.survey_maps import SURVEY_MAP_VARIABLES  # noqa: E402
+from popstore.simulators.pulsar.surveys import SURVEYS  # noqa: E402
+from popstore.store import Layout, sample_seeds, template  # noqa: E402
+
+ATNF = Path(__file__).parents[2] / "shared" / "data" / "atnf_full_nobinary_06-08-2024.csv"
+TARGETS = {"PMPS": 12, "SMPS": 3, "HTRU_low_mid": 12, "HTRU_high": 2}
+MEERKAT = {"PMPS": 6, "SMPS": 2, "HTRU": 6}
+MID = {"mu_logB": 13.0, "sigma_logB": 0.5, "mu_logP": -0.5, "sigma_logP": 0.5, "a_late": -1.5,
+       "L_radio_log10_mean": 26.6, "epsilon_L": 0.55}
+
+
+@pytest.fixture(scope="module")
+def dm_cache(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("dmcache"))
+    DMGrid.load("coarse", cache_dir=path, progress=False)  # once, before any Dask worker needs it
+    return path
+
+
+def small(dm_cache: str, **kw):
+    cfg = dict(targets=TARGETS, meerkat_sizes=MEERKAT, batch_sizes=(4000, 1000, 500), dm_grid="coarse",
+               dm_cache_dir=dm_cache, resolution_ppdot=16, resolution_dyn=16, orbit_steps=32)
+    cfg.update(kw)
+    return get_simulator("pulsar_surveys", **cfg)
+
+
+def test_batch_schedule():
+    t = {"A": 100, "B": 10}
+    assert batch_size({"A": 0, "B": 10}, t, (100_000, 10_000, 5_000), (0.9, 0.95)) == 100_000
+    assert batch_size({"A": 90, "B": 10}, t, (100_000, 10_000, 5_000), (0.9, 0.95)) == 10_000
+    assert batch_size({"A": 96, "B": 20}, t, (100_000, 10_000, 5_000), (0.9, 0.95)) == 5_000
+
+
+def test_detection_run_reaches_targets(dm_cache):
+    sim = small(dm_cache)
+    run = sim.run(MID, np.random.default_rng(3))
+    assert {k: len(v["P"]) for k, v in run.detected.items()} == TARGETS
+    assert run.birth_rate == pytest.approx(run.n_created / (3e7 / 100))
+    for name, members in (("PMPS", ["PMPS"]), ("SMPS", ["SMPS"]), ("HTRU_low_mid", ["HTRU_low", "HTRU_mid"]),
+                          ("HTRU_high", ["HTRU_high"])):
+        det = run.detected[name]
+        assert np.all(det["snr"] > 9)
+        inside = np.logical_or.reduce([SURVEYS[m].sky.contains(det["l"], det["b"], det["dec"]) for m in members])
+        assert inside.all()
+        assert np.all(det["d"] < 35) and np.all(det["S1400"] > 0)
+
+
+def test_simulate_is_deterministic_and_shaped(dm_cache):
+    sim = small(dm_cache)
+    a, b = sim.simulate(MID, 7), sim.simulate(MID, 7)
+    out = sim.check_sample(a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert out["ppdot_map"].shape == (3, 16, 16) and out["position_map_radec"].shape == (3, 8, 16)
+    assert out["n_detected"].tolist() == list(TARGETS.values()) and out["aborted"] == 0
+    # the density maps hold the detected stars (Gaussian smoothing conserves counts away from the edges)
+    assert out["ppdot_map"].sum(axis=(1, 2)) == pytest.approx([12, 3, 12], rel=0.15)
+    assert np.all(out["ppdot_map_fluxes"] >= -7.0 - 1e-6) and np.all(out["ppdot_map_fluxes"] < 0)
+
+
+def test_birth_rate_abort(dm_cache):
+    sim = small(dm_cache, max_birth_rate=0.001)  # 0.001 per century: 300 stars at most
+    with pytest.raises(BirthRateExceeded, match="exceeds the maximum 0.001"):
+        sim.simulate(MID, 1)
+    flagged = small(dm_cache, max_birth_rate=0.001, on_birth_rate_exceeded="flag").simulate(MID, 1)
+    assert flagged["aborted"] == 1 and np.isnan(flagged["ppdot_map"]).all()
+    assert flagged["birth_rate"] > 0.001
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory, dm_cache, client):
+    root = tmp_path_factory.mktemp("surveys")
+    sim = small(dm_cache)
+    params = sample_table(sim.parameters, 2, seed=0, ranges={"L_radio_log10_mean": (26.0, 27.5), "mu_logB": (12.6, 13.4)})
+    report = popstore.generate(sim, params, root / "sim.zarr", client, seed=5, samples_per_chunk=1, progress=False)
+    assert report.complete
+    single = popstore.generate(sim, params.iloc[:1], root / "single.zarr", client, seed=6, progress=False)
+    assert single.complete
+    return root, sim
+
+
+@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+def test_observed_store_shares_coordinates(stores):
+    root, sim = stores
+    simulated = popstore.open_store(root / "sim.zarr")
+    obs = observed_store(ATNF, simulated)
+    write_observed_store(obs, root / "obs.zarr")
+    back = popstore.open_store(root / "obs.zarr")
+    for name in simulated.coords:
+        if name != "sample" and name in back.coords:
+            np.testing.assert_array_equal(back[name].values, simulated[name].values)
+            assert back[name].attrs == simulated[name].attrs
+    for v in SURVEY_MAP_VARIABLES:
+        assert back[v].dims == simulated[v].dims and back.sizes["sample"] == 1
+        assert back[v].attrs == simulated[v].attrs
+    for axis in ("p", "pdot", "ra", "dec"):
+        bnds = simulated[axis].attrs["bounds"]
+        np.testing.assert_array_equal(back[bnds].values, simulated[bnds].values)
+    check_compatible(back, simulated)
+    assert back["n_observed"].values.tolist() == [965, 192, 985]
+    assert np.isnan(back["mu_logB"].values).all()
+    assert (back["velocity_map_vra"].values == 0).all()
+    # counts: the smoothed PMPS P-Pdot map still holds all 965 pulsars (reflecting edges conserve counts)
+    assert float(back["ppdot_map"].sel(survey="PMPS").sum()) == pytest.approx(965, rel=1e-5)
+
+
+@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+def test_single_population_store(stores):
+    root, _ = stores
+    single = popstore.open_store(root / "single.zarr")
+    assert single.sizes["sample"] == 1 and bool(single["done"].all())
+    obs = observed_store(ATNF, single)
+    check_compatible(obs, single)
+    assert single["ppdot_map"].shape == (1, 3, 16, 16)
+    assert single["n_detected"].values[0].tolist() == list(TARGETS.values())
+
+
+@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+def test_mismatch_is_a_clear_error(stores, dm_cache):
+    root, sim = stores
+    obs = observed_store(ATNF, popstore.open_store(root / "sim.zarr"))
+
+    def like(**kw):
+        s = small(dm_cache, **kw)
+        params = sample_table(s.parameters, 1, seed=0)
+        return template(s, params, sample_seeds(0, 1), Layout(1, 1, 1))[0]
+
+    with pytest.raises(ValueError, match="coordinate 'pdot' differs in resolution: 16 vs 8 bins"):
+        check_compatible(obs, like(resolution_ppdot=8))
+    with pytest.raises(ValueError, match="coordinate 'dec' differs in resolution: 8 vs 16 bins"):
+        check_compatible(obs, like(resolution_dyn=32))
+    with pytest.raises(ValueError, match="coordinate 'p' differs in range"):
+        check_compatible(obs, like(P_range_s=(1e-3, 10.0)))
+    with pytest.raises(ValueError, match="attr 'smooth_sigma_bins' differs"):
+        check_compatible(obs, like(smooth_sigma_bins=2.0))
+    with pytest.raises(ValueError, match="attr 'fill' differs"):
+        check_compatible(obs, like(flux_fill=-8.0))
+    with pytest.raises(ValueError, match="'ppdot_map_fluxes' is missing from the simulated store"):
+        check_compatible(obs, like().drop_vars("ppdot_map_fluxes"))
+
+
+@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+def test_cli_observed_and_compare(stores, tmp_path, capsys):
+    from popstore.cli import main
+
+    root, _ = stores
+    assert main(["observed", str(ATNF), "--like", str(root / "sim.zarr"), "-o", str(tmp_path / "obs.zarr")]) == 0
+    assert "'PMPS': 965" in capsys.readouterr().out
+    png = tmp_path / "cmp.png"
+    assert main(["compare-ppdot", str(tmp_path / "obs.zarr"), str(root / "sim.zarr"), "--sample", "1",
+                 "-o", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="outside the store's 2 samples"):
+        main(["compare-ppdot", str(tmp_path / "obs.zarr"), str(root / "sim.zarr"), "--sample", "5", "-o", str(png)])
