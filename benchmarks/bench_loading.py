@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=64, help="samples per store chunk")
-    ap.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "none"])
+    ap.add_argument("--compression", default="lz4", choices=["zstd", "lz4", "none"])
     args = ap.parse_args()
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="popstore-bench-"))

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from popstore.cluster import cluster_client
 from popstore.simulator import Simulator
 from popstore.store import (
+    DEFAULT_COMPRESSION,
     Layout,
     StoreMismatchError,
     choose_layout,
@@ -147,7 +148,7 @@ def prepare_store(
     seed: int = 0,
     samples_per_chunk: int | None = None,
     samples_per_shard: int | None = None,
-    compression: str = "zstd",
+    compression: str = DEFAULT_COMPRESSION,
 ) -> tuple[pd.DataFrame, Layout, np.ndarray, np.ndarray]:
     """Create ``store``'s template, or check that an existing one was made by the same run.
 
@@ -185,7 +186,7 @@ def generate(
     seed: int = 0,
     samples_per_chunk: int | None = None,
     samples_per_shard: int | None = None,
-    compression: str = "zstd",
+    compression: str = DEFAULT_COMPRESSION,
     retries: int = 3,
     progress: bool = True,
 ) -> GenerationReport:
@@ -211,7 +212,7 @@ def generate(
     samples_per_chunk, samples_per_shard
         Override the automatic layout (see :func:`popstore.store.choose_layout`).
     compression
-        Codec of the outputs: ``"zstd"`` (default), ``"lz4"`` or ``"none"``
+        Codec of the outputs: ``"lz4"`` (default), ``"zstd"`` or ``"none"``
         (see :data:`popstore.store.COMPRESSION`).
     retries
         Times Dask reruns a task whose worker died.

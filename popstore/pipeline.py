@@ -18,7 +18,7 @@ Example (``pipelines/gaussian_fields.toml``)::
     path = "out/gaussian_fields.zarr"   # relative to the pipeline file
     seed = 0
     samples_per_chunk = 64              # optional
-    compression = "zstd"                # or "lz4", "none"
+    compression = "lz4"                 # or "zstd" (smaller, slower to read), "none"
 
     [split]
     test = 0.1
@@ -44,6 +44,7 @@ from typing import Any
 
 from popstore.cluster import cluster_client
 from popstore.generate import GenerationReport, generate
+from popstore.store import DEFAULT_COMPRESSION
 from popstore.simulator import Simulator
 from popstore.simulators import get_simulator
 from popstore.splits import split
@@ -91,7 +92,7 @@ class Pipeline:
             return generate(sim, self.parameter_table(sim), self.store_path, c, seed=int(store.get("seed", 0)),
                             samples_per_chunk=store.get("samples_per_chunk"),
                             samples_per_shard=store.get("samples_per_shard"),
-                            compression=store.get("compression", "zstd"), progress=progress)
+                            compression=store.get("compression", DEFAULT_COMPRESSION), progress=progress)
 
     def split(self):
         """Run the split stage with the ``[split]`` settings."""

@@ -50,13 +50,14 @@ STATISTICS = ("mean", "std", "min", "max")
 COORDINATE_VARIABLES = ("split",)
 
 COMPRESSION = {
-    # count-like maps compress ~7x (reference/zarr_dask_torch.md): the default
-    "zstd": (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),),
-    # ~2x faster to decode, slightly larger: for stores read many times in training
+    # fast to decode (training reads a store many times): the default
     "lz4": (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
-    # continuous float maps gain only ~1.3x; uncompressed reads are fastest
+    # smaller (count-like maps ~7x, reference/zarr_dask_torch.md) but ~2x slower to decode: for archives
+    "zstd": (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),),
+    # continuous float maps gain only ~1.3x from either; uncompressed reads are fastest
     "none": None,
 }
+DEFAULT_COMPRESSION = "lz4"
 
 
 class SchemaError(ValueError):
@@ -178,7 +179,7 @@ def sample_seeds(seed: int, n: int) -> np.ndarray:
 
 
 def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layout: Layout,
-             compression: str = "zstd") -> tuple[xr.Dataset, dict]:
+             compression: str = DEFAULT_COMPRESSION) -> tuple[xr.Dataset, dict]:
     """The whole store as a lazy dataset (outputs and ``done`` as dask zeros) and its Zarr encoding.
 
     ``compression`` names a codec of :data:`COMPRESSION` for the outputs.
@@ -243,7 +244,7 @@ def create_store(
     params: pd.DataFrame,
     seeds: np.ndarray,
     layout: Layout,
-    compression: str = "zstd",
+    compression: str = DEFAULT_COMPRESSION,
 ) -> None:
     """Write the template of a new store: labels, seeds and coordinates now, outputs later.
 

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from popstore.splits import label_statistics
 from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store
@@ -173,11 +173,15 @@ class MapDataset(Dataset):
                 self._cache.popitem(last=False)
         return parts
 
-    def read_inputs(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Input arrays ``(n, C, ...)`` (float32) of dataset positions, reading each chunk once."""
+    def read_inputs(self, positions: Sequence[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Input arrays ``(n, C, ...)`` (float32) of dataset positions, reading each chunk once.
+
+        ``out``, if given, is filled in place.
+        """
         sample = self.indices[np.asarray(positions, dtype=np.int64)]
         chunk_of = sample // self.chunk
-        out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
         for c in np.unique(chunk_of):
             sel = np.flatnonzero(chunk_of == c)
             rows = sample[sel] - c * self.chunk
@@ -197,7 +201,8 @@ class MapDataset(Dataset):
 
     def batch(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked ``(x, y)`` of several positions, inputs transformed."""
-        x = torch.from_numpy(self.read_inputs(positions))
+        x = _batch_tensor((len(positions), len(self.channels), *self.map_shape))
+        self.read_inputs(positions, out=x.numpy())
         if self.transform is not None:
             x = self.transform(x)
         return x, self.y[np.asarray(positions, dtype=np.int64)]
@@ -210,6 +215,16 @@ class MapDataset(Dataset):
         chunk_of = self.indices // self.chunk
         bounds = np.flatnonzero(np.diff(chunk_of)) + 1
         return np.split(np.arange(len(self.indices)), bounds)
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float32 tensor; in a DataLoader worker it lives in shared memory, as torch's own
+    collate does, so sending the batch to the main process copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    proto = torch.empty(0, dtype=torch.float32)
+    storage = proto._typed_storage()._new_shared(int(np.prod(shape)), device="cpu")
+    return proto.new(storage).resize_(shape)
 
 
 class _Batch(Sequence):
