@@ -70,10 +70,17 @@ class Pipeline:
     def section(self, name: str) -> dict[str, Any]:
         return dict(self.sections.get(name, {}))
 
+    def path_of(self, section: str, key: str) -> Path:
+        """The path ``[section] key``, relative to the pipeline file unless absolute."""
+        value = self.sections.get(section, {}).get(key)
+        if value is None:
+            raise ValueError(f"{self.path}: [{section}] needs '{key}'")
+        p = Path(value)
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
     @property
     def store_path(self) -> Path:
-        p = Path(self.sections["store"]["path"])
-        return p if p.is_absolute() else (self.path.parent / p).resolve()
+        return self.path_of("store", "path")
 
     def simulator(self) -> Simulator:
         sim = self.section("simulator")

@@ -1,4 +1,4 @@
-"""``popstore kilonova {generate,train,evaluate} PIPELINE.toml``: DU17 light curves and their emulator.
+"""``popstore kilonova {train,evaluate} PIPELINE.toml``: the DU17 light-curve emulator.
 
 See :mod:`popstore.kilonova.workflow` for the pipeline sections
 (``pipelines/kilonova.toml`` is an example).
@@ -12,23 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 
-def _path(pipe, key: str, section: str) -> Path:
-    value = pipe.section(section).get(key)
-    if value is None:
-        raise ValueError(f"{pipe.path}: [{section}] needs '{key}'")
-    p = Path(value)
-    return p if p.is_absolute() else (pipe.path.parent / p).resolve()
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from popstore.kilonova.workflow import generate_kilonova
-    from popstore.pipeline import Pipeline
-
-    report = generate_kilonova(Pipeline.load(args.pipeline), progress=not args.quiet)
-    print(report)
-    return 0 if report.complete else 1
-
-
 def _train(args: argparse.Namespace) -> int:
     import torch
 
@@ -38,11 +21,11 @@ def _train(args: argparse.Namespace) -> int:
     pipe = Pipeline.load(args.pipeline)
     sec = pipe.section("emulator")
     torch.set_num_threads(int(sec.get("threads", 1)))
-    snaps = _path(pipe, "snapshots", "emulator") if "snapshots" in sec else None
+    snaps = pipe.path_of("emulator", "snapshots") if "snapshots" in sec else None
     emu, hist = train_from_store(pipe.store_path, flow_config(sec), sec.get("labels", ["m1", "m2", "lambda1", "lambda2"]),
                                  int(sec.get("factor", 120)), snaps, int(sec.get("snapshot_every", 10)),
                                  progress=not args.quiet)
-    out = _path(pipe, "output", "emulator")
+    out = pipe.path_of("emulator", "output")
     out.parent.mkdir(parents=True, exist_ok=True)
     emu.save(out)
     print(f"{out}: best epoch {hist.best_epoch + 1}/{len(hist.valid_loss)}, "
@@ -63,14 +46,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     pipe = Pipeline.load(args.pipeline)
     sec, ev = pipe.section("emulator"), pipe.section("evaluate")
     torch.set_num_threads(int(sec.get("threads", 1)))
-    emu = CurveEmulator.load(_path(pipe, "output", "emulator"))
+    emu = CurveEmulator.load(pipe.path_of("emulator", "output"))
     factor = int(emu.coords.get("factor", [120])[0])
     test = load_curves(pipe.store_path, "test", emu.label_names, factor=factor)
     print(f"held-out: {len(test)} binaries ({test.n_dropped} dropped: no valid point in a band)")
     for name, table in evaluate(emu, test, int(ev.get("n_draws", 100)), int(ev.get("seed", 0))).items():
         print(f"|emulator - DU17| [mag], {name}:\n{table.to_string(float_format='%.4f')}")
     if "figure" in ev:
-        print(example_figure(emu, test, _path(pipe, "figure", "evaluate")))
+        print(example_figure(emu, test, pipe.path_of("evaluate", "figure")))
     ds = open_store(pipe.store_path)
     n = min(int(ev.get("n_timing", 1000)), ds.sizes["sample"])
     table = pd.DataFrame({c: ds[c].values[:n] for c in dict.fromkeys([*LABELS, *emu.label_names])})
@@ -81,10 +64,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("kilonova", help="DU17 kilonova light curves: generate, train the flow emulator, evaluate")
+    p = subparsers.add_parser("kilonova", help="DU17 kilonova emulator: train the flow on a store "
+                              "(made by 'popstore generate'), evaluate")
     sub = p.add_subparsers(dest="kilonova_command", required=True)
     for name, func, text in (
-        ("generate", _generate, "generate (or resume) the light-curve store with ordered binaries, then split it"),
         ("train", _train, "train the conditional-flow emulator on the store's train split (snapshots per [emulator])"),
         ("evaluate", _evaluate, "held-out magnitude errors per band and timing against DU17"),
     ):

@@ -7,14 +7,13 @@ A pipeline file (``pipelines/kilonova.toml``) has the core sections
 ``factor``, ``output``, ``snapshot_every``, ``threads``) and ``[evaluate]``
 (``n_draws``, ``n_timing``, ``seed``).
 
-The ``[priors]`` section is read here by :func:`kilonova_table` (ordered
-binaries), not by the core box prior, which would break ``m1 >= m2`` and
-``lambda1 <= lambda2``.
+The store itself is made by the core ``popstore generate`` command: the
+simulator's own :meth:`~popstore.simulators.kilonova.KilonovaDU17.parameter_table`
+draws ordered binaries from ``[priors]``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -24,39 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from popstore.generate import GenerationReport, generate
 from popstore.inference.emulator import CurveEmulator, FlowConfig, TrainingHistory, train_emulator
 from popstore.inference.emulator_metrics import abs_error_stats
 from popstore.inference.emulator_plots import plot_history, plot_predictions, snapshot_callback
 from popstore.kilonova.dataset import CurveSet, load_curves
 from popstore.kilonova.lightcurve import light_curves
-from popstore.kilonova.params import LABELS, binary_table
-from popstore.pipeline import Pipeline, cluster_client
+from popstore.kilonova.params import LABELS
 from popstore.simulators.kilonova import KilonovaDU17
-from popstore.splits import split
 from popstore.store import open_store
-
-
-def kilonova_table(pipe: Pipeline, sim: KilonovaDU17) -> pd.DataFrame:
-    """The ordered binary table of the pipeline's ``[priors]`` (n_samples, seed, design)."""
-    pri = pipe.section("priors")
-    return binary_table(int(pri["n_samples"]), int(pri.get("seed", 0)), sim.m_range, sim.lambda_range,
-                        pri.get("design", "uniform"))
-
-
-def generate_kilonova(pipe: Pipeline, client: Any = None, progress: bool = True) -> GenerationReport:
-    """Generate (or resume) the pipeline's store with ordered binaries, then split it if ``[split]`` is given."""
-    sim = pipe.simulator()
-    if not isinstance(sim, KilonovaDU17):
-        raise ValueError(f"{pipe.path}: [simulator] name must be 'kilonova_du17', got {sim.name!r}")
-    store = pipe.section("store")
-    ctx = cluster_client(pipe.section("cluster")) if client is None else contextlib.nullcontext(client)
-    with ctx as c:
-        report = generate(sim, kilonova_table(pipe, sim), pipe.store_path, c, seed=int(store.get("seed", 0)),
-                          samples_per_chunk=store.get("samples_per_chunk"), progress=progress)
-    if report.complete and "split" in pipe.sections:
-        split(pipe.store_path, **pipe.section("split"))
-    return report
 
 
 def flow_config(section: dict[str, Any]) -> FlowConfig:

@@ -26,7 +26,14 @@ import pandas as pd
 
 from popstore.kilonova.ejecta import ejecta_from_binary
 from popstore.kilonova.lightcurve import BAND_WAVELENGTH, BANDS, DU17Settings, band_magnitudes, time_grid
-from popstore.kilonova.params import LABELS, binary_parameters, check_ordering, noise_draws, perturb_labels
+from popstore.kilonova.params import (
+    LABELS,
+    binary_parameters,
+    binary_table,
+    check_ordering,
+    noise_draws,
+    perturb_labels,
+)
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 
@@ -91,6 +98,16 @@ class KilonovaDU17(Simulator):
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         return binary_parameters(self.m_range, self.lambda_range)
+
+    def parameter_table(self, n: int, seed: int, design: str = "uniform",
+                        ranges: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+        """``n`` ordered binaries (``m1 >= m2``, ``lambda1 <= lambda2``, :func:`binary_table`).
+
+        Per-star ranges come from ``m_range`` and ``lambda_range``; ``ranges`` is not supported.
+        """
+        if ranges:
+            raise ValueError("kilonova_du17: set m_range / lambda_range in [simulator.config], not [priors.ranges]")
+        return binary_table(n, seed, self.m_range, self.lambda_range, design)
 
     @property
     def axes(self) -> tuple[Axis, ...]:
