@@ -39,12 +39,11 @@ def make_store(path: Path, n: int, npix: int) -> Path:
     return path
 
 
-def timed_fit(data, train_loader, epochs: int, hidden: int, out: Path) -> float:
+def timed_fit(data, train_loader, epochs: int, hidden: int, threads: int | None, out: Path) -> float:
     torch.manual_seed(0)
     model = data.build_model(hidden, 0.1)
     t0 = time.perf_counter()
-    res = fit(model, train_loader, data.valid_loader, TrainConfig(lr=1e-3, epochs=epochs, progress=False), out)
-    del res
+    fit(model, train_loader, data.valid_loader, TrainConfig(lr=1e-3, epochs=epochs, progress=False, threads=threads), out)
     return time.perf_counter() - t0
 
 
@@ -56,6 +55,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -65,8 +65,10 @@ def main() -> None:
         memory = DataLoader(TensorDataset(x, y), batch_size=args.batch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(0))
         n_train = len(data.train) * args.epochs
-        t_store = timed_fit(data, data.train_loader, args.epochs, args.hidden, tmp / "store")
-        t_mem = timed_fit(data, memory, args.epochs, args.hidden, tmp / "memory")
+        threads = args.threads or None
+        timed_fit(data, memory, 1, args.hidden, threads, tmp / "warmup")  # first-call allocations, not timed
+        t_store = timed_fit(data, data.train_loader, args.epochs, args.hidden, threads, tmp / "store")
+        t_mem = timed_fit(data, memory, args.epochs, args.hidden, threads, tmp / "memory")
         print(f"device {default_device()} (torch threads {torch.get_num_threads()}), "
               f"{len(data.train)} training maps {'x'.join(map(str, data.train.map_shape))}, hidden {args.hidden}, {args.epochs} epochs")
         print(f"store loader : {n_train / t_store:8.1f} samples/s (incl. validation)")

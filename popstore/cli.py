@@ -35,7 +35,7 @@ def _split(args: argparse.Namespace) -> int:
     from popstore.splits import split
 
     s = split(args.store, test=args.test, valid=args.valid, seed=args.seed, groups=args.groups,
-              allow_incomplete=args.allow_incomplete)
+              allow_incomplete=args.allow_incomplete, exclude=args.exclude)
     values, counts = np.unique(s.values, return_counts=True)
     print(", ".join(f"{v}: {c}" for v, c in zip(values, counts)))
     return 0
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--groups", help="variable whose equal values stay in one subset")
     p.add_argument("--allow-incomplete", action="store_true", help="exclude samples that are not done")
+    p.add_argument("--exclude", help="variable along sample whose non-zero values exclude a sample (e.g. aborted)")
     p.set_defaults(func=_split)
 
     p = sub.add_parser("info", help="a readable summary of a store")

@@ -8,7 +8,7 @@ map came from) whole groups are assigned, so no group is split across subsets.
 
 The result is the non-dimension coordinate ``split(sample)`` with values
 ``"train"``, ``"valid"``, ``"test"`` (``"excluded"`` for samples that are not
-``done`` when ``allow_incomplete=True``) and the fractions and seed in its
+``done`` when ``allow_incomplete=True``, or flagged by ``exclude``) and the fractions and seed in its
 attrs, so ``ds.sel(sample=ds.split == "train")`` is a training set.
 
 Label statistics (mean, std with ddof=0, min, max) of the full set and of the
@@ -56,6 +56,7 @@ def split(
     seed: int = 0,
     groups: str | None = None,
     allow_incomplete: bool = False,
+    exclude: str | None = None,
 ) -> xr.DataArray:
     """Write the ``split`` coordinate and ``label_stats`` into ``store``; return ``split``.
 
@@ -71,23 +72,27 @@ def split(
         Name of a variable along ``sample`` whose equal values must share a subset.
     allow_incomplete
         Mark samples that are not ``done`` as ``"excluded"`` instead of refusing.
+    exclude
+        Name of a variable along ``sample`` (e.g. the ``aborted`` flag of
+        ``pulsar_surveys``); samples where it is non-zero are ``"excluded"``.
     """
     ds = open_store(store)
     done = ds["done"].values
     if not done.all() and not allow_incomplete:
         raise ValueError(f"{store}: {int((~done).sum())} samples are not done; finish generation "
                          "or pass allow_incomplete=True")
-    keys = ds[groups].values[done] if groups else np.arange(int(done.sum()))
+    usable = done & (ds[exclude].values == 0) if exclude else done
+    keys = ds[groups].values[usable] if groups else np.arange(int(usable.sum()))
     unique, inverse = np.unique(keys, return_inverse=True)
     values = np.full(ds.sizes["sample"], "excluded", dtype=object)
-    values[done] = assign_splits(len(unique), test, valid, seed)[inverse]
+    values[usable] = assign_splits(len(unique), test, valid, seed)[inverse]
     attrs = {"long_name": "dataset subset", "test_fraction": test, "valid_fraction": valid, "seed": seed,
-             "valid_fraction_of": "remainder after test", "groups": groups or ""}
+             "valid_fraction_of": "remainder after test", "groups": groups or "", "excluded_by": exclude or ""}
     split_da = xr.DataArray(values, dims="sample", attrs=attrs, name="split")
 
     labels = label_names(ds)
     table = np.stack([ds[n].values for n in labels], axis=1)
-    stats = np.stack([label_statistics(table[done]), label_statistics(table[values == "train"])])
+    stats = np.stack([label_statistics(table[usable]), label_statistics(table[values == "train"])])
     stats_da = xr.DataArray(
         stats, dims=("subset", "label", "statistic"),
         coords={"subset": ["full", "train"], "label": labels, "statistic": list(STATISTICS)},

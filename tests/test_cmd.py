@@ -9,7 +9,14 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 import popstore
-from popstore.cmd import MAPS_PER_SIMULATION, PARAMETERS, CMDMaps, maps_file, params_file, read_cmd
+from popstore.cmd import (
+    MAPS_PER_SIMULATION,
+    PARAMETERS,
+    CMDMaps,
+    maps_file,
+    params_file,
+    read_cmd,
+)
 from popstore.store import input_names, label_names
 
 N_SIMS, NPIX = 20, 16

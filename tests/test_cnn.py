@@ -13,14 +13,19 @@ from torch.utils.data import DataLoader, TensorDataset
 from popstore.inference.cnn import O3Err, O3ErrConfig
 from popstore.inference.loss import moment_loss
 from popstore.inference.model import MomentModel, load_model
-from popstore.inference.preprocess import Preprocessor, fit_preprocessor, orient, random_orientations
+from popstore.inference.preprocess import (
+    Preprocessor,
+    fit_preprocessor,
+    orient,
+    random_orientations,
+)
 from popstore.inference.train import TrainConfig, fit
 
 
 @pytest.mark.parametrize("npix, h, width", [(16, 2, 8), (32, 2, 16), (64, 1, 32), (256, 1, 128)])
 def test_o3err_shapes_and_cmd_widths(npix: int, h: int, width: int) -> None:
     torch.manual_seed(0)
-    net = O3Err(O3ErrConfig(n_channels=3, n_labels=4, npix=npix, hidden=h, dropout=0.3)).eval()
+    net = O3Err(O3ErrConfig(n_channels=3, n_labels=4, npix=npix, hidden=h, dropout=0.3, positive="square")).eval()
     mean, sigma = net(torch.randn(2, 3, npix, npix))
     assert mean.shape == sigma.shape == (2, 4)
     assert torch.all(sigma >= 0)
@@ -29,9 +34,18 @@ def test_o3err_shapes_and_cmd_widths(npix: int, h: int, width: int) -> None:
     assert net.config.n_blocks == int(math.log2(npix)) - 2
 
 
-@pytest.mark.parametrize("kw", [dict(npix=48), dict(npix=8), dict(npix=512), dict(hidden=0), dict(dropout=1.0)])
+def test_o3err_rectangular_sky_maps() -> None:
+    """Dec x RA sky maps (16 x 32): blocks stop when the short side is 4, the last conv spans 4 x 8."""
+    cfg = O3ErrConfig(n_channels=3, n_labels=2, npix=16, npix_x=32, hidden=2)
+    assert cfg.shape == (16, 32) and cfg.n_blocks == 2 and cfg.final_kernel == (4, 8)
+    mean, sigma = O3Err(cfg).eval()(torch.randn(2, 3, 16, 32))
+    assert mean.shape == sigma.shape == (2, 2) and torch.all(sigma > 0)
+
+
+@pytest.mark.parametrize("kw", [{"npix": 48}, {"npix": 8}, {"npix": 512}, {"npix_x": 24}, {"hidden": 0},
+                                {"dropout": 1.0}, {"positive": "exp"}])
 def test_o3err_rejects_bad_config(kw: dict) -> None:
-    args = dict(n_channels=1, n_labels=2, npix=32) | kw
+    args = {"n_channels": 1, "n_labels": 2, "npix": 32} | kw
     with pytest.raises(ValueError):
         O3ErrConfig(**args)
 
@@ -94,6 +108,9 @@ def test_fit_preprocessor_matches_numpy_over_batches() -> None:
         fit_preprocessor([x], log10=[True, True])
     pre1 = fit_preprocessor([x], log10=[False, "auto"], offset=[0.0, 20.0])  # offset makes channel 1 positive
     assert pre1.log10.tolist() == [False, True]
+    x[3, 1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        fit_preprocessor([x])
 
 
 def test_orientations_are_the_eight_symmetries_of_the_square() -> None:
@@ -127,14 +144,15 @@ def test_fit_learns_toy_problem_and_checkpoints(tmp_path) -> None:
     pre = fit_preprocessor(x for x, _ in train)
     net = O3Err(O3ErrConfig(n_channels=1, n_labels=2, npix=16, hidden=2, dropout=0.0))
     model = MomentModel(net, pre, ["field"], ["a", "b"], [0.0, 0.0], [1.0, 1.0], augment=True)
-    res = fit(model, train, valid, TrainConfig(lr=5e-3, epochs=15, cycle=30, progress=False), tmp_path)
-    rows = list(csv.DictReader(open(res.losses)))
+    res = fit(model, train, valid, TrainConfig(lr=5e-3, epochs=15, cycle=30, progress=False, threads=1), tmp_path)
+    with open(res.losses) as fh:
+        rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == list(range(15))
     valid_losses = [float(r["valid_loss"]) for r in rows]
     assert res.best_valid_loss == pytest.approx(min(valid_losses))
     assert res.best_epoch == int(np.argmin(valid_losses))
     loaded = load_model(res.checkpoint)
-    mean, sigma = loaded(xv)
+    mean, _ = loaded(xv)
     rmse = (mean - yv).square().mean(0).sqrt()
     # predicting the mean gives rmse = 1/sqrt(12) = 0.289 per label; noise statistics pin both labels well
     assert torch.all(rmse < 0.12), rmse
@@ -150,3 +168,19 @@ def test_preprocessor_validates_shapes() -> None:
         Preprocessor([True], [0.0, 1.0], [0.0], [1.0])
     with pytest.raises(ValueError):
         Preprocessor([True], [0.0], [0.0], [0.0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_with_mixed_precision_reloads_on_cpu(tmp_path) -> None:
+    torch.manual_seed(0)
+    xt, yt = _toy_problem(256, 0)
+    xv, yv = _toy_problem(64, 1)
+    train = DataLoader(TensorDataset(xt, yt), batch_size=64, shuffle=True)
+    valid = DataLoader(TensorDataset(xv, yv), batch_size=64)
+    net = O3Err(O3ErrConfig(n_channels=1, n_labels=2, npix=16, hidden=2, dropout=0.0))
+    model = MomentModel(net, fit_preprocessor(x for x, _ in train), ["field"], ["a", "b"], [0.0, 0.0], [1.0, 1.0], True)
+    res = fit(model, train, valid, TrainConfig(lr=5e-3, epochs=3, cycle=10, device="cuda", amp=True, progress=False), tmp_path)
+    assert math.isfinite(res.best_valid_loss)
+    loaded = load_model(res.checkpoint)
+    mean, sigma = loaded(xv)
+    assert torch.isfinite(mean).all() and torch.all(sigma > 0)

@@ -191,3 +191,22 @@ def test_ci_pipeline_runs_end_to_end(tmp_path) -> None:
     assert list(table.index) == ["amplitude", "slope"]
     assert (tmp_path / "out" / "gf_inference_ci" / "optuna.db").exists()
     assert table["n"].iloc[0] == 8 * int((popstore.open_store(tmp_path / "out" / "gaussian_fields_ci.zarr")["split"] == "test").sum())
+
+
+@pytest.mark.slow
+def test_trains_on_pulsar_ppdot_and_sky_maps(tmp_path) -> None:
+    """The same code on the pulsar simulator: P-Pdot maps (no rotations) and rectangular Dec x RA sky maps."""
+    from distributed import Client
+
+    sim = get_simulator("pulsar_full", n_stars=20000, resolution_dyn=32, resolution_ppdot=16)
+    store = tmp_path / "psr.zarr"
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
+        popstore.generate(sim, sample_table(sim.parameters, 48, 0), store, client=c, samples_per_chunk=16, progress=False)
+    popstore.split(store, test=0.25, valid=0.25, seed=0)
+    for inputs, shape in [(["ppdot_map", "ppdot_map_fluxes"], (16, 16)), (["position_map_radec"], (16, 32))]:
+        cfg = DataConfig(inputs=inputs, labels=["mu_logB", "mu_logP"], log_offset=1.0, batch_size=16)
+        res = train_on_store(store, tmp_path / inputs[0], hidden=1, dropout=0.0, data=cfg, train=FAST)
+        model = load_model(res.checkpoint)
+        assert model.network.config.shape == shape and not model.augment
+        table = make_test_report(res.checkpoint, store)
+        assert table["n"].tolist() == [int((popstore.open_store(store)["split"] == "test").sum())] * 2

@@ -78,3 +78,14 @@ def test_incomplete_store_is_refused(tmp_path, client):
         popstore.split(path)
     s = popstore.split(path, allow_incomplete=True).values
     assert (s == "excluded").sum() == 1
+
+
+def test_flagged_samples_are_excluded(store):
+    flags = np.zeros(200, dtype=np.int64)
+    flags[[3, 50, 199]] = 1  # e.g. populations whose birth rate exceeded the maximum
+    popstore.store.write_variables(store, {"aborted": ("sample", flags)})
+    s = popstore.split(store, test=0.1, valid=0.1, seed=0, exclude="aborted").values
+    assert (s == "excluded").sum() == 3 and (s[[3, 50, 199]] == "excluded").all()
+    ds = open_store(store)
+    a = np.delete(ds["a"].values, [3, 50, 199])
+    assert float(ds.label_stats.sel(subset="full", label="a", statistic="mean")) == pytest.approx(a.mean())

@@ -99,8 +99,9 @@ def rotatable(ds: xr.Dataset, inputs: Sequence[str]) -> bool:
     return True
 
 
-def prepare(store: str | Path, config: DataConfig = DataConfig()) -> PreparedData:
+def prepare(store: str | Path, config: DataConfig | None = None) -> PreparedData:
     """Open the train/valid splits of ``store`` and fit the input statistics on the training split."""
+    config = config or DataConfig()
     train = MapDataset(store, "train", config.inputs, config.labels, normalize="minmax")
     valid = MapDataset(store, "valid", train.inputs, train.labels, normalize="minmax")
     if len(valid) == 0:
@@ -123,10 +124,11 @@ def train_on_store(
     out_dir: str | Path,
     hidden: int = 8,
     dropout: float = 0.2,
-    data: DataConfig = DataConfig(),
-    train: TrainConfig = TrainConfig(),
+    data: DataConfig | None = None,
+    train: TrainConfig | None = None,
 ) -> TrainResult:
-    """Train one moment network on the train/valid splits of ``store`` (no search)."""
-    prepared = prepare(store, data)
+    """Train one moment network on the train/valid splits of ``store`` (no search; default settings when None)."""
+    train = train or TrainConfig()
+    prepared = prepare(store, data or DataConfig())
     torch.manual_seed(train.seed)
     return fit(prepared.build_model(hidden, dropout), prepared.train_loader, prepared.valid_loader, train, out_dir)

@@ -24,17 +24,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
 
-from popstore.inference.model import MomentModel, load_model  # noqa: E402
-from popstore.inference.preprocess import N_ORIENTATIONS, orient  # noqa: E402
-from popstore.inference.train import default_device  # noqa: E402
-from popstore.store import open_store, text_array  # noqa: E402
-from popstore.torchdata import MapDataset, make_loader  # noqa: E402
+from popstore.inference.model import MomentModel, load_model
+from popstore.inference.preprocess import N_ORIENTATIONS, orient
+from popstore.inference.train import default_device
+from popstore.store import open_store, text_array
+from popstore.torchdata import MapDataset, make_loader
 
 METRICS = ("rmse", "rmse_norm", "rel_error", "r2", "chi2", "coverage_1sigma", "mean_sigma")
 
@@ -125,10 +125,12 @@ def plot_truth_vs_prediction(pred: xr.Dataset, path: str | Path, max_points: int
         ax.errorbar(t, m, yerr=s, fmt="o", ms=2.5, lw=0.6, alpha=0.6, color="C0")
         lo, hi = float(min(t.min(), (m - s).min())), float(max(t.max(), (m + s).max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        ax.set_xlabel(f"true {name} [{unit}]")
-        ax.set_ylabel(f"predicted {name} [{unit}]")
+        suffix = " (dimensionless)" if unit == "1" else f" [{unit}]"
+        ax.set_xlabel(f"true {name}{suffix}")
+        ax.set_ylabel(f"predicted {name}{suffix}")
         ax.set_title(name)
-    fig.suptitle(f"{Path(pred.attrs['store']).name}: {pred.attrs['split']} split ({first.sizes['sample']} shown)")
+    fig.suptitle(f"{Path(pred.attrs['store']).name}, {pred.attrs['split']} split: posterior mean with 1-sigma bars "
+                 f"({first.sizes['sample']} shown)")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -69,6 +69,9 @@ def fit_preprocessor(
     acc: dict[str, torch.Tensor] = {}
     for x in batches:
         x = x.detach().to(torch.float64)
+        if not torch.isfinite(x).all():
+            raise ValueError("training maps contain NaN or infinite values; exclude those samples "
+                             "(e.g. populations flagged as aborted) before training")
         c = x.shape[1]
         if not acc:
             acc = {k: torch.zeros(c, dtype=torch.float64) for k in ("s", "ss", "ls", "lss")}

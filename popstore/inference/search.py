@@ -77,9 +77,9 @@ def search(
     store: str | Path,
     out_dir: str | Path,
     n_trials: int,
-    data: DataConfig = DataConfig(),
-    train: TrainConfig = TrainConfig(),
-    space: SearchSpace = SearchSpace(),
+    data: DataConfig | None = None,
+    train: TrainConfig | None = None,
+    space: SearchSpace | None = None,
     study_name: str = DEFAULT_STUDY,
     storage: str | Path | None = None,
     n_startup_trials: int = 20,
@@ -89,12 +89,16 @@ def search(
 ) -> optuna.Study:
     """Run ``n_trials`` trials of the search on ``store`` (its train/valid splits); return the study.
 
+    ``data``, ``train`` and ``space`` default to :class:`DataConfig`,
+    :class:`TrainConfig` and :class:`SearchSpace` (the CMD ranges).
+
     ``storage`` defaults to ``<out_dir>/optuna.db`` (sqlite). ``prune`` stops
     unpromising trials early with optuna's median rule. ``max_trials`` stops
     as soon as the study (all processes sharing it, earlier runs included)
     holds that many finished or pruned trials, so a rerun resumes a search
     instead of extending it.
     """
+    train, space = train or TrainConfig(), space or SearchSpace()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(store, data)
