@@ -19,11 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from popstore.dynamics.acceleration import cbe_acceleration, evaluation_velocities
 from popstore.dynamics.hernquist import Hernquist
 from popstore.inference.flows import FlowConfig, load_flow
-from popstore.inference.flows_ensemble import FlowEnsemble, phase_space_log_df, train_ensemble
+from popstore.inference.flows_ensemble import (
+    FlowEnsemble,
+    phase_space_log_df,
+    train_ensemble,
+)
 
 
 def errors(acc: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -64,6 +69,9 @@ def main() -> None:
     t = time.perf_counter()
     x, v = h.sample(args.n_stars, np.random.default_rng(0), "isotropic", r_max=200 * a)
     print(f"sampling {args.n_stars} stars: {time.perf_counter() - t:.2f} s")
+    r = np.linalg.norm(x, axis=1)
+    ks = stats.kstest(r, lambda rr: h.mass_fraction(rr) / h.mass_fraction(200 * a))
+    print(f"KS test of radii against M(<r) = M r^2/(r+a)^2 (truncated at 200 a): D = {ks.statistic:.4f}, p = {ks.pvalue:.3f}")
 
     cfg = FlowConfig(transform=args.transform, batch_size=args.batch_size, max_epochs=args.epochs,
                      valid_fraction=0.1, early_stopping_patience=10, lr_patience=args.lr_patience)

@@ -30,7 +30,7 @@ def test_exact_hernquist_df_recovers_acceleration(kind):
 def test_isothermal_harmonic_oscillator():
     """f ∝ exp(-(v^2/2 + Phi)/s^2) with anisotropic harmonic Phi gives a = -(w_i^2 x_i); random positions."""
     w2 = torch.tensor([1.0, 2.5, 0.3], dtype=torch.float64)
-    log_f = lambda x, v: -(0.5 * (v**2).sum(-1) + 0.5 * (w2 * x**2).sum(-1)) / 4.0  # noqa: E731
+    log_f = lambda x, v: -(0.5 * (v**2).sum(-1) + 0.5 * (w2 * x**2).sum(-1)) / 4.0
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20, 3, generator=g, dtype=torch.float64)
     v = torch.randn(20, 30, 3, generator=g, dtype=torch.float64)

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from popstore.inference.flows import FlowConfig, ScaledFlow, load_flow, train_flow
-from popstore.inference.flows_ensemble import FlowEnsemble, load_ensemble, phase_space_log_df, train_ensemble
+from popstore.inference.flows_ensemble import (
+    FlowEnsemble,
+    load_ensemble,
+    phase_space_log_df,
+    train_ensemble,
+)
 
 torch.set_num_threads(1)
 COV = np.array([[4.0, 1.2], [1.2, 1.0]])
@@ -86,3 +91,25 @@ def test_bad_input(tmp_path):
         load_flow(tmp_path / "nothing")
     with pytest.raises(ValueError):
         train_ensemble(np.zeros((10, 2)), FlowConfig(features=2), [1, 1], tmp_path)
+
+
+def test_missing_rv_factorised_df(tmp_path):
+    """log f = log n(x) + log p(v|x); x-gradients flow through the conditional flow's context."""
+    from popstore.dynamics.catalogue import missing_rv_subset
+    from popstore.inference.flows_missing_rv import load_missing_rv, train_missing_rv
+
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.uniform(6.5, 9.5, 3000), rng.normal(0, 0.5, 3000), rng.normal(0, 0.3, 3000)]
+    v = np.c_[rng.normal(0, 30, 3000), rng.normal(220, 20, 3000) - 5 * x[:, 0], rng.normal(0, 20, 3000)]
+    sub = missing_rv_subset(x, v, rng)
+    cfg = FlowConfig(n_layers=1, hidden_features=8, batch_size=500, max_epochs=2)
+    train_missing_rv(sub, cfg, [0], tmp_path, progress=False)
+    df = load_missing_rv(tmp_path)
+    assert df.positions.members[0].cfg.features == 3 and df.velocities.members[0].cfg.context_features == 3
+    pts = torch.tensor(np.c_[x[:4], v[:4]], requires_grad=True)
+    lp = df.log_prob(pts)
+    with torch.no_grad():
+        expect = df.positions.log_prob(pts[:, :3]) + df.velocities.log_prob(pts[:, 3:], context=pts[:, :3])
+    torch.testing.assert_close(lp.detach(), expect)
+    gx_cond = torch.autograd.grad(df.velocities.log_prob(pts[:, 3:], context=pts[:, :3]).sum(), pts)[0][:, :3]
+    assert gx_cond.abs().sum() > 0

@@ -4,12 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 import popstore
-from popstore.dynamics.catalogue import catalogue_arrays, full_velocities, missing_rv_subset
+from popstore.dynamics.catalogue import (
+    catalogue_arrays,
+    full_velocities,
+    missing_rv_subset,
+)
 from popstore.dynamics.orbits import leapfrog
 from popstore.dynamics.potentials import MilkyWayPotential
-from popstore.dynamics.quasi_isothermal import QuasiIsothermal, QuasiIsothermalMixture, Selection
+from popstore.dynamics.quasi_isothermal import (
+    QuasiIsothermal,
+    QuasiIsothermalMixture,
+    Selection,
+    randomise_azimuth,
+)
 from popstore.simulators import get_simulator
 
 torch.set_num_threads(1)
@@ -32,9 +42,9 @@ def test_potential_normalisation_and_forces():
 def test_leapfrog_conserves_energy_and_angular_momentum():
     x, v, _ = QuasiIsothermalMixture().sample(500, np.random.default_rng(1), Selection(4.0, 12.0, 1.0))
     x1, v1 = leapfrog(POT.acceleration, x, v, 500.0, 0.5)
-    energy = lambda x, v: POT.potential(torch.tensor(x)).numpy() + 0.5 * (v**2).sum(1)  # noqa: E731
+    energy = lambda x, v: POT.potential(torch.tensor(x)).numpy() + 0.5 * (v**2).sum(1)
     de = np.abs(energy(x1, v1) / energy(x, v) - 1)
-    lz = lambda x, v: x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]  # noqa: E731
+    lz = lambda x, v: x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]
     assert np.median(de) < 1e-5 and np.percentile(de, 99) < 1e-3
     np.testing.assert_allclose(lz(x1, v1), lz(x, v), rtol=1e-9)
     assert np.abs(x1 - x).mean() > 1.0  # the stars did move
@@ -93,6 +103,38 @@ def test_chunked_store_is_one_catalogue_and_missing_rv(tmp_path):
     assert big_r.min() > 7 and big_r.max() < 9
     assert sub.has_vlos.mean() == pytest.approx(0.5, abs=0.06)
     assert np.isnan(sub.v_los.values[~sub.has_vlos.values]).all()
-    xf, vf = full_velocities(sub)
+    _, vf = full_velocities(sub)
     inside = (np.hypot(x[:, 0], x[:, 1]) > 7) & (np.hypot(x[:, 0], x[:, 1]) < 9)
     np.testing.assert_allclose(vf, v[inside][sub.has_vlos.values], atol=1e-9)
+
+
+def cylindrical(x, v):
+    big_r = np.hypot(x[:, 0], x[:, 1])
+    return np.stack([big_r, x[:, 2], (x[:, 0] * v[:, 0] + x[:, 1] * v[:, 1]) / big_r,
+                     (x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]) / big_r, v[:, 2]], axis=1)
+
+
+def test_azimuthal_wedge_is_exact_for_axisymmetry():
+    """A wedge sample has the full disc's (R, z, v) distribution; randomise_azimuth keeps each star's invariants."""
+    mix = QuasiIsothermalMixture()
+    full = cylindrical(*mix.sample(40_000, np.random.default_rng(4), Selection())[:2])
+    x, v, _ = mix.sample(40_000, np.random.default_rng(5), Selection(phi_max=0.15))
+    wedge = cylindrical(x, v)
+    assert np.abs(np.arctan2(x[:, 1], x[:, 0])).max() < 0.15
+    for j in range(5):
+        assert stats.ks_2samp(full[:, j], wedge[:, j]).pvalue > 0.001
+    x2, v2 = randomise_azimuth(x, v, 0.05, np.random.default_rng(6))
+    np.testing.assert_allclose(cylindrical(x2, v2), wedge, rtol=1e-12, atol=1e-9)
+    assert np.abs(np.arctan2(x2[:, 1], x2[:, 0])).max() < 0.05
+
+
+def test_qdf_log_df_matches_sampler():
+    """E_f[g / f] = int g = 1 for a normalised Gaussian g: log_df and the sampler describe the same unit-total DF."""
+    mix = QuasiIsothermalMixture()
+    x, v, _ = mix.sample(300_000, np.random.default_rng(0), Selection(0.0, 1e9, 1e9))
+    mu, sd = np.array([8, 0, 0, 0, 215, 0.0]), np.array([0.7, 0.7, 0.3, 40, 30, 25.0])
+    pts = np.c_[x, v]
+    log_g = -0.5 * (((pts - mu) / sd) ** 2).sum(1) - np.log(sd).sum() - 3 * np.log(2 * np.pi)
+    w = np.exp(log_g - mix.log_df(torch.tensor(x), torch.tensor(v)).numpy())
+    assert w.mean() == pytest.approx(1.0, abs=4 * w.std() / np.sqrt(len(w)))
+    assert w.std() / np.sqrt(len(w)) < 0.05

@@ -45,10 +45,10 @@ def test_isotropic_speeds_at_fixed_radius_ks():
     """The step-envelope rejection sampler draws q = v/v_esc exactly from q^2 f(E) near the cusp (r = 0.02 a)."""
     r = 0.02 * A
     psi = -H.potential(r)
-    dens = lambda q: q**2 * H.isotropic_df(-psi * (1 - q**2))  # noqa: E731
+    dens = lambda q: q**2 * H.isotropic_df(-psi * (1 - q**2))
     grid = np.linspace(0, 1, 200_001)
     cum = integrate.cumulative_simpson(dens(grid), x=grid, initial=0)
-    cdf = lambda q: np.interp(q, grid, cum / cum[-1])  # noqa: E731
+    cdf = lambda q: np.interp(q, grid, cum / cum[-1])
     q = sample_q2_decreasing(lambda i, qq: H.isotropic_df(-psi * (1 - qq**2)), 5000, np.random.default_rng(3))
     assert stats.kstest(q, cdf).pvalue > 0.01
 

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from popstore.dynamics.potentials import MilkyWayPotential
 
@@ -68,11 +69,21 @@ DEFAULT_POPULATIONS: tuple[QuasiIsothermal, ...] = (
 
 @dataclass(frozen=True)
 class Selection:
-    """Spatial cut of the catalogue: ``r_min < R < r_max`` and ``|z| < z_max`` [kpc]."""
+    """Spatial cut of the catalogue: ``r_min < R < r_max``, ``|z| < z_max`` [kpc], ``|phi| < phi_max`` [rad].
+
+    The DF is axisymmetric, so drawing azimuths in a wedge ``|phi| < phi_max``
+    (instead of the full ``pi``) samples the same DF inside the wedge exactly
+    and puts ``pi / phi_max`` times more stars near the Sun (at ``phi = 0``).
+    """
 
     r_min: float = 1.0
     r_max: float = 16.0
     z_max: float = 2.5
+    phi_max: float = np.pi
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.r_min < self.r_max and self.z_max > 0 and 0 < self.phi_max <= np.pi):
+            raise ValueError(f"need 0 <= r_min < r_max, z_max > 0, 0 < phi_max <= pi: {self}")
 
 
 class QuasiIsothermalMixture:
@@ -90,20 +101,48 @@ class QuasiIsothermalMixture:
         self.lz = self.rg * fr["v_c"]
         w = np.array([p.weight for p in self.populations])
         self.weights = w / w.sum()
-        self.cdfs = [self._rg_cdf(p) for p in self.populations]
+        raw = [self._rg_cdf(p) for p in self.populations]
+        # int f_k d^3x d^3v = (2 pi)^3 int dL_z Omega Sigma (1 + tanh) / (2 pi^2 kappa^2) = 4 pi * raw[-1]
+        self.log_norms = np.log([4 * np.pi * c[-1] for c in raw])
+        self.cdfs = [c / c[-1] for c in raw]
 
     def _rg_cdf(self, pop: QuasiIsothermal) -> np.ndarray:
         """CDF of R_g: marginal of L_z ∝ Omega Sigma / kappa^2 (1 + tanh(L_z/L0)), times dL_z/dR_g."""
         fr = self.freq
         dens = fr["omega"] * np.exp(-self.rg / pop.scale_length) / fr["kappa"] ** 2 * (1 + np.tanh(self.lz / pop.l0)) * np.gradient(self.lz, self.rg)
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(self.rg))])
-        return cdf / cdf[-1]
+        return cdf
+
+    def log_df(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """log f(x, v) of the mixture (unit total before the spatial cut), differentiable, for (n, 3) float64 tensors.
+
+        Epicyclic actions as in the module docstring; ``R_g(L_z)``, ``kappa``,
+        ``nu``, ``Omega`` are interpolated linearly on the ``R_g`` grid (the
+        gradients of the interpolants are finite differences on that grid).
+        """
+        big_r = torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2)
+        v_r = (x[:, 0] * v[:, 0] + x[:, 1] * v[:, 1]) / big_r
+        l_z = x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]
+        grid = torch.as_tensor(self.lz)
+        rg = _interp_torch(l_z, grid, torch.as_tensor(self.rg))
+        kappa, nu, omega = (_interp_torch(l_z, grid, torch.as_tensor(self.freq[k])) for k in ("kappa", "nu", "omega"))
+        e_r = 0.5 * (v_r**2 + kappa**2 * (big_r - rg) ** 2)  # kappa J_R
+        e_z = 0.5 * (v[:, 2] ** 2 + nu**2 * x[:, 2] ** 2)  # nu J_z
+        r0 = self.potential.r0
+        terms = []
+        for pop, w, lognorm in zip(self.populations, self.weights, self.log_norms):
+            damp = torch.exp(-(rg - r0) / pop.sigma_scale_length)
+            s_r2, s_z2 = (pop.sigma_r * damp) ** 2, (pop.sigma_z * damp) ** 2
+            log_fr = torch.log(omega / (np.pi * s_r2 * kappa)) - rg / pop.scale_length + torch.log1p(torch.tanh(l_z / pop.l0)) - e_r / s_r2
+            log_fz = torch.log(nu / (2 * np.pi * s_z2)) - e_z / s_z2
+            terms.append(np.log(w) - lognorm + log_fr + log_fz)
+        return torch.logsumexp(torch.stack(terms), dim=0)
 
     def _interp(self, key: str, rg: np.ndarray) -> np.ndarray:
         return np.interp(rg, self.rg, self.freq[key])
 
-    def sample_population(self, k: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` untruncated stars of population ``k``: positions (n, 3) [kpc], velocities (n, 3) [km/s]."""
+    def sample_population(self, k: int, n: int, rng: np.random.Generator, phi_max: float = np.pi) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` stars of population ``k`` with azimuths in ``|phi| < phi_max``: positions (n, 3) [kpc], velocities (n, 3) [km/s]."""
         pop = self.populations[k]
         rg = np.interp(rng.random(n), self.cdfs[k], self.rg)
         r0 = self.potential.r0
@@ -114,7 +153,7 @@ class QuasiIsothermalMixture:
         v_r = s_r * rng.standard_normal(n)
         z = s_z / nu * rng.standard_normal(n)
         v_z = s_z * rng.standard_normal(n)
-        phi = 2 * np.pi * rng.random(n)
+        phi = phi_max * (2 * rng.random(n) - 1)
         big_r = np.abs(big_r)  # R - R_g < -R_g has Gaussian weight ~exp(-(kappa R_g / sigma_R)^2 / 2): negligible; mirror it
         v_phi = rg * vc / big_r
         c, s = np.cos(phi), np.sin(phi)
@@ -130,7 +169,7 @@ class QuasiIsothermalMixture:
         while have < n:
             m = int(np.ceil((n - have) / accept_rate * 1.1)) + 16
             counts = rng.multinomial(m, self.weights)
-            parts = [self.sample_population(k, c, rng) for k, c in enumerate(counts) if c]
+            parts = [self.sample_population(k, c, rng, selection.phi_max) for k, c in enumerate(counts) if c]
             x = np.concatenate([p[0] for p in parts])
             v = np.concatenate([p[1] for p in parts])
             k = np.repeat(np.arange(len(counts)), counts)
@@ -142,3 +181,27 @@ class QuasiIsothermalMixture:
             xs.append(x[ok]), vs.append(v[ok]), ks.append(k[ok])
             have += int(ok.sum())
         return np.concatenate(xs)[:n], np.concatenate(vs)[:n], np.concatenate(ks)[:n]
+
+
+def randomise_azimuth(x: np.ndarray, v: np.ndarray, phi_max: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate every star about the z axis to a new azimuth uniform in ``|phi| < phi_max``.
+
+    For an axisymmetric system (axisymmetric DF, potential and perturbation)
+    every star's azimuth is uniform and independent of its other coordinates,
+    so this maps a sample of the full disc onto an exact sample of the wedge;
+    used after orbit integration, which smears an initial wedge around the disc.
+    """
+    rot = phi_max * (2 * rng.random(len(x)) - 1) - np.arctan2(x[:, 1], x[:, 0])
+    c, s = np.cos(rot), np.sin(rot)
+
+    def turn(a: np.ndarray) -> np.ndarray:
+        return np.stack([c * a[:, 0] - s * a[:, 1], s * a[:, 0] + c * a[:, 1], a[:, 2]], axis=1)
+
+    return turn(x), turn(v)
+
+
+def _interp_torch(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Differentiable linear interpolation of (xp, fp) at x (xp increasing; clamped at the ends)."""
+    i = torch.clamp(torch.searchsorted(xp, x.detach()), 1, len(xp) - 1)
+    t = (x - xp[i - 1]) / (xp[i] - xp[i - 1])
+    return fp[i - 1] + t * (fp[i] - fp[i - 1])

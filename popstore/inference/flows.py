@@ -184,7 +184,7 @@ def train_flow(
     model.flow.float()
 
     perm = torch.randperm(len(y), generator=gen)
-    n_valid = int(round(cfg.valid_fraction * len(y)))
+    n_valid = round(cfg.valid_fraction * len(y))
     iv, it = perm[:n_valid], perm[n_valid:]
     opt = torch.optim.Adam(model.flow.parameters(), lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
@@ -207,8 +207,7 @@ def train_flow(
             total += float(loss.detach()) * len(idx)
         train_loss = total / len(order)
         model.eval()
-        with torch.no_grad():
-            valid_loss = float(torch.cat([(-model.flow.log_prob(y[iv[s:s + 50_000]], context=None if c is None else c[iv[s:s + 50_000]])) for s in range(0, n_valid, 50_000)]).mean()) if n_valid else np.nan
+        valid_loss = _mean_nll(model.flow, y, c, iv) if n_valid else np.nan
         monitored = valid_loss if n_valid else train_loss
         lr = opt.param_groups[0]["lr"]
         rows.append({"epoch": epoch, "train": train_loss, "valid": valid_loss, "lr": lr})
@@ -227,6 +226,14 @@ def train_flow(
     losses.to_csv(out / LOSSES, index=False)
     (out / "summary.json").write_text(json.dumps({"seed": seed, "best_epoch": best_epoch, "best_loss": best, "epochs": len(rows)}))
     return TrainResult(seed, losses, best_epoch, out / CHECKPOINT)
+
+
+def _mean_nll(flow: Flow, y: torch.Tensor, c: torch.Tensor | None, idx: torch.Tensor, chunk: int = 50_000) -> float:
+    """Mean negative log-likelihood of rows ``idx``, evaluated in chunks without gradients."""
+    with torch.no_grad():
+        total = sum(float(-flow.log_prob(y[idx[s:s + chunk]], context=None if c is None else c[idx[s:s + chunk]]).sum())
+                    for s in range(0, len(idx), chunk))
+    return total / len(idx)
 
 
 def load_flow(path: str | Path, dtype: torch.dtype = torch.float64) -> ScaledFlow:

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from popstore.inference.flows import CHECKPOINT, FlowConfig, ScaledFlow, TrainResult, load_flow, train_flow
+from popstore.inference.flows import (
+    CHECKPOINT,
+    FlowConfig,
+    ScaledFlow,
+    TrainResult,
+    load_flow,
+    train_flow,
+)
 
 
 def train_ensemble(

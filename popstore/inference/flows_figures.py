@@ -52,8 +52,8 @@ def loss_data(out_dir: str | Path, seeds: Sequence[int]) -> xr.Dataset:
     n = max(len(t) for t in tables.values())
     arr = {k: np.full((len(seeds), n), np.nan) for k in ("train", "valid", "lr")}
     for i, t in enumerate(tables.values()):
-        for k in arr:
-            arr[k][i, : len(t)] = t[k].values
+        for k, a in arr.items():
+            a[i, : len(t)] = t[k].values
     attrs = {"units": "1", "long_name": "mean negative log-likelihood per star (rescaled variables)"}
     return xr.Dataset({"train": (("seed", "epoch"), arr["train"], attrs), "valid": (("seed", "epoch"), arr["valid"], attrs),
                        "lr": (("seed", "epoch"), arr["lr"], {"long_name": "learning rate"})},
@@ -70,7 +70,8 @@ def draw_losses(ds: xr.Dataset, png: Path) -> None:
     lo = np.nanmin([ds.train.values, ds.valid.values])
     ax.set_ylim(lo - 0.05, lo + 0.6)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood per star [nats, rescaled units]")
+    ax.set_ylabel("NLL per star [nats]")
+    ax.set_title("training losses (rescaled variables)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
@@ -80,7 +81,7 @@ def draw_losses(ds: xr.Dataset, png: Path) -> None:
 def draw_accelerations(ds: xr.Dataset, png: Path) -> None:
     """|a| against position with the truth, and the relative error of every model in percent."""
     plt = _pyplot()
-    dim = [d for d in ds.truth.dims if d != "component"][0]
+    dim = next(d for d in ds.truth.dims if d != "component")
     coord = ds[dim]
     truth = np.linalg.norm(ds.truth.values, axis=1)
     fig, (top, bot) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -89,9 +90,10 @@ def draw_accelerations(ds: xr.Dataset, png: Path) -> None:
         if not k.startswith("acc_"):
             continue
         name = k[4:]
-        style = {"ensemble": dict(color="C3", lw=2), "exact_df": dict(color="C0", ls="", marker="o", ms=3)}.get(name, dict(color="0.6", lw=0.8))
+        style = {"ensemble": {"color": "C3", "lw": 2}, "exact_df": {"color": "C0", "ls": "", "marker": "o", "ms": 3}}.get(name, {"color": "0.6", "lw": 0.8})
         a = np.linalg.norm(ds[k].values, axis=1)
-        top.plot(coord, a, label=name if name in ("ensemble", "exact_df") or name.endswith("_0") else None, **style)
+        label = name if name in ("ensemble", "exact_df") else "ensemble members" if name == "seed_0" else None
+        top.plot(coord, a, label=label, **style)
         bot.plot(coord, 100 * (np.linalg.norm(ds[k].values - ds.truth.values, axis=1) / truth), **style)
     if dim == "r":
         top.set_xscale("log"), top.set_yscale("log")
@@ -130,7 +132,7 @@ def draw_df_slice(ds: xr.Dataset, png: Path) -> None:
     plt = _pyplot()
     names = list(ds.data_vars)
     a0, a1 = ds[names[0]].dims
-    fig, axs = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
+    fig, axs = plt.subplots(1, len(names), figsize=(4.8 * len(names) + 1, 4.2), squeeze=False, layout="constrained")
     finite = np.concatenate([ds[k].values[np.isfinite(ds[k].values)] for k in names])
     vmax = finite.max()
     for ax, k in zip(axs[0], names):
@@ -138,7 +140,7 @@ def draw_df_slice(ds: xr.Dataset, png: Path) -> None:
         ax.set_title(k[5:])
         ax.set_xlabel(f"{a0} [{UNITS[a0]}]")
         ax.set_ylabel(f"{a1} [{UNITS[a1]}]")
-    fig.colorbar(im, ax=axs[0].tolist(), label="ln f [ln((kpc km/s)$^{-3}$)], unit total")
+    fig.colorbar(im, ax=axs[0].tolist(), label="ln f, f in (kpc km/s)$^{-3}$, unit total")
     fixed = ", ".join(f"{k[6:]}={v:g}" for k, v in ds.attrs.items() if k.startswith("fixed_"))
     fig.suptitle(f"DF slice at {fixed}", fontsize=9)
     fig.savefig(png, dpi=120)

@@ -45,10 +45,7 @@ def run(pipeline: str | Path, progress: bool = True) -> pd.DataFrame:
     _check_keys(inf, set(DATA_KEYS) | {"output", "threads"}, "inference")
     _check_keys(srch, set(TRAIN_KEYS) | {"n_trials", "study_name", "storage", "n_startup_trials", "prune", "space"}, "search")
     _check_keys(test, {"orientations", "split"}, "test")
-    if "output" not in inf:
-        raise ValueError(f"{pipe.path}: [inference] needs an output folder")
-    out = Path(inf["output"])
-    out = out if out.is_absolute() else (pipe.path.parent / out).resolve()
+    out = pipe.path_of("inference", "output")
     report = pipe.generate(progress=progress)
     if not report.complete:
         raise RuntimeError(f"generation incomplete: {report}")

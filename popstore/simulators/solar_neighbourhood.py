@@ -20,6 +20,12 @@ Labels (the disequilibrium of the sample):
   the potential (leapfrog, :func:`popstore.dynamics.orbits.leapfrog`);
   0, 200 and 500 Myr give the paper's snapshots. The spatial cut applies at
   t = 0 only, so the number of stars per chunk is fixed.
+
+``phi_max`` < pi samples an azimuthal wedge around the Sun only (exact for
+this axisymmetric setup, see :class:`~popstore.dynamics.quasi_isothermal.Selection`);
+after an evolution every star's azimuth is redrawn in the wedge
+(:func:`~popstore.dynamics.quasi_isothermal.randomise_azimuth`), since the
+evolved full-disc sample is still axisymmetric.
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ import numpy as np
 import torch
 
 from popstore.dynamics.orbits import leapfrog
-from popstore.dynamics.quasi_isothermal import DEFAULT_POPULATIONS, QuasiIsothermal, QuasiIsothermalMixture, Selection
+from popstore.dynamics.quasi_isothermal import (
+    DEFAULT_POPULATIONS,
+    QuasiIsothermal,
+    QuasiIsothermalMixture,
+    Selection,
+    randomise_azimuth,
+)
 from popstore.simulator import Output, Parameter, Simulator
 from popstore.simulators import register
 from popstore.simulators.hernquist import POSITIONS, VELOCITIES, phase_space_outputs
@@ -51,6 +63,8 @@ class SolarNeighbourhood(Simulator):
         sets; default: the three-population disc ``DEFAULT_POPULATIONS``.
     r_min, r_max, z_max : float
         Spatial selection at t = 0 [kpc].
+    phi_max : float
+        Half-opening [rad] of the azimuthal wedge around the Sun (pi: whole disc).
     dt_myr : float
         Leapfrog step [Myr].
     torch_threads : int
@@ -60,14 +74,15 @@ class SolarNeighbourhood(Simulator):
     version = "1"
 
     def __init__(self, n_stars: int = 25_000, populations: Sequence[Mapping[str, float]] | None = None,
-                 r_min: float = 1.0, r_max: float = 16.0, z_max: float = 2.5, dt_myr: float = 0.5, torch_threads: int = 1) -> None:
+                 r_min: float = 1.0, r_max: float = 16.0, z_max: float = 2.5, phi_max: float = np.pi,
+                 dt_myr: float = 0.5, torch_threads: int = 1) -> None:
         if n_stars < 1:
             raise ValueError(f"n_stars must be >= 1, got {n_stars}")
         pops = tuple(QuasiIsothermal(**p) for p in populations) if populations is not None else DEFAULT_POPULATIONS
-        if not 0 <= r_min < r_max or z_max <= 0 or dt_myr <= 0:
-            raise ValueError("need 0 <= r_min < r_max, z_max > 0 and dt_myr > 0")
+        if dt_myr <= 0:
+            raise ValueError(f"need dt_myr > 0, got {dt_myr}")
         self.n_stars, self.dt_myr, self.torch_threads = int(n_stars), float(dt_myr), int(torch_threads)
-        self.selection = Selection(float(r_min), float(r_max), float(z_max))
+        self.selection = Selection(float(r_min), float(r_max), float(z_max), float(phi_max))
         self.mixture = QuasiIsothermalMixture(pops)
 
     @property
@@ -93,9 +108,12 @@ class SolarNeighbourhood(Simulator):
 
     def simulate(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
         torch.set_num_threads(self.torch_threads)
-        x, v, pop = self.mixture.sample(self.n_stars, np.random.default_rng(seed), self.selection)
+        rng = np.random.default_rng(seed)
+        x, v, pop = self.mixture.sample(self.n_stars, rng, self.selection)
         v[:, 2] += float(params["kick_vz"])
-        x, v = leapfrog(self.mixture.potential.acceleration, x, v, float(params["time_myr"]), self.dt_myr)
+        if float(params["time_myr"]) > 0:
+            x, v = leapfrog(self.mixture.potential.acceleration, x, v, float(params["time_myr"]), self.dt_myr)
+            x, v = randomise_azimuth(x, v, self.selection.phi_max, rng)
         out = {name: a[:, i] for names, a in ((POSITIONS, x), (VELOCITIES, v)) for i, (name, _) in enumerate(names)}
         out["population"] = pop.astype(np.int8)
         return out
