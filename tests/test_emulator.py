@@ -10,14 +10,6 @@ from popstore.inference.emulator import CurveEmulator, FlowConfig, Standardizer,
 from popstore.inference.emulator_metrics import abs_error_stats
 from popstore.inference.emulator_plots import plot_history, snapshot_callback
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the test machine's cores are shared, and oversubscription slows training 5x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 SMALL = FlowConfig(n_layers=2, hidden=16, n_blocks=1, epochs=2, batch_size=64, x_noise=0.0)
 

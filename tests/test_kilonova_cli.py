@@ -6,8 +6,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 from popstore.cli import main
 from popstore.inference.emulator import CurveEmulator
@@ -48,13 +46,6 @@ n_draws = 5
 n_timing = 20
 """
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_kilonova_cli_end_to_end(tmp_path: Path, capsys):
