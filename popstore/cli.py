@@ -70,7 +70,7 @@ def _import(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from popstore.demo import run_demo
 
-    run_demo(Path(args.output), n_samples=args.n_samples, npix=args.npix, n_workers=args.workers)
+    run_demo(Path(args.output), n_samples=args.n_samples, npix=args.npix, n_workers=args.workers, epochs=args.epochs)
     return 0
 
 
@@ -111,11 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-chunk", type=int)
     p.set_defaults(func=_import)
 
-    p = sub.add_parser("demo", help="the main job: a small gaussian_fields store on a LocalCluster, split, PNG")
+    p = sub.add_parser("demo", help="the main job: gaussian_fields store on a LocalCluster, split, PNG, small CNN")
     p.add_argument("-o", "--output", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--n-samples", type=int, default=512)
-    p.add_argument("--npix", type=int, default=64)
+    p.add_argument("--n-samples", type=int, default=2048)
+    p.add_argument("--npix", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=15, help="CNN training epochs (0: skip training)")
     p.set_defaults(func=_demo)
 
     for mod in pkgutil.iter_modules(popstore.commands.__path__, prefix="popstore.commands."):

@@ -5,7 +5,10 @@
    demo after killing it and it finishes the missing chunks);
 3. split it into train/valid/test and store label statistics;
 4. read one training batch through :class:`popstore.MapDataset`;
-5. draw example maps across the parameter range to ``examples.png``.
+5. draw example maps across the parameter range to ``examples.png``;
+6. train a small moment-network CNN (:mod:`popstore.inference`) to infer the
+   amplitude and slope from the two fields, and print its test-split metrics
+   (files in ``model/``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from popstore.generate import generate
+from popstore.inference.data import DataConfig, train_on_store
+from popstore.inference.evaluate import make_test_report
+from popstore.inference.train import TrainConfig
 from popstore.info import describe
 from popstore.cluster import cluster_client
 from popstore.priors import sample_table
@@ -30,9 +36,11 @@ from popstore.store import open_store
 from popstore.torchdata import MapDataset, make_loader
 
 log = logging.getLogger(__name__)
+INPUTS = ["density", "temperature"]
 
 
-def run_demo(output: Path, n_samples: int = 512, npix: int = 64, n_workers: int = 2, seed: int = 0) -> Path:
+def run_demo(output: Path, n_samples: int = 2048, npix: int = 32, n_workers: int = 2, epochs: int = 15,
+             seed: int = 0) -> Path:
     """Run the demo into ``output``; returns the store path."""
     output.mkdir(parents=True, exist_ok=True)
     store = output / "gaussian_fields.zarr"
@@ -47,7 +55,7 @@ def run_demo(output: Path, n_samples: int = 512, npix: int = 64, n_workers: int 
     split(store, test=0.1, valid=0.1, seed=seed)
     print(describe(store))
 
-    train = MapDataset(store, split="train", inputs=["density", "temperature"])
+    train = MapDataset(store, split="train", inputs=INPUTS)
     x, y = next(iter(make_loader(train, batch_size=32, seed=seed)))
     print(f"one training batch: inputs {tuple(x.shape)} {x.dtype}, labels {tuple(y.shape)} "
           f"(min-max normalised, range {float(y.min()):.2f}..{float(y.max()):.2f})")
@@ -56,6 +64,15 @@ def run_demo(output: Path, n_samples: int = 512, npix: int = 64, n_workers: int 
     order = np.argsort(ds["slope"].values)
     png = plot_examples(ds, order[np.linspace(0, n_samples - 1, 4).astype(int)], output / "examples.png")
     print(f"example maps: {png}")
+
+    if epochs > 0:
+        print(f"training the o3_err moment network for {epochs} epochs on {len(train)} maps (CPU: about a minute)")
+        result = train_on_store(store, output / "model", hidden=4, dropout=0.1,
+                                data=DataConfig(inputs=INPUTS, labels=["amplitude", "slope"], batch_size=32, seed=seed),
+                                train=TrainConfig(epochs=epochs, lr=2e-3, seed=seed, threads=1, progress=False))
+        table = make_test_report(result.checkpoint, store)
+        print(f"test split ({output / 'model'}):")
+        print(table[["rmse", "rel_error", "r2", "chi2", "coverage_1sigma"]].to_string(float_format="%.3f"))
     return store
 
 
