@@ -13,6 +13,8 @@ Example (``pipelines/gaussian_fields.toml``)::
     seed = 1
     [priors.ranges]              # optional narrower priors
     slope = [1.5, 2.5]
+    [priors.fixed]               # optional exact values (every sample)
+    smoothing = 1.0
 
     [store]
     path = "out/gaussian_fields.zarr"   # relative to the pipeline file
@@ -41,6 +43,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from popstore.cluster import cluster_client
 from popstore.generate import GenerationReport, generate
@@ -86,10 +90,16 @@ class Pipeline:
         sim = self.section("simulator")
         return get_simulator(sim["name"], **sim.get("config", {}))
 
-    def parameter_table(self, simulator: Simulator):
+    def parameter_table(self, simulator: Simulator) -> pd.DataFrame:
+        """The ``[priors]`` table: ``n_samples`` draws of the simulator's prior, ``fixed`` values set exactly."""
         pri = self.section("priors")
-        return simulator.parameter_table(int(pri["n_samples"]), int(pri.get("seed", 0)),
-                                         pri.get("design", "uniform"), pri.get("ranges"))
+        fixed = dict(pri.get("fixed", {}))
+        unknown = set(fixed) - set(simulator.parameter_names)
+        if unknown:
+            raise ValueError(f"{self.path}: [priors.fixed] names unknown parameters {sorted(unknown)}")
+        table = simulator.parameter_table(int(pri["n_samples"]), int(pri.get("seed", 0)),
+                                          pri.get("design", "uniform"), pri.get("ranges"))
+        return table.assign(**{k: float(v) for k, v in fixed.items()})
 
     def generate(self, client: Any = None, progress: bool = True) -> GenerationReport:
         """Run (or resume) the generation stage on the pipeline's cluster or ``client``."""

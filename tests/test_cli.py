@@ -81,3 +81,14 @@ def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "popstore.cli", "--help"], capture_output=True, text=True, check=True)
     for cmd in ("generate", "split", "info", "export", "import", "demo"):
         assert cmd in out.stdout
+
+
+def test_fixed_priors_are_exact(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text(PIPELINE.replace("[store]", "[priors.fixed]\nsmoothing = 1.25\n[store]"))
+    pipe = Pipeline.load(p)
+    table = pipe.parameter_table(pipe.simulator())
+    assert (table["smoothing"] == 1.25).all() and table["slope"].between(1.5, 2.5).all()
+    p.write_text(PIPELINE.replace("[store]", "[priors.fixed]\nsmoothness = 1.25\n[store]"))
+    with pytest.raises(ValueError, match="unknown parameters"):
+        Pipeline.load(p).parameter_table(Pipeline.load(p).simulator())

@@ -15,7 +15,6 @@ from popstore.inference.flows_ensemble import (
     train_ensemble,
 )
 
-torch.set_num_threads(1)
 COV = np.array([[4.0, 1.2], [1.2, 1.0]])
 
 

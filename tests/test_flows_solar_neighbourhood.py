@@ -22,7 +22,6 @@ from popstore.dynamics.quasi_isothermal import (
 )
 from popstore.simulators import get_simulator
 
-torch.set_num_threads(1)
 POT = MilkyWayPotential()
 
 

@@ -23,7 +23,7 @@ from popstore.kilonova import (
     valid_samples,
 )
 from popstore.kilonova.dataset import curves_from_arrays, load_curves
-from popstore.kilonova.ejecta import baryonic_mass, ejecta_mass, opening_angle_phi, opening_angle_theta, velocity_rho, velocity_z
+from popstore.kilonova.ejecta import ejecta_mass, opening_angle_phi, opening_angle_theta, velocity_rho, velocity_z
 from popstore.kilonova.lightcurve import (
     F0_CGS,
     MSUN_G,

@@ -60,7 +60,6 @@ def test_label_statistics_match_numpy(store):
 
 
 def test_groups_are_never_split(store):
-    ds = open_store(store)
     groups = (np.arange(200) // 10).astype(np.int64)  # e.g. 10 maps per simulation
     popstore.store.write_variables(store, {"simulation": ("sample", groups)})
     popstore.split(store, test=0.1, valid=0.1, seed=0, groups="simulation")

@@ -2,10 +2,10 @@
 
 Sections of a pipeline file (see ``pipelines/flows_*.toml``):
 
-- ``[simulator]``, ``[store]``, ``[cluster]`` as for any pipeline;
-  ``[catalogue]`` gives the *exact* label values of the catalogue and
-  ``n_chunks`` (samples of ``n_stars`` each); it replaces the ``[priors]``
-  draws, which cannot express a fixed value.
+- ``[simulator]``, ``[priors]``, ``[store]``, ``[cluster]`` as for any
+  pipeline; the catalogue store is made by ``popstore generate``, with the
+  exact label values in ``[priors.fixed]`` and ``n_samples`` chunks of
+  ``n_stars`` each.
 - ``[flows]``: :class:`~popstore.inference.flows.FlowConfig` fields, plus
   ``output`` (directory of ``seed_<k>`` members), ``seeds``, ``rescaling``
   (``"hernquist"``: positions / 10 a, velocities / sqrt(2 G M / a), the
@@ -19,10 +19,8 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +32,6 @@ from popstore.cluster import cluster_client
 from popstore.dynamics.acceleration import cbe_acceleration, evaluation_velocities
 from popstore.dynamics.catalogue import catalogue_arrays
 from popstore.dynamics.hernquist import Hernquist
-from popstore.generate import GenerationReport, generate
 from popstore.inference.flows import FlowConfig
 from popstore.inference.flows_ensemble import (
     FlowEnsemble,
@@ -44,35 +41,6 @@ from popstore.inference.flows_ensemble import (
 )
 from popstore.pipeline import Pipeline
 from popstore.store import open_store
-
-
-def resolve(pipe: Pipeline, section: str, key: str) -> Path:
-    """Path ``[section] key`` relative to the pipeline file."""
-    value = pipe.section(section).get(key)
-    if value is None:
-        raise ValueError(f"{pipe.path}: [{section}] needs '{key}'")
-    p = Path(value)
-    return p if p.is_absolute() else (pipe.path.parent / p).resolve()
-
-
-def catalogue_table(pipe: Pipeline) -> pd.DataFrame:
-    """One row per chunk, every row the ``[catalogue]`` label values."""
-    cat = pipe.section("catalogue")
-    sim = pipe.simulator()
-    missing = [p for p in sim.parameter_names if p not in cat]
-    if missing:
-        raise ValueError(f"{pipe.path}: [catalogue] must give {missing}")
-    n = int(cat.get("n_chunks", 1))
-    return pd.DataFrame({p: [float(cat[p])] * n for p in sim.parameter_names})
-
-
-def generate_catalogue(pipe: Pipeline, client: Any = None, progress: bool = True) -> GenerationReport:
-    """Write (or resume) the catalogue store, chunks in parallel on the ``[cluster]``."""
-    sim = pipe.simulator()
-    store = pipe.section("store")
-    with cluster_client(pipe.section("cluster")) if client is None else contextlib.nullcontext(client) as c:
-        return generate(sim, catalogue_table(pipe), pipe.store_path, c, seed=int(store.get("seed", 0)),
-                        samples_per_chunk=store.get("samples_per_chunk", 1), progress=progress)
 
 
 def flow_config(section: Mapping[str, Any]) -> FlowConfig:
@@ -114,7 +82,7 @@ def train(pipe: Pipeline, progress: bool = True) -> list:
     data, rescaling = training_data(pipe)
     cfg = flow_config(sec)
     seeds = [int(s) for s in sec.get("seeds", [0])]
-    out = resolve(pipe, "flows", "output")
+    out = pipe.path_of("flows", "output")
     if sec.get("parallel", "sequential") == "dask":
         with cluster_client(pipe.section("cluster")) as c:
             return train_ensemble(data, cfg, seeds, out, client=c, rescaling=rescaling)
@@ -122,7 +90,7 @@ def train(pipe: Pipeline, progress: bool = True) -> list:
 
 
 def ensemble(pipe: Pipeline) -> FlowEnsemble:
-    return load_ensemble(resolve(pipe, "flows", "output"), [int(s) for s in pipe.section("flows").get("seeds", [0])])
+    return load_ensemble(pipe.path_of("flows", "output"), [int(s) for s in pipe.section("flows").get("seeds", [0])])
 
 
 def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:

@@ -1,0 +1,86 @@
+"""The `popstore flows` pipeline stages on a tiny Hernquist pipeline, and the figure-data cache."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from popstore.inference.flows_figures import (
+    cached_figure,
+    draw_accelerations,
+    draw_losses,
+    loss_data,
+)
+from popstore.inference.flows_workflow import (
+    acceleration_data,
+    relative_errors,
+    train,
+)
+from popstore.pipeline import Pipeline
+
+TOML = """
+[simulator]
+name = "hernquist"
+[simulator.config]
+n_stars = 2000
+df = "anisotropic"
+[priors]
+n_samples = 2
+[priors.fixed]
+mass = 2e10
+scale_radius = 4.0
+[store]
+path = "h.zarr"
+samples_per_chunk = 1
+[flows]
+output = "flows"
+n_layers = 1
+hidden_features = 8
+batch_size = 1000
+max_epochs = 2
+seeds = [0, 1]
+rescaling = "hernquist"
+[accelerations]
+figure = "acc.png"
+n_positions = 8
+n_velocities = 100
+"""
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    from distributed import Client
+
+    d = tmp_path_factory.mktemp("flows")
+    (d / "p.toml").write_text(TOML)
+    p = Pipeline.load(d / "p.toml")
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as c:
+        assert p.generate(client=c, progress=False).complete
+    train(p, progress=False)
+    return p
+
+
+def test_stages_and_exact_accelerations(pipe):
+    ds = acceleration_data(pipe, progress=False)
+    # the exact DF of the store's labels (M = 2e10, a = 4 kpc) recovers the truth; flows are tiny and untrained
+    errs = relative_errors(ds)
+    assert errs.loc["exact_df", "max"] < 1e-8
+    assert {"seed_0", "seed_1", "ensemble"} <= set(errs.index)
+    np.testing.assert_allclose(ds.r.values[[0, -1]], [0.4 * 4.0, 20 * 4.0])
+
+
+def test_figures_redraw_from_cache(pipe, tmp_path):
+    png = tmp_path / "acc.png"
+    cached_figure(png, lambda: acceleration_data(pipe, progress=False), draw_accelerations)
+    assert png.exists() and png.with_suffix(".nc").exists()
+    png.unlink()
+
+    def fail():
+        raise AssertionError("the cache must be used")
+
+    cached_figure(png, fail, draw_accelerations)
+    assert png.exists()
+    losses = loss_data(pipe.path.parent / "flows", [0, 1])
+    assert losses.train.shape == (2, 2) and np.isfinite(losses.train).all()
+    cached_figure(tmp_path / "loss.png", lambda: losses, draw_losses)
+    with xr.open_dataset(tmp_path / "loss.nc", engine="h5netcdf") as ds:
+        np.testing.assert_allclose(ds.train.values, losses.train.values)
