@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ def cluster_client(cfg: dict[str, Any] | None = None) -> Iterator[Any]:
         except ImportError as e:
             raise ImportError("cluster kind 'slurm'/'pbs' needs dask-jobqueue: pip install 'popstore[hpc]'") from e
         max_jobs = cfg.pop("max_jobs", 10)
+        cfg = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in cfg.items()}
         cluster = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind](**cfg)
         cluster.adapt(minimum_jobs=0, maximum_jobs=max_jobs)
     else:

@@ -39,6 +39,7 @@ Other stages (training, searches) read their own sections of the same file.
 from __future__ import annotations
 
 import contextlib
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,11 @@ class Pipeline:
         return dict(self.sections.get(name, {}))
 
     def path_of(self, section: str, key: str) -> Path:
-        """The path ``[section] key``, relative to the pipeline file unless absolute."""
+        """The path ``[section] key`` (``$VARS`` and ``~`` expanded), relative to the pipeline file unless absolute."""
         value = self.sections.get(section, {}).get(key)
         if value is None:
             raise ValueError(f"{self.path}: [{section}] needs '{key}'")
-        p = Path(value)
+        p = Path(os.path.expandvars(value)).expanduser()
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     @property
