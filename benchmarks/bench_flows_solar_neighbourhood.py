@@ -5,7 +5,9 @@ Prints the wall time of ``--chunks`` chunks of ``--stars`` stars written
 ``popstore.generate`` into one Zarr store with ``--workers`` single-threaded
 Dask workers (cluster start-up included), and their ratio; the cost of the
 leapfrog evolution per star per Myr; energy conservation over ``--time-myr``;
-and how many stars fall within 1 kpc of the Sun (the flows' training set).
+how many stars fall within 1 kpc of the Sun (the flows' training set); and
+the equilibrium floor of the mock: CBE accelerations of the exact generating
+DF (Staeckel-action qDFs, and the old epicyclic ones) vs the potential.
 
 Run:  nice -n 10 .venv/bin/python benchmarks/bench_flows_solar_neighbourhood.py --chunks 4 --stars 10000
 """
@@ -26,6 +28,8 @@ import popstore
 from popstore.cluster import cluster_client
 from popstore.dynamics.acceleration import cbe_acceleration
 from popstore.dynamics.catalogue import catalogue_arrays
+from popstore.dynamics.orbits import leapfrog
+from popstore.dynamics.quasi_isothermal import QuasiIsothermalMixture, Selection
 from popstore.simulators import get_simulator
 
 
@@ -36,6 +40,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--time-myr", type=float, default=100.0)
     ap.add_argument("--phi-max", type=float, default=0.15, help="azimuthal wedge half-opening [rad]")
+    ap.add_argument("--floor-stars", type=int, default=5000, help="stars near the Sun for the equilibrium floor")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sim = get_simulator("solar_neighbourhood", n_stars=args.stars, phi_max=args.phi_max)
@@ -63,8 +68,6 @@ def main() -> None:
     print(f"evolution + sampling cost: {1e6 * per:.2f} us per star per Myr (dt = {sim.dt_myr} Myr)")
     pot = sim.mixture.potential
     x0, v0, _ = sim.mixture.sample(args.stars, np.random.default_rng(0), sim.selection)
-    from popstore.dynamics.orbits import leapfrog
-
     x1, v1 = leapfrog(pot.acceleration, x0, v0, args.time_myr, sim.dt_myr)
     energy = lambda x, v: pot.potential(torch.tensor(x)).numpy() + 0.5 * (v**2).sum(1)
     de = np.abs(energy(x1, v1) / energy(x0, v0) - 1)
@@ -72,19 +75,24 @@ def main() -> None:
     near = np.linalg.norm(x - np.array([8.0, 0, 0]), axis=1) < 1.0
     print(f"stars within 1 kpc of the Sun: {near.sum()} of {len(x)} ({100 * near.mean():.2f}%)")
 
-    # floor of the mock: CBE accelerations of the exact (epicyclic) qDF against the potential
-    x0, v0, _ = sim.mixture.sample(200_000, np.random.default_rng(1), sim.selection)
-    local = v0[np.linalg.norm(x0 - np.array([8.0, 0, 0]), axis=1) < 1.0]
-    for label, pos in (("R = 7.5..8.5 kpc, z = 0", np.c_[np.linspace(7.5, 8.5, 11), np.zeros(11), np.zeros(11)]),
-                       ("R = 8 kpc, |z| = 0.1 kpc", np.array([[8.0, 0, 0.1], [8.0, 0, -0.1]])),
-                       ("R = 8 kpc, |z| = 0.5 kpc", np.array([[8.0, 0, 0.5], [8.0, 0, -0.5]]))):
-        vel = local[np.random.default_rng(2).integers(len(local), size=(len(pos), 1000))]
-        acc = cbe_acceleration(sim.mixture.log_df, torch.tensor(pos), torch.tensor(vel)).numpy()
-        true = pot.acceleration(torch.tensor(pos)).numpy()
-        err = np.linalg.norm(acc - true, axis=1) / np.linalg.norm(true, axis=1)
-        print(f"exact-qDF CBE acceleration vs potential at {label}: median error {100 * np.median(err):.1f}%, "
-              f"a_R ratio {np.median(acc[:, 0] / true[:, 0]):.3f}" + (f", a_z ratio {np.median(acc[:, 2] / true[:, 2]):.3f}" if abs(pos[0, 2]) > 0 else ""))
-
+    # floor of the mock: CBE accelerations of the exact generating qDF against the potential
+    # (Staeckel actions: the default; epicyclic actions: the old, ~6% out-of-equilibrium DF, for comparison)
+    local_sel = Selection(7.0, 9.0, 1.0, args.phi_max)
+    for actions in ("staeckel", "epicyclic"):
+        mix = QuasiIsothermalMixture(sim.mixture.populations, actions=actions)
+        t = time.perf_counter()
+        x0, v0, _ = mix.sample(args.floor_stars, np.random.default_rng(1), local_sel)
+        print(f"{actions} qDF: {args.floor_stars} stars in R = 7..9 kpc, |z| < 1 kpc sampled in {time.perf_counter() - t:.1f} s")
+        local = v0[np.linalg.norm(x0 - np.array([8.0, 0, 0]), axis=1) < 1.0]
+        for label, pos in (("R = 7.5..8.5 kpc, z = 0", np.c_[np.linspace(7.5, 8.5, 11), np.zeros(11), np.zeros(11)]),
+                           ("R = 8 kpc, |z| = 0.1 kpc", np.array([[8.0, 0, 0.1], [8.0, 0, -0.1]])),
+                           ("R = 8 kpc, |z| = 0.5 kpc", np.array([[8.0, 0, 0.5], [8.0, 0, -0.5]]))):
+            vel = local[np.random.default_rng(2).integers(len(local), size=(len(pos), 1000))]
+            acc = cbe_acceleration(mix.log_df, torch.tensor(pos), torch.tensor(vel)).numpy()
+            true = pot.acceleration(torch.tensor(pos)).numpy()
+            err = np.linalg.norm(acc - true, axis=1) / np.linalg.norm(true, axis=1)
+            print(f"  exact {actions} qDF CBE acceleration vs potential at {label}: median error {100 * np.median(err):.2f}%, "
+                  f"a_R ratio {np.median(acc[:, 0] / true[:, 0]):.4f}" + (f", a_z ratio {np.median(acc[:, 2] / true[:, 2]):.4f}" if abs(pos[0, 2]) > 0 else ""))
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""``popstore flows {missing-rv,train,accelerations,figures} PIPELINE.toml``.
+"""``popstore flows {missing-rv,train,train-missing-rv,accelerations,figures} PIPELINE.toml``.
 
 Phase-space mocks, flow ensembles and CBE accelerations (An et al. 2021;
 Naik et al. 2021); see :mod:`popstore.inference.flows_workflow` for the
@@ -36,6 +36,16 @@ def _train(args: argparse.Namespace) -> int:
 
     for r in train(Pipeline.load(args.pipeline), progress=not args.quiet):
         print(f"seed {r.seed}: {len(r.losses)} epochs, best epoch {r.best_epoch}, checkpoint {r.checkpoint}")
+    return 0
+
+
+def _train_missing_rv(args: argparse.Namespace) -> int:
+    from popstore.inference.flows_workflow import train_missing_rv_flows
+    from popstore.pipeline import Pipeline
+
+    pipe = Pipeline.load(args.pipeline)
+    train_missing_rv_flows(pipe, progress=not args.quiet)
+    print(f"factorised DF n(x) p(v | x): {pipe.path_of('missing_rv', 'output')}")
     return 0
 
 
@@ -105,6 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, func, text in (
         ("missing-rv", _missing_rv, "write the missing-line-of-sight-velocity subset ([missing_rv] path)"),
         ("train", _train, "train the [flows] ensemble on the catalogue"),
+        ("train-missing-rv", _train_missing_rv, "train the factorised DF n(x) p(v|x) on the [missing_rv] subset ([missing_rv] output)"),
         ("accelerations", _accelerations, "CBE accelerations vs truth: figure + cached data, error table"),
         ("figures", _figures, "training-loss and DF-slice figures (from cached data when present)"),
     ):

@@ -13,7 +13,14 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   (``"sequential"`` or ``"dask"``: one task per seed on the ``[cluster]``),
   ``threads`` (torch threads), ``sphere_radius`` (keep stars within this
   distance [kpc] of the Sun at ``(sun_x, 0, 0)``; solar neighbourhood).
-- ``[accelerations]``: where to evaluate, and the figure path.
+- ``[missing_rv]``: ``path`` of the missing-line-of-sight-velocity subset
+  (``popstore flows missing-rv``), ``output`` (directory of the factorised
+  DF's ``positions/`` and ``velocities/`` ensembles, ``popstore flows
+  train-missing-rv``; :mod:`popstore.inference.flows_missing_rv`) and
+  optional :class:`~popstore.inference.flows.FlowConfig` fields that
+  override those of ``[flows]`` for these flows.
+- ``[accelerations]``: where to evaluate, and the figure path; a trained
+  ``[missing_rv] output`` adds the factorised DF (``missing_rv``) to the comparison.
 - ``[figures]``: paths of the loss and DF-slice figures and the slice definition.
 """
 
@@ -39,6 +46,7 @@ from popstore.inference.flows_ensemble import (
     phase_space_log_df,
     train_ensemble,
 )
+from popstore.inference.flows_missing_rv import load_missing_rv, train_missing_rv
 from popstore.pipeline import Pipeline
 from popstore.store import open_store
 
@@ -89,6 +97,16 @@ def train(pipe: Pipeline, progress: bool = True) -> list:
     return train_ensemble(data, cfg, seeds, out, rescaling=rescaling, progress=progress)
 
 
+def train_missing_rv_flows(pipe: Pipeline, progress: bool = True) -> None:
+    """Train the factorised DF of ``[missing_rv]`` on its subset (``[flows]`` settings, overridden by ``[missing_rv]``)."""
+    sec = pipe.section("missing_rv")
+    torch.set_num_threads(int(pipe.section("flows").get("threads", 1)))
+    subset = xr.open_zarr(pipe.path_of("missing_rv", "path"), consolidated=False).load()
+    cfg = flow_config({**pipe.section("flows"), **sec})
+    seeds = [int(s) for s in sec.get("seeds", pipe.section("flows").get("seeds", [0]))]
+    train_missing_rv(subset, cfg, seeds, pipe.path_of("missing_rv", "output"), progress=progress)
+
+
 def ensemble(pipe: Pipeline) -> FlowEnsemble:
     return load_ensemble(pipe.path_of("flows", "output"), [int(s) for s in pipe.section("flows").get("seeds", [0])])
 
@@ -128,6 +146,8 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
         # the generating DF itself (meaningful for the equilibrium sample only: kick_vz = time_myr = 0)
         logdfs = {"exact_df": mixture.log_df} if float(ds["kick_vz"].values[0]) == 0 and float(ds["time_myr"].values[0]) == 0 else {}
         coord = ("s", np.linalg.norm(pos - start, axis=1), {"units": "kpc", "long_name": f"distance from {start.tolist()} towards {stop.tolist()}"})
+    if "output" in pipe.section("missing_rv") and pipe.path_of("missing_rv", "output").exists():
+        models["missing_rv"] = load_missing_rv(pipe.path_of("missing_rv", "output"))
     logdfs.update({k: phase_space_log_df(m) for k, m in models.items()})
     xt, vt = torch.tensor(pos), torch.tensor(vel)
     accs = {k: cbe_acceleration(f, xt, vt, progress=progress).detach().numpy() for k, f in logdfs.items()}
