@@ -29,6 +29,8 @@ from popstore.splits import label_statistics
 from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store
 
 Normalize = Literal["minmax", "standard", "none"]
+#: Default memory budget of the decoded-chunk cache, per process.
+CACHE_BYTES = 2**30
 
 
 class MapDataset(Dataset):
@@ -58,7 +60,8 @@ class MapDataset(Dataset):
     spatial_ndim
         Number of trailing dims of each variable that are not channels.
     cache_chunks
-        Chunks kept decompressed per process.
+        Chunks kept decoded per process; ``None`` keeps as many as fit in
+        :data:`CACHE_BYTES`, ``0`` disables the cache.
     """
 
     def __init__(
@@ -70,7 +73,7 @@ class MapDataset(Dataset):
         normalize: Normalize = "minmax",
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         spatial_ndim: int = 2,
-        cache_chunks: int = 16,
+        cache_chunks: int | None = None,
     ) -> None:
         ds = open_store(store)
         self.path = str(store)
@@ -103,7 +106,8 @@ class MapDataset(Dataset):
         self.y = torch.from_numpy(self.normalize_labels(raw)).float()
         self.transform = transform
         self.spatial_ndim = spatial_ndim
-        self.cache_chunks = cache_chunks
+        chunk_bytes = 4 * self.chunk * len(self.channels) * int(np.prod(self.map_shape))
+        self.cache_chunks = max(1, CACHE_BYTES // chunk_bytes) if cache_chunks is None else cache_chunks
         self._reset_process_state()
 
     # -- labels ------------------------------------------------------------
@@ -253,11 +257,12 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
 class ChunkBatchSampler(Sampler[list[int]]):
     """Batches that keep reads chunk-aligned.
 
-    Each epoch: shuffle the order of chunks, cut it into buffers of
-    ``buffer_chunks`` chunks, shuffle the samples inside each buffer, cut into
-    batches. Buffers are dealt round-robin to ``num_workers`` DataLoader
-    workers and their batches interleaved in the order DataLoader dispatches
-    them, so each worker decompresses its own chunks only.
+    Chunks are dealt once (with ``seed``) to ``num_workers`` streams, one per
+    DataLoader worker. Each epoch, every stream shuffles the order of its
+    chunks, cuts it into buffers of ``buffer_chunks`` chunks, shuffles the
+    samples inside each buffer and cuts batches; the streams' batches are
+    interleaved in the order DataLoader dispatches them to workers, so each
+    worker reads, decodes and caches its own chunks only.
     """
 
     def __init__(self, dataset: MapDataset, batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -274,17 +279,18 @@ class ChunkBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _batches(self) -> list[list[np.ndarray]]:
+        # chunk -> stream (worker) assignment is fixed for all epochs, so worker caches stay warm
+        stream_of = np.random.default_rng(self.seed).permutation(len(self.groups)) % self.n_streams
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.groups)) if self.shuffle else np.arange(len(self.groups))
-        streams: list[list[np.ndarray]] = [[] for _ in range(self.n_streams)]
-        for b, start in enumerate(range(0, len(order), self.buffer_chunks)):
-            pos = np.concatenate([self.groups[g] for g in order[start:start + self.buffer_chunks]])
-            if self.shuffle:
-                pos = rng.permutation(pos)
-            streams[b % self.n_streams].append(pos)
         out = []
-        for stream in streams:
-            pos = np.concatenate(stream) if stream else np.empty(0, dtype=np.int64)
+        for k in range(self.n_streams):
+            chunks = np.flatnonzero(stream_of == k)
+            if self.shuffle:
+                chunks = rng.permutation(chunks)
+            buffers = [np.concatenate([self.groups[g] for g in chunks[i:i + self.buffer_chunks]])
+                       for i in range(0, len(chunks), self.buffer_chunks)]
+            pos = np.concatenate([rng.permutation(b) if self.shuffle else b for b in buffers]) if buffers \
+                else np.empty(0, dtype=np.int64)
             n_full = len(pos) // self.batch_size
             batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
             if not self.drop_last and len(pos) % self.batch_size:

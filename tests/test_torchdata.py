@@ -127,3 +127,21 @@ def test_plain_dataloader_with_default_collate(store):
     ref = data.batch(list(range(6)))
     torch.testing.assert_close(x, ref[0])
     torch.testing.assert_close(y, ref[1])
+
+
+def test_cache_keeps_a_split_that_fits_in_memory_across_epochs(store, monkeypatch):
+    data = popstore.MapDataset(store, split=None)  # default budget: every chunk of this store fits
+    decoded = []
+    original = type(data)._read_chunk
+
+    def counting(self, c):
+        if c not in self._cache:
+            decoded.append(c)
+        return original(self, c)
+
+    monkeypatch.setattr(type(data), "_read_chunk", counting)
+    loader = popstore.make_loader(data, batch_size=5, seed=0)
+    first = torch.cat([x for x, _ in loader])
+    second = torch.cat([x for x, _ in loader])
+    assert len(decoded) == int(np.ceil(90 / 8))  # second epoch: no chunk decoded again
+    torch.testing.assert_close(first.sum(), second.sum())
