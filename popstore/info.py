@@ -10,7 +10,7 @@ from popstore.store import input_names, label_names, layout_of, open_store, simu
 
 
 def describe(store: str | Path) -> str:
-    """Simulator, progress, layout, splits, inputs (with shapes, units) and labels (with ranges) of a store."""
+    """Simulator, progress, layout, splits, inputs (shapes, units), labels and per-sample diagnostics (ranges)."""
     ds = open_store(store)
     layout = layout_of(ds)
     done = ds["done"].values
@@ -31,8 +31,15 @@ def describe(store: str | Path) -> str:
         dims = ", ".join(f"{d}={n}" for d, n in var.sizes.items())
         lines.append(f"  {v:<28} ({dims}) [{var.attrs.get('units', '')}] {var.attrs.get('long_name', '')}")
     lines.append("labels")
-    for v in label_names(ds):
-        vals = ds[v].values[done]
-        rng = f"{vals.min():.4g} .. {vals.max():.4g}" if vals.size else "-"
-        lines.append(f"  {v:<28} {rng} [{ds[v].attrs.get('units', '')}] {ds[v].attrs.get('long_name', '')}")
+    lines += [_value_range(ds, v, done) for v in label_names(ds)]
+    diagnostics = [k for k, v in ds.data_vars.items() if v.attrs.get("role") == "diagnostic" and v.dims == ("sample",)]
+    if diagnostics:
+        lines.append("diagnostics")
+        lines += [_value_range(ds, v, done) for v in diagnostics]
     return "\n".join(lines)
+
+
+def _value_range(ds, name: str, done: np.ndarray) -> str:
+    vals = ds[name].values[done]
+    rng = f"{vals.min():.4g} .. {vals.max():.4g}" if vals.size else "-"
+    return f"  {name:<28} {rng} [{ds[name].attrs.get('units', '')}] {ds[name].attrs.get('long_name', '')}"

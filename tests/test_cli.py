@@ -52,6 +52,7 @@ def test_generate_pipeline_then_info(pipeline_file, capsys):
     assert main(["info", str(store)]) == 0
     out = capsys.readouterr().out
     assert "gaussian_fields" in out and "test 10, train 30" in out and "density" in out
+    assert "diagnostics" not in out  # gaussian_fields keeps none
 
 
 def test_split_export_import(pipeline_file, tmp_path, capsys):
