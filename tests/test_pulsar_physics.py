@@ -242,3 +242,24 @@ def test_population_galactic_rotation_and_labels():
     assert abs(np.mean(np.log10(young["P"])) + 1.0) < 0.02 and abs(np.std(np.log10(young["P"])) - 0.2) < 0.01
     with pytest.raises(ValueError, match="unknown pulsar labels"):
         simulate_population({"mu_logb": 13}, 10, np.random.default_rng(0), CFG)
+
+
+@pytest.mark.parametrize("model", ["pardo2025", "graber2024"])
+def test_luminosity_models_follow_their_power_laws(model):
+    """log10 L = mean + N(0, 0.8) + slope * log10(x): Pardo 2025 with x = Edot / 1e29 erg/s and slope epsilon_L,
+    Graber 2024 with x = Pdot / P^3 and slope 0.5; the scatter is the 0.8 dex log-normal of the papers."""
+    cfg = dataclasses.replace(PulsarConfig(), luminosity_model=model)
+    n = 200_000
+    rng = np.random.default_rng(3)
+    P = 10 ** rng.uniform(-1.5, 0.5, n)
+    Pdot = 10 ** rng.uniform(-17, -12, n)
+    L = radio.radio_luminosity(P, Pdot, np.random.default_rng(4), cfg)
+    if model == "pardo2025":
+        edot = 4 * np.pi**2 * cfg.moment_of_inertia * Pdot / P**3  # erg/s, I = 0.4 M R^2
+        log_x, mean, slope = np.log10(edot / 1e29), 26.17, 0.68
+    else:
+        log_x, mean, slope = np.log10(Pdot / P**3), 35.5, 0.5
+    fit = np.polyfit(log_x, np.log10(L), 1)
+    assert fit[0] == pytest.approx(slope, abs=0.01)
+    assert fit[1] == pytest.approx(mean, abs=0.02)
+    assert (np.log10(L) - np.polyval(fit, log_x)).std() == pytest.approx(0.8, rel=0.01)
