@@ -28,6 +28,7 @@ from popstore.inference.data import DataConfig, train_on_store
 from popstore.inference.evaluate import make_test_report
 from popstore.inference.train import TrainConfig
 from popstore.info import describe
+from popstore.plotting import coordinate_edges
 from popstore.cluster import cluster_client
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
@@ -77,17 +78,18 @@ def run_demo(output: Path, n_samples: int = 2048, npix: int = 32, n_workers: int
 
 
 def plot_examples(ds: xr.Dataset, samples: np.ndarray, path: Path) -> Path:
-    """Density (log10) and temperature maps of a few samples, titled with their labels."""
-    fig, axes = plt.subplots(2, len(samples), figsize=(3.2 * len(samples), 6.4), constrained_layout=True)
+    """log10 density and temperature maps of a few samples, titled with their labels."""
+    fig, axes = plt.subplots(len(INPUTS), len(samples), figsize=(3.2 * len(samples), 6.4), constrained_layout=True)
+    x_edges, y_edges = coordinate_edges(ds, "x"), coordinate_edges(ds, "y")
     for col, i in enumerate(samples):
         s = ds.isel(sample=int(i))
-        for row, (var, transform) in enumerate([("density", np.log10), ("temperature", np.log10)]):
+        for row, var in enumerate(INPUTS):
             ax = axes[row, col]
-            im = ax.imshow(transform(s[var].values), origin="lower", cmap="magma" if row else "viridis",
-                           extent=[*s["x_bnds"].values[[0, -1], [0, 1]], *s["y_bnds"].values[[0, -1], [0, 1]]])
+            im = ax.pcolormesh(x_edges, y_edges, np.log10(s[var].values), cmap="magma" if row else "viridis")
             fig.colorbar(im, ax=ax, shrink=0.8, label=f"log10 {var} [{ds[var].attrs['units']}]")
             ax.set_xlabel(f"x [{ds.x.attrs['units']}]")
             ax.set_ylabel(f"y [{ds.y.attrs['units']}]")
+            ax.set_aspect("equal")
         axes[0, col].set_title(f"A={float(s.amplitude):.2f}  n={float(s.slope):.2f}  s={float(s.smoothing):.2f}")
     fig.savefig(path, dpi=110)
     plt.close(fig)

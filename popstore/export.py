@@ -33,6 +33,7 @@ from popstore.store import (
     STATISTICS,
     choose_layout_bytes,
     input_names,
+    json_default,
     label_names,
     layout_of,
     open_store,
@@ -115,16 +116,8 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> P
                          for v in input_names(ds) + labels}
     meta["attrs"] = ds.attrs
     with open(folder / "popstore.json", "w") as f:
-        json.dump(meta, f, default=_jsonable)
+        json.dump(meta, f, default=json_default)
     return folder
-
-
-def _jsonable(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None) -> xr.Dataset:

@@ -131,10 +131,11 @@ def choose_layout_bytes(
 
 
 def _json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=_to_builtin)
+    return json.dumps(obj, sort_keys=True, default=json_default)
 
 
-def _to_builtin(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dump`` hook for numpy scalars and arrays."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
