@@ -3,10 +3,16 @@
 Random single-sample reads from a chunked store decompress a whole chunk per
 sample (measured ~4x slower than loose ``.npy`` files, see
 ``benchmarks/bench_loading.py``). :class:`MapDataset` instead reads whole
-chunks, keeps the most recent ones in a small per-process cache and serves
+chunks, keeps the most recent ones decoded in a per-process cache and serves
 batches through ``__getitems__``; :class:`ChunkBatchSampler` shuffles the order
 of chunks, then samples within a buffer of chunks, and hands every buffer to a
 single DataLoader worker so each chunk is decompressed once per epoch.
+
+Each batch from the sampler names the chunks its worker will need a few batches
+later (:class:`ChunkBatch`); the dataset decodes those on background threads
+(Blosc and file reads release the GIL), so reading overlaps with the training
+step, and the batch itself is gathered from the decoded chunks with one
+contiguous copy per chunk.
 
 The store is opened lazily in each process: a dataset holds only a path and
 small index/label arrays, so it pickles for spawn/forkserver workers.
@@ -16,7 +22,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +69,9 @@ class MapDataset(Dataset):
     cache_chunks
         Chunks kept decoded per process; ``None`` keeps as many as fit in
         :data:`CACHE_BYTES`, ``0`` disables the cache.
+    read_threads
+        Background threads per process that decode the chunks named by
+        :attr:`ChunkBatch.read_ahead` (``0``: read only on demand).
     """
 
     def __init__(
@@ -74,6 +84,7 @@ class MapDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         spatial_ndim: int = 2,
         cache_chunks: int | None = None,
+        read_threads: int = 2,
     ) -> None:
         ds = open_store(store)
         self.path = str(store)
@@ -108,6 +119,7 @@ class MapDataset(Dataset):
         self.spatial_ndim = spatial_ndim
         chunk_bytes = 4 * self.chunk * len(self.channels) * int(np.prod(self.map_shape))
         self.cache_chunks = max(1, CACHE_BYTES // chunk_bytes) if cache_chunks is None else cache_chunks
+        self.read_threads = read_threads
         self._reset_process_state()
 
     # -- labels ------------------------------------------------------------
@@ -146,53 +158,83 @@ class MapDataset(Dataset):
     def _reset_process_state(self) -> None:
         self._pid: int | None = None
         self._ds: xr.Dataset | None = None
-        self._cache: OrderedDict[int, list[np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future] = {}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_pid=None, _ds=None, _cache=OrderedDict())
+        state.update(_pid=None, _ds=None, _cache=OrderedDict(), _pool=None, _pending={})
         return state
 
     def _store(self) -> xr.Dataset:
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # first use in this process (or a forked worker): nothing inherited
+            self._reset_process_state()
             self._ds = xr.open_zarr(self.path, consolidated=False, zarr_format=3, chunks=None)
-            self._cache = OrderedDict()
+            if self.read_threads > 0:
+                self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
             self._pid = os.getpid()
         return self._ds
 
-    def _read_chunk(self, c: int) -> list[np.ndarray]:
-        """The inputs of store chunk ``c``, one ``(n, channels_of_var, *map_shape)`` array per variable."""
-        if c in self._cache:
-            self._cache.move_to_end(c)
-            return self._cache[c]
+    def _decode_chunk(self, c: int) -> np.ndarray:
+        """Store chunk ``c`` decoded: ``(n, C, *map_shape)`` float32, the inputs stacked as channels."""
         ds = self._store()
         sl = slice(c * self.chunk, (c + 1) * self.chunk)
-        parts = []
-        for v in self.inputs:
-            a = ds[v].isel(sample=sl).values
-            parts.append(a.reshape(a.shape[0], -1, *self.map_shape))
-        if self.cache_chunks > 0:
-            self._cache[c] = parts
-            while len(self._cache) > self.cache_chunks:
-                self._cache.popitem(last=False)
-        return parts
+        parts = [ds[v].isel(sample=sl).values for v in self.inputs]
+        n = len(parts[0])
+        if len(parts) == 1:
+            return parts[0].reshape(n, -1, *self.map_shape).astype(np.float32, copy=False)
+        out = np.empty((n, len(self.channels), *self.map_shape), dtype=np.float32)
+        ch = 0
+        for a in parts:
+            a = a.reshape(n, -1, *self.map_shape)
+            out[:, ch:ch + a.shape[1]] = a
+            ch += a.shape[1]
+        return out
+
+    def read_ahead(self, chunks: Iterable[int]) -> None:
+        """Start decoding store chunks on the background threads (those not cached or already started)."""
+        self._store()
+        if self._pool is None:
+            return
+        for c in chunks:
+            c = int(c)
+            if c not in self._cache and c not in self._pending:
+                self._pending[c] = self._pool.submit(self._decode_chunk, c)
+
+    def _chunks(self, chunks: np.ndarray) -> dict[int, np.ndarray]:
+        """Decoded store chunks by index: from the cache, from a read started earlier, or read now
+        (several missing chunks are decoded concurrently)."""
+        self.read_ahead(chunks)
+        out = {}
+        for c in map(int, chunks):
+            if c in self._cache:
+                self._cache.move_to_end(c)
+                out[c] = self._cache[c]
+                continue
+            pending = self._pending.pop(c, None)
+            out[c] = pending.result() if pending is not None else self._decode_chunk(c)
+            if self.cache_chunks > 0:
+                self._cache[c] = out[c]
+                while len(self._cache) > self.cache_chunks:
+                    self._cache.popitem(last=False)
+        return out
 
     def read_inputs(self, positions: Sequence[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Input arrays ``(n, C, ...)`` (float32) of dataset positions, reading each chunk once.
 
-        ``out``, if given, is filled in place.
+        Positions that share a chunk and follow each other (as in :class:`ChunkBatchSampler`
+        batches) are copied in one go. ``out``, if given, is filled in place.
         """
         sample = self.indices[np.asarray(positions, dtype=np.int64)]
         chunk_of = sample // self.chunk
         if out is None:
             out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
-        for c in np.unique(chunk_of):
-            sel = np.flatnonzero(chunk_of == c)
-            rows = sample[sel] - c * self.chunk
-            ch = 0
-            for part in self._read_chunk(int(c)):
-                out[sel, ch:ch + part.shape[1]] = part[rows]
-                ch += part.shape[1]
+        decoded = self._chunks(np.unique(chunk_of))
+        starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
+        for a, b in zip(starts, [*starts[1:], len(sample)]):
+            c = int(chunk_of[a])
+            np.take(decoded[c], sample[a:b] - c * self.chunk, axis=0, out=out[a:b], mode="clip")
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
@@ -212,7 +254,13 @@ class MapDataset(Dataset):
         return x, self.y[np.asarray(positions, dtype=np.int64)]
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
+        self.read_ahead(self.chunks_of(positions))  # this batch's chunks first, then the worker's next ones
+        self.read_ahead(getattr(positions, "read_ahead", ()))
         return _Batch(*self.batch(positions))
+
+    def chunks_of(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The store chunks (sorted, unique) that hold dataset positions."""
+        return np.unique(self.indices[np.asarray(positions, dtype=np.int64)] // self.chunk)
 
     def chunk_groups(self) -> list[np.ndarray]:
         """Dataset positions grouped by the store chunk that holds them."""
@@ -254,7 +302,17 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
     return default_collate(batch)
 
 
-class ChunkBatchSampler(Sampler[list[int]]):
+class ChunkBatch(list):
+    """Dataset positions of one batch (a list), grouped by store chunk, with :attr:`read_ahead`:
+    the store chunks the same worker reads a few batches later, which :class:`MapDataset`
+    starts decoding in the background. It pickles, so the hint reaches DataLoader workers."""
+
+    def __init__(self, positions: Iterable[int], read_ahead: Iterable[int] = ()) -> None:
+        super().__init__(positions)
+        self.read_ahead = tuple(read_ahead)
+
+
+class ChunkBatchSampler(Sampler[ChunkBatch]):
     """Batches that keep reads chunk-aligned.
 
     Chunks are dealt once (with ``seed``) to ``num_workers`` streams, one per
@@ -262,7 +320,10 @@ class ChunkBatchSampler(Sampler[list[int]]):
     chunks, cuts it into buffers of ``buffer_chunks`` chunks, shuffles the
     samples inside each buffer and cuts batches; the streams' batches are
     interleaved in the order DataLoader dispatches them to workers, so each
-    worker reads, decodes and caches its own chunks only.
+    worker reads, decodes and caches its own chunks only. Inside a batch the
+    positions are grouped by chunk (the order within a batch does not change a
+    gradient), and each batch names the chunks of the batch one buffer ahead in
+    its stream as :attr:`ChunkBatch.read_ahead`.
     """
 
     def __init__(self, dataset: MapDataset, batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -270,8 +331,10 @@ class ChunkBatchSampler(Sampler[list[int]]):
         if batch_size < 1 or buffer_chunks < 1:
             raise ValueError("batch_size and buffer_chunks must be >= 1")
         self.groups = dataset.chunk_groups()
+        self.chunk_of = dataset.indices // dataset.chunk
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.buffer_chunks, self.n_streams, self.drop_last = buffer_chunks, max(num_workers, 1), drop_last
+        self.lookahead = max(1, -(-buffer_chunks * dataset.chunk // batch_size))  # batches per buffer
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -295,16 +358,24 @@ class ChunkBatchSampler(Sampler[list[int]]):
             batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
             if not self.drop_last and len(pos) % self.batch_size:
                 batches.append(pos[n_full * self.batch_size:])
-            out.append(batches)
+            out.append([b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches])
         return out
 
-    def __iter__(self) -> Iterator[list[int]]:
-        streams = self._batches()
+    def _with_read_ahead(self, batches: list[np.ndarray]) -> list[ChunkBatch]:
+        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead``; the first names all up to it."""
+        chunks = [np.unique(self.chunk_of[b]) for b in batches]
+        ahead = [chunks[i + self.lookahead] if i + self.lookahead < len(chunks) else () for i in range(len(chunks))]
+        if chunks:
+            ahead[0] = np.unique(np.concatenate(chunks[1:self.lookahead + 1] or [np.empty(0, dtype=np.int64)]))
+        return [ChunkBatch(b.tolist(), map(int, a)) for b, a in zip(batches, ahead)]
+
+    def __iter__(self) -> Iterator[ChunkBatch]:
+        streams = [self._with_read_ahead(s) for s in self._batches()]
         self.epoch += 1
         for i in range(max(map(len, streams), default=0)):
             for s in streams:
                 if i < len(s):
-                    yield s[i].tolist()
+                    yield s[i]
 
     def __len__(self) -> int:
         return sum(map(len, self._batches()))

@@ -1,6 +1,7 @@
 """MapDataset and the chunk-aware loader: batches equal the stored arrays, labels invert exactly."""
 
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 import popstore
 from popstore.priors import sample_table
 from popstore.store import open_store
-from popstore.torchdata import ChunkBatchSampler
+from popstore.torchdata import ChunkBatch, ChunkBatchSampler
 from toy_simulators import Ramp
 
 
@@ -91,14 +92,13 @@ def test_sampler_keeps_batches_within_buffers_and_workers(store):
 def test_chunk_aware_reads_decompress_each_chunk_once(store, monkeypatch):
     data = popstore.MapDataset(store, split=None, cache_chunks=4)
     calls = []
-    original = data._read_chunk.__func__
+    original = type(data)._decode_chunk
 
     def counting(self, c):
-        if c not in self._cache:
-            calls.append(c)
+        calls.append(c)  # also on the read-ahead threads (list.append is atomic)
         return original(self, c)
 
-    monkeypatch.setattr(type(data), "_read_chunk", counting)
+    monkeypatch.setattr(type(data), "_decode_chunk", counting)
     for _ in popstore.make_loader(data, batch_size=5, seed=0, buffer_chunks=2):
         pass
     assert sorted(calls) == sorted(set(calls)) and len(calls) == int(np.ceil(90 / 8))
@@ -132,16 +132,54 @@ def test_plain_dataloader_with_default_collate(store):
 def test_cache_keeps_a_split_that_fits_in_memory_across_epochs(store, monkeypatch):
     data = popstore.MapDataset(store, split=None)  # default budget: every chunk of this store fits
     decoded = []
-    original = type(data)._read_chunk
+    original = type(data)._decode_chunk
 
     def counting(self, c):
-        if c not in self._cache:
-            decoded.append(c)
+        decoded.append(c)
         return original(self, c)
 
-    monkeypatch.setattr(type(data), "_read_chunk", counting)
+    monkeypatch.setattr(type(data), "_decode_chunk", counting)
     loader = popstore.make_loader(data, batch_size=5, seed=0)
     first = torch.cat([x for x, _ in loader])
     second = torch.cat([x for x, _ in loader])
     assert len(decoded) == int(np.ceil(90 / 8))  # second epoch: no chunk decoded again
     torch.testing.assert_close(first.sum(), second.sum())
+
+
+def test_batches_group_chunks_and_name_the_chunks_read_next(store):
+    data = popstore.MapDataset(store, split=None)  # 12 chunks of 8 samples (the last holds 2)
+    sampler = ChunkBatchSampler(data, batch_size=4, seed=0, buffer_chunks=2)
+    assert sampler.lookahead == 4  # batches per buffer of 2 x 8 samples
+    batches = list(sampler)
+    assert all(isinstance(b, ChunkBatch) for b in batches)
+    chunks = [data.indices[b] // data.chunk for b in batches]
+    for c in chunks:  # each chunk is one run of the batch, so it is copied in one go
+        runs = c[np.flatnonzero(np.diff(c, prepend=-1))]
+        assert len(runs) == len(set(runs.tolist()))
+    for i, c in enumerate(chunks[1:], start=1):  # named ahead: by batch 0, or by the batch one buffer earlier
+        hinted = batches[0].read_ahead if i <= sampler.lookahead else batches[i - sampler.lookahead].read_ahead
+        assert set(c.tolist()) <= set(hinted)
+    clone = pickle.loads(pickle.dumps(batches[0]))  # how a hint reaches a DataLoader worker
+    assert clone == batches[0] and clone.read_ahead == batches[0].read_ahead
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num_workers, monkeypatch):
+    threads = []
+    original = popstore.MapDataset._decode_chunk
+
+    def recording(self, c):
+        threads.append((self.read_threads, threading.current_thread().name))
+        return original(self, c)
+
+    monkeypatch.setattr(popstore.MapDataset, "_decode_chunk", recording)
+    kwargs = dict(split="train", normalize="none")
+    on_demand = popstore.MapDataset(store, read_threads=0, **kwargs)
+    ahead = popstore.MapDataset(store, read_threads=2, **kwargs)
+    for a, b in zip(popstore.make_loader(on_demand, batch_size=6, seed=4, num_workers=num_workers),
+                    popstore.make_loader(ahead, batch_size=6, seed=4, num_workers=num_workers), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    if num_workers == 0:
+        assert ahead._pending == {} and len(ahead._cache) == len(np.unique(ahead.indices // ahead.chunk))
+        assert {name for n, name in threads if n == 0} == {"MainThread"}
+        assert all(name.startswith("popstore-read") for n, name in threads if n == 2)
