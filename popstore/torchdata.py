@@ -21,6 +21,8 @@ small index/label arrays, so it pickles for spawn/forkserver workers.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +40,8 @@ from popstore.store import STATISTICS, input_names, label_names, layout_of, open
 Normalize = Literal["minmax", "standard", "none"]
 #: Default memory budget of the decoded-chunk cache, per process.
 CACHE_BYTES = 2**30
+#: Batch arrays kept for reuse in the training process (see :meth:`MapDataset.batch`).
+BATCH_BUFFERS = 4
 
 
 class MapDataset(Dataset):
@@ -161,11 +165,18 @@ class MapDataset(Dataset):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
+        self._buffers: list[np.ndarray] = []
+        self._buffers_lock = threading.Lock()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_pid=None, _ds=None, _cache=OrderedDict(), _pool=None, _pending={})
+        state.update(_pid=None, _ds=None, _cache=OrderedDict(), _pool=None, _pending={}, _buffers=[],
+                     _buffers_lock=None)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._buffers_lock = threading.Lock()
 
     def _store(self) -> xr.Dataset:
         if self._pid != os.getpid():  # first use in this process (or a forked worker): nothing inherited
@@ -246,12 +257,32 @@ class MapDataset(Dataset):
         return x[0], y[0]
 
     def batch(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked ``(x, y)`` of several positions, inputs transformed."""
-        x = _batch_tensor((len(positions), len(self.channels), *self.map_shape))
+        """Stacked ``(x, y)`` of several positions, inputs transformed.
+
+        In a DataLoader worker ``x`` lives in shared memory, as torch's own collate does, so
+        sending it to the training process copies nothing. In the training process ``x`` reuses
+        the array of one of the last :data:`BATCH_BUFFERS` batches once nothing holds that batch
+        any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
+        """
+        self._store()  # per-process state first: a new process starts with no buffers
+        shape = (len(positions), len(self.channels), *self.map_shape)
+        x = self._batch_tensor(shape) if get_worker_info() is None else _shared_tensor(shape)
         self.read_inputs(positions, out=x.numpy())
         if self.transform is not None:
             x = self.transform(x)
         return x, self.y[np.asarray(positions, dtype=np.int64)]
+
+    def _batch_tensor(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An empty float32 tensor on a recycled batch array (see :meth:`batch`)."""
+        with self._buffers_lock:
+            for buf in self._buffers:
+                # held by this list, by `buf` and by getrefcount's argument; a tensor made by
+                # torch.from_numpy holds one more reference until its storage is freed
+                if buf.shape == shape and sys.getrefcount(buf) == 3:
+                    return torch.from_numpy(buf)
+            buf = np.empty(shape, dtype=np.float32)
+            self._buffers = [buf, *self._buffers[:BATCH_BUFFERS - 1]]
+            return torch.from_numpy(buf)
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
         self.read_ahead(self.chunks_of(positions))  # this batch's chunks first, then the worker's next ones
@@ -269,11 +300,8 @@ class MapDataset(Dataset):
         return np.split(np.arange(len(self.indices)), bounds)
 
 
-def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty float32 tensor; in a DataLoader worker it lives in shared memory, as torch's own
-    collate does, so sending the batch to the main process copies nothing."""
-    if get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.float32)
+def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float32 tensor in shared memory."""
     proto = torch.empty(0, dtype=torch.float32)
     storage = proto._typed_storage()._new_shared(int(np.prod(shape)), device="cpu")
     return proto.new(storage).resize_(shape)

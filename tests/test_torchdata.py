@@ -183,3 +183,22 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
         assert ahead._pending == {} and len(ahead._cache) == len(np.unique(ahead.indices // ahead.chunk))
         assert {name for n, name in threads if n == 0} == {"MainThread"}
         assert all(name.startswith("popstore-read") for n, name in threads if n == 2)
+
+
+def test_batch_arrays_are_reused_only_once_released(store):
+    data = popstore.MapDataset(store, split=None, normalize="none")
+    first, _ = data.batch(list(range(8)))
+    second, _ = data.batch(list(range(8, 16)))
+    assert first.data_ptr() != second.data_ptr()  # a batch that is held is never written over
+    address, kept = first.data_ptr(), second.clone()
+    del first
+    third, _ = data.batch(list(range(16, 24)))
+    assert third.data_ptr() == address  # nothing holds the first batch any more: its array is reused
+    for holder in (lambda x: x[0], lambda x: x.numpy(), lambda x: [x]):  # a view, an array, a container
+        held, address = holder(second), second.data_ptr()
+        del second
+        second, _ = data.batch(list(range(8, 16)))
+        assert second.data_ptr() != address
+        torch.testing.assert_close(second, kept)
+        del held
+    np.testing.assert_array_equal(third.numpy(), open_store(store)["image"].values[16:24])
