@@ -12,7 +12,8 @@ Each batch from the sampler names the chunks its worker will need a few batches
 later (:class:`ChunkBatch`); the dataset decodes those on background threads
 (Blosc and file reads release the GIL), so reading overlaps with the training
 step, and the batch itself is gathered from the decoded chunks with one
-contiguous copy per chunk.
+contiguous copy per chunk. Batches and decoded chunks reuse arrays that nothing
+holds any more, so memory is not faulted in afresh for every batch.
 
 The store is opened lazily in each process: a dataset holds only a path and
 small index/label arrays, so it pickles for spawn/forkserver workers.
@@ -165,18 +166,15 @@ class MapDataset(Dataset):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
-        self._buffers: list[np.ndarray] = []
-        self._buffers_lock = threading.Lock()
+        self._batch_arrays = _ArrayPool(BATCH_BUFFERS)
+        # cached + decoding ahead + in use: evicted chunks are decoded into again
+        self._chunk_arrays = _ArrayPool(self.cache_chunks + 2 * max(self.read_threads, 1) + 8)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_pid=None, _ds=None, _cache=OrderedDict(), _pool=None, _pending={}, _buffers=[],
-                     _buffers_lock=None)
+        state.update(_pid=None, _ds=None, _cache=OrderedDict(), _pool=None, _pending={}, _batch_arrays=None,
+                     _chunk_arrays=None)
         return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._buffers_lock = threading.Lock()
 
     def _store(self) -> xr.Dataset:
         if self._pid != os.getpid():  # first use in this process (or a forked worker): nothing inherited
@@ -195,7 +193,7 @@ class MapDataset(Dataset):
         n = len(parts[0])
         if len(parts) == 1:
             return parts[0].reshape(n, -1, *self.map_shape).astype(np.float32, copy=False)
-        out = np.empty((n, len(self.channels), *self.map_shape), dtype=np.float32)
+        out = self._chunk_arrays.empty((n, len(self.channels), *self.map_shape))
         ch = 0
         for a in parts:
             a = a.reshape(n, -1, *self.map_shape)
@@ -245,6 +243,7 @@ class MapDataset(Dataset):
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
         for a, b in zip(starts, [*starts[1:], len(sample)]):
             c = int(chunk_of[a])
+            # rows are in range by construction; mode="clip" writes straight into out ("raise" buffers)
             np.take(decoded[c], sample[a:b] - c * self.chunk, axis=0, out=out[a:b], mode="clip")
         return out
 
@@ -264,25 +263,16 @@ class MapDataset(Dataset):
         the array of one of the last :data:`BATCH_BUFFERS` batches once nothing holds that batch
         any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
         """
-        self._store()  # per-process state first: a new process starts with no buffers
+        self._store()  # per-process state first: a new process starts with no arrays to reuse
         shape = (len(positions), len(self.channels), *self.map_shape)
-        x = self._batch_tensor(shape) if get_worker_info() is None else _shared_tensor(shape)
+        if get_worker_info() is None:
+            x = torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
+        else:
+            x = _shared_tensor(shape)
         self.read_inputs(positions, out=x.numpy())
         if self.transform is not None:
             x = self.transform(x)
         return x, self.y[np.asarray(positions, dtype=np.int64)]
-
-    def _batch_tensor(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """An empty float32 tensor on a recycled batch array (see :meth:`batch`)."""
-        with self._buffers_lock:
-            for buf in self._buffers:
-                # held by this list, by `buf` and by getrefcount's argument; a tensor made by
-                # torch.from_numpy holds one more reference until its storage is freed
-                if buf.shape == shape and sys.getrefcount(buf) == 3:
-                    return torch.from_numpy(buf)
-            buf = np.empty(shape, dtype=np.float32)
-            self._buffers = [buf, *self._buffers[:BATCH_BUFFERS - 1]]
-            return torch.from_numpy(buf)
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
         self.read_ahead(self.chunks_of(positions))  # this batch's chunks first, then the worker's next ones
@@ -298,6 +288,30 @@ class MapDataset(Dataset):
         chunk_of = self.indices // self.chunk
         bounds = np.flatnonzero(np.diff(chunk_of)) + 1
         return np.split(np.arange(len(self.indices)), bounds)
+
+
+class _ArrayPool:
+    """Float32 arrays for reuse. :meth:`empty` hands out again an array that nothing but the pool
+    holds any more (no tensor made by ``torch.from_numpy``, view, cache entry or caller): on
+    machines where fresh pages are expensive to fault in, this keeps batches and decoded chunks
+    in memory that is already mapped. Keeps the ``size`` most recently handed-out arrays."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._arrays: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of ``shape`` with undefined values, recycled when one is free."""
+        with self._lock:
+            for i in range(len(self._arrays)):
+                a = self._arrays[i]
+                if a.shape == shape and sys.getrefcount(a) == 3:  # this list, `a`, getrefcount's argument
+                    self._arrays.insert(0, self._arrays.pop(i))
+                    return a
+            a = np.empty(shape, dtype=np.float32)
+            self._arrays = [a, *self._arrays[:self.size - 1]]
+            return a
 
 
 def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:

@@ -9,9 +9,21 @@ import torch
 
 import popstore
 from popstore.priors import sample_table
+from popstore.simulators import get_simulator
 from popstore.store import open_store
-from popstore.torchdata import ChunkBatch, ChunkBatchSampler
+from popstore.torchdata import ChunkBatch, ChunkBatchSampler, _ArrayPool
 from toy_simulators import Ramp
+
+
+@pytest.fixture(scope="module")
+def fields_store(tmp_path_factory, client):
+    """Two input variables (density, temperature), so chunks are stacked into pooled arrays."""
+    sim = get_simulator("gaussian_fields", npix=8)
+    path = tmp_path_factory.mktemp("torch") / "fields.zarr"
+    popstore.generate(sim, sample_table(sim.parameters, 60, seed=2), path, client, samples_per_chunk=8,
+                      progress=False)
+    popstore.split(path, test=0.0, valid=0.0, seed=0)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +46,22 @@ def test_items_equal_stored_arrays(store):
         np.testing.assert_allclose(y.numpy(), [ds["a"].values[idx[pos]], ds["b"].values[idx[pos]]], rtol=1e-6)
 
 
-def test_loader_batches_cover_the_split_once_and_equal_the_store(store):
-    data = popstore.MapDataset(store, split="train", normalize="none")
+@pytest.mark.parametrize("cache_chunks", [None, 1])  # 1: chunk arrays are evicted and decoded into again
+def test_loader_batches_cover_the_split_once_and_equal_the_store(store, cache_chunks):
+    data = popstore.MapDataset(store, split="train", normalize="none", cache_chunks=cache_chunks)
     ds = open_store(store).load()
     idx = np.flatnonzero(ds.split.values == "train")
-    xs, ys = [], []
-    for x, y in popstore.make_loader(data, batch_size=10, seed=3):
-        xs.append(x)
-        ys.append(y)
-    x, y = torch.cat(xs).numpy(), torch.cat(ys).numpy()
-    assert len(x) == len(idx)
-    order = np.argsort(y[:, 0])  # labels identify samples (a is continuous)
-    truth = np.argsort(ds["a"].values[idx])
-    np.testing.assert_array_equal(x[order], ds["image"].values[idx][truth])
+    loader = popstore.make_loader(data, batch_size=10, seed=3)
+    for _ in range(2):
+        xs, ys = [], []
+        for x, y in loader:
+            xs.append(x)
+            ys.append(y)
+        x, y = torch.cat(xs).numpy(), torch.cat(ys).numpy()
+        assert len(x) == len(idx)
+        order = np.argsort(y[:, 0])  # labels identify samples (a is continuous)
+        truth = np.argsort(ds["a"].values[idx])
+        np.testing.assert_array_equal(x[order], ds["image"].values[idx][truth])
 
 
 def test_multi_worker_loader_matches_single_process(store):
@@ -202,3 +217,29 @@ def test_batch_arrays_are_reused_only_once_released(store):
         torch.testing.assert_close(second, kept)
         del held
     np.testing.assert_array_equal(third.numpy(), open_store(store)["image"].values[16:24])
+
+
+def test_streaming_reads_decode_into_recycled_chunk_arrays(fields_store, monkeypatch):
+    data = popstore.MapDataset(fields_store, split=None, normalize="none", cache_chunks=2)  # decodes every epoch
+    ds = open_store(fields_store)
+    truth = np.stack([ds["density"].values, ds["temperature"].values], axis=1)
+    recycled = []
+    original = _ArrayPool.empty
+
+    def recording(self, shape):
+        pooled = {id(a) for a in self._arrays}  # ids only: holding the arrays would keep them busy
+        out = original(self, shape)
+        if self is data._chunk_arrays:  # (the batches are all kept below, so never recycled)
+            recycled.append(id(out) in pooled)
+        return out
+
+    monkeypatch.setattr(_ArrayPool, "empty", recording)
+    loader = popstore.make_loader(data, batch_size=7, seed=5, buffer_chunks=2)
+    for _ in range(5):
+        xs, ys = zip(*loader)
+        x, a = torch.cat(xs).numpy(), torch.cat(ys)[:, 0].numpy()
+        order = np.argsort(a)  # the amplitude label identifies a sample
+        np.testing.assert_array_equal(x[order], truth[np.argsort(ds[data.labels[0]].values)])
+    assert len(recycled) >= 5 * 8  # every epoch decodes all 8 chunks ...
+    # ... into arrays already in memory: fresh ones only for those alive at once (cache, read-ahead, in use)
+    assert recycled.count(False) <= data.cache_chunks + 2 * 4
