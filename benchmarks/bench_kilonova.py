@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from popstore.generate import generate
-from popstore.inference.emulator import FlowConfig
+from popstore.inference.emulator import EmulatorConfig
 from popstore.kilonova.dataset import load_curves
 from popstore.kilonova.params import LABELS, binary_table
 from popstore.kilonova.reference import gwemlightcurves_curve, load_gwemlightcurves_du17
@@ -66,7 +66,7 @@ def main() -> None:
     print(f"generate: {report} in {time.perf_counter() - t0:.1f} s")
     split(store, test=0.1, valid=0.1, seed=1)
 
-    cfg = FlowConfig(epochs=args.epochs, hidden=args.hidden, lr_step=max(1, args.epochs // 3))
+    cfg = EmulatorConfig(epochs=args.epochs, hidden=args.hidden, lr_step=max(1, args.epochs // 3))
     t0 = time.perf_counter()
     emu, hist = train_from_store(store, cfg, LABELS, 120, args.out / "snapshots", max(1, args.epochs // 6),
                                  progress=False)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from popstore.inference.emulator import CurveEmulator, FlowConfig, Standardizer, build_flow, train_emulator
+from popstore.inference.emulator import CurveEmulator, EmulatorConfig, Standardizer, build_flow, train_emulator
 from popstore.inference.emulator_metrics import abs_error_stats
 from popstore.inference.emulator_plots import plot_history, snapshot_callback
 
 
-SMALL = FlowConfig(n_layers=2, hidden=16, n_blocks=1, epochs=2, batch_size=64, x_noise=0.0)
+SMALL = EmulatorConfig(n_layers=2, hidden=16, n_blocks=1, epochs=2, batch_size=64, x_noise=0.0)
 
 
 def toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +49,7 @@ def test_build_flow_is_seeded():
 def test_emulator_learns_conditional_toy_curves(tmp_path):
     xt, yt = toy(1000, 0)
     xv, yv = toy(200, 1)
-    cfg = FlowConfig(n_layers=4, hidden=32, n_blocks=1, epochs=20, batch_size=128, lr=3e-3, lr_step=10, x_noise=0.01)
+    cfg = EmulatorConfig(n_layers=4, hidden=32, n_blocks=1, epochs=20, batch_size=128, lr=3e-3, lr_step=10, x_noise=0.01)
     snaps = tmp_path / "snaps"
     cb = snapshot_callback(snaps, xv[:3], yv[:3], every=10)
     emu, hist = train_emulator(xt, yt, xv, yv, ["a", "b"], cfg, log_labels=[False, True],

@@ -15,14 +15,14 @@ import pandas as pd
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from popstore.kilonova.workflow import flow_config, train_from_store
+    from popstore.kilonova.workflow import emulator_config, train_from_store
     from popstore.pipeline import Pipeline
 
     pipe = Pipeline.load(args.pipeline)
     sec = pipe.section("emulator")
     torch.set_num_threads(int(sec.get("threads", 1)))
     snaps = pipe.path_of("emulator", "snapshots") if "snapshots" in sec else None
-    emu, hist = train_from_store(pipe.store_path, flow_config(sec), sec.get("labels", ["m1", "m2", "lambda1", "lambda2"]),
+    emu, hist = train_from_store(pipe.store_path, emulator_config(sec), sec.get("labels", ["m1", "m2", "lambda1", "lambda2"]),
                                  int(sec.get("factor", 120)), snaps, int(sec.get("snapshot_every", 10)),
                                  progress=not args.quiet)
     out = pipe.path_of("emulator", "output")

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class EmulatorConfig:
     """Architecture and training settings (KilonovaML: 8 couplings, 2 x 32 residual blocks, batch 1000)."""
 
     n_layers: int = 8
@@ -56,12 +56,12 @@ class FlowConfig:
     def __post_init__(self) -> None:
         for name in ("n_layers", "hidden", "n_blocks", "batch_size", "epochs", "lr_step"):
             if getattr(self, name) < 1:
-                raise ValueError(f"FlowConfig.{name} must be >= 1")
+                raise ValueError(f"EmulatorConfig.{name} must be >= 1")
         if not (self.lr > 0 and 0 < self.lr_gamma <= 1 and self.x_noise >= 0):
             raise ValueError("need lr > 0, 0 < lr_gamma <= 1 and x_noise >= 0")
 
 
-def build_flow(n_features: int, n_context: int, cfg: FlowConfig) -> Flow:
+def build_flow(n_features: int, n_context: int, cfg: EmulatorConfig) -> Flow:
     """The conditional RealNVP flow (weights and permutations seeded by ``cfg.seed``).
 
     The base density is a diagonal Gaussian whose mean and log-scale a residual
@@ -138,7 +138,7 @@ class CurveEmulator:
     """
 
     flow: Flow
-    cfg: FlowConfig
+    cfg: EmulatorConfig
     x_norm: Standardizer
     y_norm: Standardizer
     label_names: tuple[str, ...]
@@ -178,7 +178,7 @@ class CurveEmulator:
     @classmethod
     def load(cls, path: str | Path) -> "CurveEmulator":
         d = torch.load(Path(path), weights_only=False)
-        cfg = FlowConfig(**d["cfg"])
+        cfg = EmulatorConfig(**d["cfg"])
         shape = tuple(d["curve_shape"])
         flow = build_flow(int(np.prod(shape)), len(d["label_names"]), cfg)
         flow.load_state_dict(d["state_dict"])
@@ -206,7 +206,7 @@ def train_emulator(
     valid_curves: np.ndarray,
     valid_labels: np.ndarray,
     label_names: Sequence[str],
-    cfg: FlowConfig = FlowConfig(),
+    cfg: EmulatorConfig = EmulatorConfig(),
     log_labels: Sequence[bool] | None = None,
     coords: dict[str, list] | None = None,
     callback: Callable[[int, CurveEmulator, TrainingHistory], None] | None = None,

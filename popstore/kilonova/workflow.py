@@ -3,7 +3,7 @@
 A pipeline file (``pipelines/kilonova.toml``) has the core sections
 (``[simulator]`` with ``name = "kilonova_du17"``, ``[priors]``, ``[store]``,
 ``[split]``, ``[cluster]``) plus ``[emulator]`` (the
-:class:`~popstore.inference.emulator.FlowConfig` fields and ``labels``,
+:class:`~popstore.inference.emulator.EmulatorConfig` fields and ``labels``,
 ``factor``, ``output``, ``snapshot_every``, ``threads``) and ``[evaluate]``
 (``n_draws``, ``n_timing``, ``seed``).
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from popstore.inference.emulator import CurveEmulator, FlowConfig, TrainingHistory, train_emulator
+from popstore.inference.emulator import CurveEmulator, EmulatorConfig, TrainingHistory, train_emulator
 from popstore.inference.emulator_metrics import abs_error_stats
 from popstore.inference.emulator_plots import plot_history, plot_predictions, snapshot_callback
 from popstore.kilonova.dataset import CurveSet, load_curves
@@ -33,10 +33,10 @@ from popstore.simulators.kilonova import KilonovaDU17
 from popstore.store import open_store
 
 
-def flow_config(section: dict[str, Any]) -> FlowConfig:
-    """The :class:`FlowConfig` fields of an ``[emulator]`` section (other keys ignored)."""
-    names = {f.name for f in fields(FlowConfig)}
-    return FlowConfig(**{k: v for k, v in section.items() if k in names})
+def emulator_config(section: dict[str, Any]) -> EmulatorConfig:
+    """The :class:`EmulatorConfig` fields of an ``[emulator]`` section (other keys ignored)."""
+    names = {f.name for f in fields(EmulatorConfig)}
+    return EmulatorConfig(**{k: v for k, v in section.items() if k in names})
 
 
 def label_log_flags(store: str | Path, labels: Sequence[str]) -> list[bool]:
@@ -47,7 +47,7 @@ def label_log_flags(store: str | Path, labels: Sequence[str]) -> list[bool]:
 
 def train_from_store(
     store: str | Path,
-    cfg: FlowConfig,
+    cfg: EmulatorConfig,
     labels: Sequence[str] = LABELS,
     factor: int = 120,
     snapshot_dir: str | Path | None = None,
