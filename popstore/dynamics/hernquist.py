@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from popstore.dynamics.constants import G
+from popstore.dynamics.profiles import hernquist_potential
 from popstore.dynamics.rejection import sample_q2_decreasing
 
 
@@ -55,7 +56,7 @@ class Hernquist:
 
     def potential(self, r: np.ndarray) -> np.ndarray:
         """Phi(r) [(km/s)^2]."""
-        return -self.gm / (np.asarray(r) + self.scale_radius)
+        return self.gm * hernquist_potential(np.asarray(r), self.scale_radius)
 
     def escape_speed(self, r: np.ndarray) -> np.ndarray:
         """sqrt(-2 Phi(r)) [km/s]."""
@@ -107,7 +108,7 @@ class Hernquist:
         Points outside the DF's support give ``-inf``.
         """
         r = torch.linalg.norm(x, dim=-1)
-        energy = 0.5 * (v * v).sum(-1) - self.gm / (r + self.scale_radius)
+        energy = 0.5 * (v * v).sum(-1) + self.gm * hernquist_potential(r, self.scale_radius)
         if kind == "isotropic":
             b = self._binding(energy)
             inside = (b > 0) & (b < 1)

@@ -21,6 +21,13 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from popstore.dynamics.profiles import (
+    miyamoto_nagai_force,
+    miyamoto_nagai_potential,
+    nfw_force,
+    nfw_potential,
+)
+
 
 @dataclass(frozen=True)
 class MilkyWayPotential:
@@ -51,15 +58,10 @@ class MilkyWayPotential:
         outer = rc ** (2 - a) * math.gamma(1 - a / 2) * torch.special.gammaincc(torch.full_like(s, 1 - a / 2), s)
         return -2 * math.pi * (inner + outer)  # -4 pi [M(<r)/(4 pi r) + int_r^inf rho r dr] with rho = r^-a exp(-(r/rc)^2)
 
-    def _disc(self, big_r: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return -1.0 / torch.sqrt(big_r**2 + (self.disc_a + torch.sqrt(z**2 + self.disc_b**2)) ** 2)
-
-    def _halo(self, r: torch.Tensor) -> torch.Tensor:
-        return -torch.log1p(r / self.halo_rs) / r
-
     def _components(self, big_r: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r = torch.sqrt(big_r**2 + z**2)
-        return self._bulge(r), self._disc(big_r, z), self._halo(r)
+        return (self._bulge(r), miyamoto_nagai_potential(big_r**2, z, self.disc_a, self.disc_b),
+                nfw_potential(r, self.halo_rs))
 
     @cached_property
     def amplitudes(self) -> tuple[float, float, float]:
@@ -82,21 +84,17 @@ class MilkyWayPotential:
         """-grad Phi at Cartesian positions (n, 3) [(km/s)^2/kpc], from the closed-form forces.
 
         Bulge: ``-M(<r)/r^2`` with ``M(<r) = 2 pi r_c^(3-alpha) gamma(3/2 - alpha/2, r^2/r_c^2)``;
-        Miyamoto-Nagai: ``(-R, -z (a + zeta)/zeta) / D^3``, ``zeta = sqrt(z^2 + b^2)``,
-        ``D^2 = R^2 + (a + zeta)^2``; NFW: ``-[ln(1 + r/r_s)/r^2 - 1/(r (r + r_s))]``
-        (each times its amplitude). Agrees with ``-grad`` of :meth:`potential` (tested).
+        Miyamoto-Nagai and NFW: :mod:`popstore.dynamics.profiles` (each times its amplitude).
+        Agrees with ``-grad`` of :meth:`potential` (tested).
         """
         a_b, a_d, a_h = self.amplitudes
         al, rc = self.bulge_alpha, self.bulge_rc
         r = torch.linalg.norm(x, dim=-1)
         m_b = 2 * math.pi * rc ** (3 - al) * math.gamma(1.5 - al / 2) * torch.special.gammainc(torch.full_like(r, 1.5 - al / 2), (r / rc) ** 2)
-        rs = self.halo_rs
-        g_sph = a_b * m_b / r**2 + a_h * (torch.log1p(r / rs) / r**2 - 1 / (r * (r + rs)))  # inward radial force
-        zeta = torch.sqrt(x[..., 2] ** 2 + self.disc_b**2)
-        d3 = (x[..., 0] ** 2 + x[..., 1] ** 2 + (self.disc_a + zeta) ** 2) ** 1.5
-        acc = -(g_sph / r)[..., None] * x
-        disc = torch.stack([x[..., 0], x[..., 1], x[..., 2] * (self.disc_a + zeta) / zeta], dim=-1)
-        return acc - (a_d / d3)[..., None] * disc
+        f_sph = a_b * m_b / r**3 + a_h * nfw_force(r, self.halo_rs)  # (dPhi/dr) / r
+        f_big_r, f_z = miyamoto_nagai_force(x[..., 0] ** 2 + x[..., 1] ** 2, x[..., 2], self.disc_a, self.disc_b)
+        f_xy = f_sph + a_d * f_big_r
+        return -torch.stack([f_xy * x[..., 0], f_xy * x[..., 1], (f_sph + a_d * f_z) * x[..., 2]], dim=-1)
 
     def frequencies(self, big_r: np.ndarray) -> dict[str, np.ndarray]:
         """Circular speed and epicyclic frequencies in the plane at radii ``big_r`` [kpc].

@@ -11,6 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from popstore.dynamics.profiles import (
+    hernquist_force,
+    hernquist_potential,
+    miyamoto_nagai_force,
+    miyamoto_nagai_potential,
+    nfw_force,
+    nfw_potential,
+)
 from popstore.simulators.pulsar.config import PulsarConfig
 
 
@@ -41,33 +49,24 @@ class MarchettiPotential:
 
     def phi(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Potential Phi(x, y, z) in (km/s)^2."""
-        R2 = x * x + y * y
-        r = np.sqrt(R2 + z * z)
-        D = np.sqrt(R2 + (self.disc_a + np.sqrt(z * z + self.disc_b**2)) ** 2)
+        big_r2 = x * x + y * y
+        r = np.sqrt(big_r2 + z * z)
         return (
-            -self.gm_disc / D
-            - self.gm_bulge / (r + self.bulge_r)
-            - self.gm_nucleus / (r + self.nucleus_r)
-            - self.gm_halo * np.log1p(r / self.halo_r) / r
+            self.gm_disc * miyamoto_nagai_potential(big_r2, z, self.disc_a, self.disc_b)
+            + self.gm_bulge * hernquist_potential(r, self.bulge_r)
+            + self.gm_nucleus * hernquist_potential(r, self.nucleus_r)
+            + self.gm_halo * nfw_potential(r, self.halo_r)
         )
 
     def acceleration(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-grad Phi in (km/s)^2 / kpc, for arrays of any (equal) shape."""
-        R2 = x * x + y * y
-        r2 = R2 + z * z
-        r = np.sqrt(r2)
-        zb = np.sqrt(z * z + self.disc_b**2)
-        azb = zb + self.disc_a
-        D2 = R2 + azb * azb
-        f_disc = self.gm_disc / (D2 * np.sqrt(D2))
-        # spherical components: (dPhi/dr) / r
-        rb = r + self.bulge_r
-        rn = r + self.nucleus_r
-        rh = r + self.halo_r
-        f_sph = (self.gm_bulge / (rb * rb) + self.gm_nucleus / (rn * rn)) / r
-        f_sph += self.gm_halo * (np.log1p(r / self.halo_r) / r - 1.0 / rh) / r2
-        f_xy = f_disc + f_sph
-        return -f_xy * x, -f_xy * y, -(f_disc * azb / zb + f_sph) * z
+        big_r2 = x * x + y * y
+        r = np.sqrt(big_r2 + z * z)
+        f_big_r, f_z = miyamoto_nagai_force(big_r2, z, self.disc_a, self.disc_b)
+        f_sph = (self.gm_bulge * hernquist_force(r, self.bulge_r) + self.gm_nucleus * hernquist_force(r, self.nucleus_r)
+                 + self.gm_halo * nfw_force(r, self.halo_r))
+        f_xy = self.gm_disc * f_big_r + f_sph
+        return -f_xy * x, -f_xy * y, -(self.gm_disc * f_z + f_sph) * z
 
     def circular_velocity(self, R: np.ndarray, z: np.ndarray | float = 0.0) -> np.ndarray:
         """v_c = sqrt(R dPhi/dR) (km/s) at cylindrical radius R and height z."""
