@@ -425,7 +425,13 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
 
 def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True, num_workers: int = 0,
                 seed: int = 0, buffer_chunks: int = 4, drop_last: bool = False, **kwargs) -> DataLoader:
-    """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader)."""
+    """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader).
+
+    ``num_workers=0`` (the default) reads in the training process, with the dataset's
+    ``read_threads`` decoding ahead; worker processes add the cost of moving every batch
+    between processes (``benchmarks/bench_loading.py``), so they pay off only when a
+    ``transform`` is expensive.
+    """
     sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last)
     if num_workers > 0:
         kwargs.setdefault("persistent_workers", True)
