@@ -146,6 +146,31 @@ def test_model_refuses_store_of_other_resolution(trained, tmp_path) -> None:
         predict(load_model(trained.checkpoint), tmp_path / "big.zarr", split=None)
 
 
+def _search_in_a_process(store: Path, out: Path, db: Path, seed: int) -> list[int]:
+    study = search(store, out, 2, DATA, FAST, SearchSpace(hidden=(1, 2)), study_name="p", storage=db,
+                   n_startup_trials=1, prune=True, seed=seed)
+    return [t.number for t in study.trials]
+
+
+def test_processes_share_one_search(stores, tmp_path) -> None:
+    """Two processes search into one sqlite study at the same time: every trial is kept once, with its
+    own number, directory and per-epoch validation losses (for pruning)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    db = tmp_path / "study.db"
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = list(pool.map(_search_in_a_process, [stores[0]] * 2, [tmp_path] * 2, [db] * 2, [0, 1]))
+    study = optuna.load_study(study_name="p", storage=f"sqlite:///{db}")
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3] and all(t.state in done for t in study.trials)
+    assert all(set(r) <= {0, 1, 2, 3} for r in runs)
+    for t in study.trials:
+        assert Path(t.user_attrs["checkpoint"]).parent == tmp_path / f"trial_{t.number}"
+        epochs = sorted(t.intermediate_values)  # reported every epoch, so the median rule can prune
+        assert epochs == [0, 1] if t.state == optuna.trial.TrialState.COMPLETE else epochs[:1] == [0]
+
+
 def test_search_saves_trials_and_reloads_best(stores, tmp_path) -> None:
     db = tmp_path / "study.db"
     space = SearchSpace(hidden=(1, 2), dropout=(0.0, 0.2))

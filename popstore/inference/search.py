@@ -13,10 +13,12 @@ alone. Several processes may run :func:`search` against the same storage
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 import torch
 
 from popstore.inference.data import DataConfig, PreparedData, prepare
@@ -102,7 +104,7 @@ def search(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(store, data)
-    study = optuna.create_study(
+    study = _open_study(
         study_name=study_name,
         storage=storage_url(storage or out / "optuna.db"),
         sampler=optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed),
@@ -116,6 +118,17 @@ def search(
     callbacks = [optuna.study.MaxTrialsCallback(max_trials, states=done)] if max_trials is not None else []
     study.optimize(lambda t: run_trial(t, prepared, space, train, out), n_trials=n_trials, callbacks=callbacks)
     return study
+
+
+def _open_study(attempts: int = 5, **kwargs) -> optuna.Study:
+    """``optuna.create_study``, tried again when processes that start together race to create the
+    same new database (one of them finds the tables half made: "table studies already exists")."""
+    for attempt in range(attempts - 1):
+        try:
+            return optuna.create_study(**kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            time.sleep(0.2 * (attempt + 1))
+    return optuna.create_study(**kwargs)
 
 
 def load_best(storage: str | Path, study_name: str = DEFAULT_STUDY, map_location: str = "cpu") -> MomentModel:
