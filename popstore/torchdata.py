@@ -211,10 +211,11 @@ class MapDataset(Dataset):
             if c not in self._cache and c not in self._pending:
                 self._pending[c] = self._pool.submit(self._decode_chunk, c)
 
-    def _chunks(self, chunks: np.ndarray) -> dict[int, np.ndarray]:
+    def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, np.ndarray]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
-        (several missing chunks are decoded concurrently)."""
+        (several missing chunks are decoded concurrently); the chunks ``then`` start decoding next."""
         self.read_ahead(chunks)
+        self.read_ahead(then)
         out = {}
         for c in map(int, chunks):
             if c in self._cache:
@@ -229,17 +230,19 @@ class MapDataset(Dataset):
                     self._cache.popitem(last=False)
         return out
 
-    def read_inputs(self, positions: Sequence[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def read_inputs(self, positions: Sequence[int] | np.ndarray, out: np.ndarray | None = None,
+                    read_ahead: Iterable[int] = ()) -> np.ndarray:
         """Input arrays ``(n, C, ...)`` (float32) of dataset positions, reading each chunk once.
 
         Positions that share a chunk and follow each other (as in :class:`ChunkBatchSampler`
-        batches) are copied in one go. ``out``, if given, is filled in place.
+        batches) are copied in one go. ``out``, if given, is filled in place. The store chunks
+        ``read_ahead`` start decoding in the background once this call's own are under way.
         """
         sample = self.indices[np.asarray(positions, dtype=np.int64)]
         chunk_of = sample // self.chunk
         if out is None:
             out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
-        decoded = self._chunks(np.unique(chunk_of))
+        decoded = self._chunks(np.unique(chunk_of), then=read_ahead)
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
         for a, b in zip(starts, [*starts[1:], len(sample)]):
             c = int(chunk_of[a])
@@ -255,8 +258,8 @@ class MapDataset(Dataset):
         x, y = self.batch([i])
         return x[0], y[0]
 
-    def batch(self, positions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked ``(x, y)`` of several positions, inputs transformed.
+    def batch(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked ``(x, y)`` of several positions, inputs transformed (``read_ahead``: see :meth:`read_inputs`).
 
         In a DataLoader worker ``x`` lives in shared memory, as torch's own collate does, so
         sending it to the training process copies nothing. In the training process ``x`` reuses
@@ -269,19 +272,13 @@ class MapDataset(Dataset):
             x = torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
         else:
             x = _shared_tensor(shape)
-        self.read_inputs(positions, out=x.numpy())
+        self.read_inputs(positions, out=x.numpy(), read_ahead=read_ahead)
         if self.transform is not None:
             x = self.transform(x)
         return x, self.y[np.asarray(positions, dtype=np.int64)]
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
-        self.read_ahead(self.chunks_of(positions))  # this batch's chunks first, then the worker's next ones
-        self.read_ahead(getattr(positions, "read_ahead", ()))
-        return _Batch(*self.batch(positions))
-
-    def chunks_of(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The store chunks (sorted, unique) that hold dataset positions."""
-        return np.unique(self.indices[np.asarray(positions, dtype=np.int64)] // self.chunk)
+        return _Batch(*self.batch(positions, getattr(positions, "read_ahead", ())))
 
     def chunk_groups(self) -> list[np.ndarray]:
         """Dataset positions grouped by the store chunk that holds them."""
