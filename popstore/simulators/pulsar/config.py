@@ -41,7 +41,7 @@ LABEL_FIELDS: dict[str, str] = {
 
 KICK_DISTRIBUTIONS = ("maxwellian", "exponential", "double_maxwellian", "lognormal")
 LUMINOSITY_MODELS = ("pardo2025", "graber2024")
-BIRTH_MODELS = ("spiral_arms",)
+BIRTH_MODELS = ("spiral_arms", "ymw16_density")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,9 @@ class PulsarConfig:
     age_max_yr: float = 3.0e7
 
     # --- birth positions (Yusifov & Kucuk 2004 radial profile; YMW16 arms) ------------
+    #: "spiral_arms", or "ymw16_density": (x, y) drawn in proportion to the YMW16 n_e table
     birth_model: str = "spiral_arms"
+    ymw16_table_step_kpc: float = 0.2  # cell size of that table, out to r_max_kpc
     radial_A: float = 37.6
     radial_a: float = 1.64
     radial_b: float = 4.01

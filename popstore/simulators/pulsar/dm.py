@@ -72,6 +72,20 @@ def ymw16_dm_direct(l_deg: np.ndarray, b_deg: np.ndarray, d_kpc: np.ndarray) -> 
     return out.reshape(l_deg.shape)
 
 
+def ymw16_ne_plane(x_kpc: np.ndarray, y_kpc: np.ndarray) -> np.ndarray:
+    """YMW16 free-electron density n_e (cm^-3) in the Galactic plane (z = 0), one call per point.
+
+    Galactocentric x, y in kpc in the YMW16 frame, which is the pulsar frame of
+    :mod:`popstore.simulators.pulsar.birth` (x towards l = 90 deg, the Sun on +y).
+    """
+    ymw16, path = _ymw16_module()
+    x_kpc, y_kpc = np.broadcast_arrays(np.asarray(x_kpc, dtype=float), np.asarray(y_kpc, dtype=float))
+    flat = zip(x_kpc.ravel() * 1e3, y_kpc.ravel() * 1e3)
+    out = np.fromiter((ymw16.ne_crd(x, y, 0.0, 0.0, 0.0, 0.0, 1, 0, path, "") for x, y in flat),
+                      dtype=float, count=x_kpc.size)
+    return out.reshape(x_kpc.shape)
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """Nodes of a DM grid: Galactic longitude (deg, [-180, 180]), latitude (deg), distance (kpc)."""

@@ -1,0 +1,50 @@
+"""Birth positions drawn from the YMW16 electron-density table (the reference's option to the spiral arms)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ymw16", reason="YMW16 (pip install pyymw16) is not installed")
+
+from popstore.simulators.pulsar import birth  # noqa: E402
+from popstore.simulators.pulsar.config import PulsarConfig  # noqa: E402
+from popstore.simulators.pulsar.dm import ymw16_ne_plane  # noqa: E402
+
+CFG = PulsarConfig(birth_model="ymw16_density", ymw16_table_step_kpc=0.5)
+
+
+def test_plane_density_is_in_the_pulsar_frame():
+    """n_e integrated from the Sun along a line of sight gives YMW16's own DM for that direction:
+    towards the Galactic centre (-y) and towards l = 90 deg (+x) from the Sun at (0, 8.3) kpc."""
+    from popstore.simulators.pulsar.dm import ymw16_dm_direct
+
+    s = np.linspace(0.0, 5.0, 2001)  # kpc along the line of sight
+    towards_gc = ymw16_ne_plane(np.zeros_like(s), CFG.sun_y_kpc - s)
+    towards_l90 = ymw16_ne_plane(s, np.full_like(s, CFG.sun_y_kpc))
+    for ne, l_deg in ((towards_gc, 0.0), (towards_l90, 90.0)):
+        dm = np.trapezoid(ne, s * 1e3)  # pc cm^-3
+        # 2%: the Sun is 6 pc above z = 0; a mirrored x axis would be 7% off towards l = 90 deg
+        assert dm == pytest.approx(ymw16_dm_direct(l_deg, 0.0, 5.0), rel=0.02)
+    assert ymw16_ne_plane(0.0, 0.0) > 1.0  # the Galactic-centre component (n_gc = 6.2 cm^-3) at the origin
+
+
+def test_births_follow_the_table():
+    rng = np.random.default_rng(3)
+    n = 200_000
+    pos = birth.sample_birth_positions(birth.sample_ages(n, rng, CFG), rng, CFG)
+    x, y, ne = birth.ymw16_plane_table(CFG.r_max_kpc, CFG.ymw16_table_step_kpc)
+    assert np.hypot(x, y).max() <= CFG.r_max_kpc and np.all(ne >= 0)
+
+    def region(px, py):  # 6 x 6 squares with edges on cell edges (multiples of the cell size)
+        edges = [-10.0, -5.0, 0.0, 5.0, 10.0]
+        return 6 * np.digitize(px, edges) + np.digitize(py, edges)
+
+    expected = n * np.bincount(region(x, y), weights=ne, minlength=36) / ne.sum()
+    counts = np.bincount(region(pos[0], pos[1]), minlength=36)
+    sigma = np.sqrt(expected * (1 - expected / n))
+    assert np.all(np.abs(counts - expected) < 5 * sigma + 1)
+    assert (((counts - expected) / np.maximum(sigma, 1)) ** 2).sum() < 36 + 5 * np.sqrt(2 * 36)  # chi^2, 35 dof
+
+
+def test_unknown_birth_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="birth_model"):
+        PulsarConfig(birth_model="ymw17")
