@@ -45,6 +45,8 @@ def test_births_follow_the_table():
     assert (((counts - expected) / np.maximum(sigma, 1)) ** 2).sum() < 36 + 5 * np.sqrt(2 * 36)  # chi^2, 35 dof
 
 
-def test_unknown_birth_model_is_a_clear_error():
+def test_bad_birth_settings_are_clear_errors():
     with pytest.raises(ValueError, match="birth_model"):
         PulsarConfig(birth_model="ymw17")
+    with pytest.raises(ValueError, match="ymw16_table_step_kpc"):
+        PulsarConfig(birth_model="ymw16_density", ymw16_table_step_kpc=0.0)

@@ -61,7 +61,7 @@ def sample_ages(n: int, rng: np.random.Generator, cfg: PulsarConfig) -> np.ndarr
 def ymw16_plane_table(r_max_kpc: float, step_kpc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cell centres x, y (kpc) within ``r_max_kpc`` of the Galactic centre and the YMW16 n_e there (cm^-3).
 
-    Built once per process (about 20 us per cell: 0.6 s for the default 0.2 kpc cells).
+    Built once per process, one YMW16 call per cell (about a second for the default 0.2 kpc cells).
     """
     centres = np.arange(-r_max_kpc + step_kpc / 2, r_max_kpc, step_kpc)
     x, y = (a.ravel() for a in np.meshgrid(centres, centres, indexing="ij"))

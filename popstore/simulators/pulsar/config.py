@@ -179,6 +179,8 @@ class PulsarConfig:
             raise ValueError(f"luminosity_model must be one of {LUMINOSITY_MODELS}, got {self.luminosity_model!r}")
         if self.birth_model not in BIRTH_MODELS:
             raise ValueError(f"birth_model must be one of {BIRTH_MODELS}, got {self.birth_model!r}")
+        if not 0 < self.ymw16_table_step_kpc < self.r_max_kpc:
+            raise ValueError(f"ymw16_table_step_kpc must be in (0, r_max_kpc), got {self.ymw16_table_step_kpc}")
         n_arms = len(self.arm_k)
         if not (len(self.arm_r0_kpc) == len(self.arm_phi0_rad) == len(self.arm_prob) == n_arms):
             raise ValueError("arm_k, arm_r0_kpc, arm_phi0_rad and arm_prob must have the same length")
