@@ -58,6 +58,13 @@ def _ymw16_module():
     return ymw16, str(Path(spec.submodule_search_locations[0]))
 
 
+def _per_point(call, *coords: np.ndarray) -> np.ndarray:
+    """``call(*point)`` for every point of the broadcast ``coords`` (the YMW16 C API takes scalars)."""
+    coords = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in coords))
+    points = zip(*(c.ravel() for c in coords))
+    return np.fromiter((call(*p) for p in points), dtype=float, count=coords[0].size).reshape(coords[0].shape)
+
+
 def ymw16_dm_direct(l_deg: np.ndarray, b_deg: np.ndarray, d_kpc: np.ndarray) -> np.ndarray:
     """DM (pc cm^-3) from direct YMW16 calls, one per point (slow: ~0.2 ms each).
 
@@ -65,11 +72,8 @@ def ymw16_dm_direct(l_deg: np.ndarray, b_deg: np.ndarray, d_kpc: np.ndarray) -> 
     validate :class:`DMGrid`; the simulator never calls it per star.
     """
     ymw16, path = _ymw16_module()
-    l_deg, b_deg, d_kpc = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (l_deg, b_deg, d_kpc)))
-    flat = zip(l_deg.ravel(), b_deg.ravel(), d_kpc.ravel() * 1e3)
-    out = np.fromiter((ymw16.dmdtau(l, b, d, 0, 2, 1, 0, path, "")["DM"] for l, b, d in flat),
-                      dtype=float, count=l_deg.size)
-    return out.reshape(l_deg.shape)
+    return _per_point(lambda lon, lat, d: ymw16.dmdtau(lon, lat, d * 1e3, 0, 2, 1, 0, path, "")["DM"],
+                      l_deg, b_deg, d_kpc)
 
 
 def ymw16_ne_plane(x_kpc: np.ndarray, y_kpc: np.ndarray) -> np.ndarray:
@@ -79,11 +83,7 @@ def ymw16_ne_plane(x_kpc: np.ndarray, y_kpc: np.ndarray) -> np.ndarray:
     :mod:`popstore.simulators.pulsar.birth` (x towards l = 90 deg, the Sun on +y).
     """
     ymw16, path = _ymw16_module()
-    x_kpc, y_kpc = np.broadcast_arrays(np.asarray(x_kpc, dtype=float), np.asarray(y_kpc, dtype=float))
-    flat = zip(x_kpc.ravel() * 1e3, y_kpc.ravel() * 1e3)
-    out = np.fromiter((ymw16.ne_crd(x, y, 0.0, 0.0, 0.0, 0.0, 1, 0, path, "") for x, y in flat),
-                      dtype=float, count=x_kpc.size)
-    return out.reshape(x_kpc.shape)
+    return _per_point(lambda x, y: ymw16.ne_crd(x * 1e3, y * 1e3, 0.0, 0.0, 0.0, 0.0, 1, 0, path, ""), x_kpc, y_kpc)
 
 
 @dataclass(frozen=True)
