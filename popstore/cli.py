@@ -17,6 +17,7 @@ import numpy as np
 
 import popstore
 import popstore.commands
+from popstore.errors import UserError
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -77,6 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="popstore", description=popstore.__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of a user error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="generate (or resume) the store of a pipeline TOML file, then split it")
@@ -135,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("distributed"):
             logging.getLogger(name).setLevel(level)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"popstore {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import xarray as xr
 from zarr.codecs import BloscCodec
 
 from popstore import __version__
+from popstore.errors import UserError
 from popstore.simulator import Axis, Simulator
 
 SCHEMA_VERSION = 1
@@ -60,11 +61,11 @@ COMPRESSION = {
 DEFAULT_COMPRESSION = "lz4"
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError):
     """A store does not follow the popstore schema this version understands."""
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(UserError):
     """An existing store was made by a different simulator, config or parameter table."""
 
 
