@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from popstore.simulators.pulsar.dm import DMGrid, interpolation_error, ymw16_dm_direct
+from popstore.pulsars.dm import DMGrid, interpolation_error, ymw16_dm_direct
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from popstore.dynamics.acceleration import cbe_acceleration, evaluation_velocities
-from popstore.dynamics.hernquist import Hernquist
-from popstore.inference.flows import FlowConfig, load_flow
-from popstore.inference.flows_ensemble import (
+from popstore.galaxy.dynamics.acceleration import cbe_acceleration, evaluation_velocities
+from popstore.galaxy.dynamics.hernquist import Hernquist
+from popstore.estimators.flows import FlowConfig, load_flow
+from popstore.estimators.flows_ensemble import (
     FlowEnsemble,
     phase_space_log_df,
     train_ensemble,

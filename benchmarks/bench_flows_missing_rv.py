@@ -1,14 +1,14 @@
 """Missing line-of-sight velocities vs full 6D: CBE acceleration accuracy of flows on the same mock.
 
-One in-memory solar-neighbourhood mock (:class:`~popstore.dynamics.quasi_isothermal.QuasiIsothermalMixture`,
+One in-memory solar-neighbourhood mock (:class:`~popstore.galaxy.dynamics.quasi_isothermal.QuasiIsothermalMixture`,
 Staeckel-action qDFs by default) in ``7 < R < 9`` kpc, ``|z| < 1.5`` kpc,
 ``|phi| < 0.15``. Two DFs are learnt from it with the same flow settings:
 
 - ``full_6d``: a 6D flow on every star within 1 kpc of the Sun (Naik et al.
   2021, arXiv:2112.07657, Sect. 3);
 - ``missing_rv``: the factorised DF ``n(x) p(v | x)``
-  (:mod:`popstore.inference.flows_missing_rv`) on the missing-v_los subset
-  of the whole annulus (:func:`~popstore.dynamics.catalogue.missing_rv_subset`,
+  (:mod:`popstore.galaxy.missing_rv`) on the missing-v_los subset
+  of the whole annulus (:func:`~popstore.galaxy.dynamics.catalogue.missing_rv_subset`,
   half the stars without v_los).
 
 CBE accelerations at ``--n-positions`` points from R = 7.6 to 8.4 kpc (z = 0)
@@ -30,17 +30,17 @@ import numpy as np
 import torch
 import xarray as xr
 
-from popstore.dynamics.acceleration import cbe_acceleration
-from popstore.dynamics.catalogue import missing_rv_subset
-from popstore.dynamics.quasi_isothermal import QuasiIsothermalMixture, Selection
-from popstore.inference.flows import FlowConfig
-from popstore.inference.flows_ensemble import (
+from popstore.galaxy.dynamics.acceleration import cbe_acceleration
+from popstore.galaxy.dynamics.catalogue import missing_rv_subset
+from popstore.galaxy.dynamics.quasi_isothermal import QuasiIsothermalMixture, Selection
+from popstore.estimators.flows import FlowConfig
+from popstore.estimators.flows_ensemble import (
     load_ensemble,
     phase_space_log_df,
     train_ensemble,
 )
-from popstore.inference.flows_missing_rv import load_missing_rv, train_missing_rv
-from popstore.inference.flows_workflow import relative_errors
+from popstore.galaxy.missing_rv import load_missing_rv, train_missing_rv
+from popstore.galaxy.workflow import relative_errors
 
 
 def main() -> None:

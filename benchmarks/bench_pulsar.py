@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 from scipy.integrate import odeint  # noqa: E402
 
 from popstore.maps import binned_map  # noqa: E402
-from popstore.simulators.pulsar import birth, coords, orbits, radio, spin  # noqa: E402
-from popstore.simulators.pulsar.config import PulsarConfig, resolve_labels  # noqa: E402
-from popstore.simulators.pulsar.maps import full_maps, galactic_axes  # noqa: E402
-from popstore.simulators.pulsar.population import yr_in_time_units  # noqa: E402
-from popstore.simulators.pulsar.potential import MarchettiPotential  # noqa: E402
+from popstore.pulsars import birth, coords, orbits, radio, spin  # noqa: E402
+from popstore.pulsars.config import PulsarConfig, resolve_labels  # noqa: E402
+from popstore.pulsars.maps import full_maps, galactic_axes  # noqa: E402
+from popstore.pulsars.population import yr_in_time_units  # noqa: E402
+from popstore.pulsars.potential import MarchettiPotential  # noqa: E402
 
 
 class Timer:

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import popstore
-from popstore.inference.data import DataConfig, prepare
-from popstore.inference.train import TrainConfig, default_device, fit
+from popstore.estimators.data import DataConfig, prepare
+from popstore.estimators.train import TrainConfig, default_device, fit
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
 

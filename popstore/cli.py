@@ -1,23 +1,34 @@
 """The ``popstore`` command.
 
-Core subcommands live here; every module in :mod:`popstore.commands` that
-defines ``register(subparsers)`` adds its own.
+The core subcommands live here. Science domains and estimators add theirs through
+entry points of the ``popstore.commands`` group (each a ``register(subparsers)``
+function; see ``pyproject.toml``), and a user's package can do the same. Every
+module imported while the parser is built imports only the standard library at
+its top, so ``popstore --help`` stays fast: the work's imports happen inside the
+handler of the command that runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import sys
+import warnings
+from importlib.metadata import entry_points
 from pathlib import Path
 
-import numpy as np
-
-import popstore
-import popstore.commands
+from popstore import __version__
 from popstore.errors import UserError
+
+COMMANDS_GROUP = "popstore.commands"
+
+
+def new_output(path: str | Path, overwrite: bool) -> Path:
+    """``path`` as an output: an existing file or folder there is a user error unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    return path
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -32,7 +43,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0 if report.complete else 1
 
 
+def _check(args: argparse.Namespace) -> int:
+    from popstore.pipeline import Pipeline
+
+    pipe = Pipeline.load(args.pipeline)
+    sim = pipe.simulator()
+    n = len(pipe.parameter_table(sim))
+    print(f"{args.pipeline}: valid; {sim.name} with {n} samples -> {pipe.store_path}; "
+          f"sections {', '.join(sorted(pipe.sections))}")
+    return 0
+
+
 def _split(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from popstore.splits import split
 
     s = split(args.store, test=args.test, valid=args.valid, seed=args.seed, groups=args.groups,
@@ -52,10 +76,11 @@ def _info(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from popstore import export
 
+    out = new_output(args.output, args.overwrite)
     if args.format == "hdf5":
-        print(export.to_hdf5(args.store, args.output))
+        print(export.to_hdf5(args.store, out))
     else:
-        print(export.to_legacy(args.store, args.output))
+        print(export.to_legacy(args.store, out, progress=not args.quiet))
     return 0
 
 
@@ -63,8 +88,20 @@ def _import(args: argparse.Namespace) -> int:
     from popstore import export
     from popstore.info import describe
 
-    export.from_legacy(args.folder, args.store, samples_per_chunk=args.samples_per_chunk)
-    print(describe(args.store))
+    out = new_output(args.output, args.overwrite)
+    export.from_legacy(args.folder, out, samples_per_chunk=args.samples_per_chunk)
+    print(describe(out))
+    return 0
+
+
+def _plot_maps(args: argparse.Namespace) -> int:
+    from popstore.plotting import plot_maps
+    from popstore.store import open_store
+
+    out = new_output(args.output, args.overwrite)
+    ds = open_store(args.store)
+    log = {"auto": "auto", "yes": True, "no": False}[args.log]
+    print(plot_maps(ds, args.sample, args.vars, out, ncols=args.ncols, log=log))
     return 0
 
 
@@ -75,56 +112,94 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="popstore", description=popstore.__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of a user error")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate (or resume) the store of a pipeline TOML file, then split it")
-    p.add_argument("pipeline", type=Path)
+    p.add_argument("pipeline", type=Path, help="pipeline TOML file")
     p.add_argument("--no-split", action="store_true", help="skip the [split] stage")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_generate)
 
+    p = sub.add_parser("check", help="validate a pipeline TOML file (every section) without running anything")
+    p.add_argument("pipeline", type=Path, help="pipeline TOML file")
+    p.set_defaults(func=_check)
+
     p = sub.add_parser("split", help="write train/valid/test splits and label statistics into a store")
-    p.add_argument("store", type=Path)
-    p.add_argument("--test", type=float, default=0.1, help="fraction of the whole set (default 0.1)")
-    p.add_argument("--valid", type=float, default=0.1, help="fraction of the remainder (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--groups", help="variable whose equal values stay in one subset")
+    p.add_argument("store", help="popstore Zarr store")
+    p.add_argument("--test", type=float, default=0.1, help="fraction of the whole set")
+    p.add_argument("--valid", type=float, default=0.1, help="fraction of the remainder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random assignment")
+    p.add_argument("--groups", help="variable along sample whose equal values stay in one subset")
     p.add_argument("--allow-incomplete", action="store_true", help="exclude samples that are not done")
     p.add_argument("--exclude", help="variable along sample whose non-zero values exclude a sample (e.g. aborted)")
     p.set_defaults(func=_split)
 
     p = sub.add_parser("info", help="a readable summary of a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", help="popstore Zarr store")
     p.set_defaults(func=_info)
 
+    p = sub.add_parser("plot-maps", help="PNG grid of one sample's 2D input maps (any store)")
+    p.add_argument("store", help="Zarr store")
+    p.add_argument("--sample", type=int, default=0, help="sample position along the sample dim")
+    p.add_argument("--vars", nargs="+", default=None, help="variables to draw (default: every 2D input map)")
+    p.add_argument("--log", choices=["auto", "yes", "no"], default="auto",
+                   help="logarithmic colour scale (auto: for positive maps spanning more than two decades)")
+    p.add_argument("--ncols", type=int, default=4, help="panels per row")
+    p.add_argument("-o", "--output", default="maps.png", help="PNG file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=_plot_maps)
+
     p = sub.add_parser("export", help="export a store to HDF5 or to the legacy .npy + CSV layout")
-    p.add_argument("store", type=Path)
-    p.add_argument("output", type=Path)
-    p.add_argument("--format", choices=["hdf5", "legacy"], default="hdf5")
+    p.add_argument("store", help="popstore Zarr store")
+    p.add_argument("-o", "--output", type=Path, required=True, help="HDF5 file, or folder for --format legacy")
+    p.add_argument("--format", choices=["hdf5", "legacy"], default="hdf5", help="output format")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("import", help="turn a legacy .npy + CSV folder into a store")
-    p.add_argument("folder", type=Path)
-    p.add_argument("store", type=Path)
-    p.add_argument("--samples-per-chunk", type=int)
+    p.add_argument("folder", type=Path, help="legacy folder (dataset_full.csv, maps/)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="Zarr store to write")
+    p.add_argument("--samples-per-chunk", type=int, help="samples per chunk (default: chosen for ~1-16 MiB chunks)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_import)
 
     p = sub.add_parser("demo", help="the main job: gaussian_fields store on a LocalCluster, split, PNG, small CNN")
-    p.add_argument("-o", "--output", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--n-samples", type=int, default=2048)
-    p.add_argument("--npix", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("-o", "--output", default="out/demo", help="output folder")
+    p.add_argument("--n-samples", type=int, default=2048, help="samples to generate")
+    p.add_argument("--npix", type=int, default=32, help="map side in pixels")
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     p.add_argument("--epochs", type=int, default=15, help="CNN training epochs (0: skip training)")
     p.set_defaults(func=_demo)
 
-    for mod in pkgutil.iter_modules(popstore.commands.__path__, prefix="popstore.commands."):
-        module = importlib.import_module(mod.name)
-        if hasattr(module, "register"):
-            module.register(sub)
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            ep.load()(sub)
+        except Exception as e:  # a broken plugin must not take the whole command down
+            warnings.warn(f"popstore command plugin {ep.name!r} ({ep.value}) failed to load: {e}", RuntimeWarning,
+                          stacklevel=2)
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)parser shows each option's default in its help."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="popstore", description="popstore: simulation-based inference datasets in labelled, chunked Zarr stores")
+    parser.add_argument("--version", action="version", version=f"popstore {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of a user error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_core_commands(sub)
+    _add_plugin_commands(sub)
+    _show_defaults(parser)
     return parser
 
 
@@ -139,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(level)
     try:
         return int(args.func(args) or 0)
-    except UserError as err:
+    except (UserError, FileNotFoundError) as err:  # bad input, or a file the user named that is not there
         if args.debug:
             raise
         print(f"popstore {args.command}: error: {err}", file=sys.stderr)

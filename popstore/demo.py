@@ -6,7 +6,7 @@
 3. split it into train/valid/test and store label statistics;
 4. read one training batch through :class:`popstore.MapDataset`;
 5. draw example maps across the parameter range to ``examples.png``;
-6. train a small moment-network CNN (:mod:`popstore.inference`) to infer the
+6. train a small moment-network CNN (:mod:`popstore.estimators`) to infer the
    amplitude and slope from the two fields, and print its test-split metrics
    (files in ``model/``).
 """
@@ -16,19 +16,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from popstore.generate import generate
-from popstore.inference.data import DataConfig, train_on_store
-from popstore.inference.evaluate import make_test_report
-from popstore.inference.train import TrainConfig
+from popstore.generation import generate
+from popstore.estimators.data import DataConfig, train_on_store
+from popstore.estimators.evaluate import make_test_report
+from popstore.estimators.train import TrainConfig
 from popstore.info import describe
-from popstore.plotting import coordinate_edges
+from popstore.plotting import coordinate_edges, figure
 from popstore.cluster import cluster_client
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
@@ -79,7 +75,7 @@ def run_demo(output: Path, n_samples: int = 2048, npix: int = 32, n_workers: int
 
 def plot_examples(ds: xr.Dataset, samples: np.ndarray, path: Path) -> Path:
     """log10 density and temperature maps of a few samples, titled with their labels."""
-    fig, axes = plt.subplots(len(INPUTS), len(samples), figsize=(3.2 * len(samples), 6.4), constrained_layout=True)
+    fig, axes = figure(len(INPUTS), len(samples), figsize=(3.2 * len(samples), 6.4))
     x_edges, y_edges = coordinate_edges(ds, "x"), coordinate_edges(ds, "y")
     for col, i in enumerate(samples):
         s = ds.isel(sample=int(i))
@@ -91,6 +87,9 @@ def plot_examples(ds: xr.Dataset, samples: np.ndarray, path: Path) -> Path:
             ax.set_ylabel(f"y [{ds.y.attrs['units']}]")
             ax.set_aspect("equal")
         axes[0, col].set_title(f"A={float(s.amplitude):.2f}  n={float(s.slope):.2f}  s={float(s.smoothing):.2f}")
+    names = ", ".join(f"{sym} = {ds[k].attrs.get('long_name', k)}" + (f" [{ds[k].attrs['units']}]"
+                                                                     if ds[k].attrs.get("units", "1") != "1" else "")
+                      for sym, k in (("A", "amplitude"), ("n", "slope"), ("s", "smoothing")))
+    fig.suptitle(f"gaussian_fields samples across the prior; labels: {names}", fontsize=9)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

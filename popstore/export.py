@@ -115,6 +115,9 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> P
                              "dtype": str(ds[v].dtype)}
                          for v in input_names(ds) + labels}
     meta["attrs"] = ds.attrs
+    meta["seed"] = ds["seed"].values[samples].tolist()  # so that an import can still reproduce every sample
+    if "split" in ds.coords:
+        meta["split_attrs"] = ds["split"].attrs
     with open(folder / "popstore.json", "w") as f:
         json.dump(meta, f, default=json_default)
     return folder
@@ -171,7 +174,10 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
                                 {"role": "label", "units": "1", "long_name": lab, **label_attrs.get(lab, {})})
     per_sample = max(int(np.prod(a.shape[1:])) * a.dtype.itemsize for a in arrays.values())
     layout = choose_layout_bytes(per_sample, n, samples_per_chunk)
-    data["seed"] = xr.Variable("sample", np.full(n, -1, dtype=np.int64), {"long_name": "simulator seed (unknown)"})
+    if meta and "seed" in meta:
+        data["seed"] = xr.Variable("sample", np.asarray(meta["seed"], dtype=np.int64), {"long_name": "simulator seed"})
+    else:
+        data["seed"] = xr.Variable("sample", np.full(n, -1, dtype=np.int64), {"long_name": "simulator seed (unknown)"})
     data["done"] = xr.Variable("sample", np.ones(n, dtype=bool), {"long_name": "sample written completely"})
     data["sample"] = xr.Variable("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index"})
     attrs.update(popstore_schema_version=SCHEMA_VERSION, samples_per_chunk=layout.chunk, samples_per_shard=0,
@@ -194,7 +200,8 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
         stats = np.stack([label_statistics(table[labels].to_numpy()),
                           label_statistics(table[labels].to_numpy()[subset == "train"])])
         write_variables(store, {
-            "split": xr.DataArray(subset, dims="sample", attrs={"long_name": "dataset subset", "imported": 1}),
+            "split": xr.DataArray(subset, dims="sample", attrs={"long_name": "dataset subset", "imported": 1,
+                                                                **(meta or {}).get("split_attrs", {})}),
             "label_stats": xr.DataArray(stats, dims=("subset", "label", "statistic"),
                                         coords={"subset": ["full", "train"], "label": labels,
                                                 "statistic": list(STATISTICS)}),

@@ -6,7 +6,11 @@ midpoints between centres), with logarithmic axes where the coordinate has
 ``scale = "log"``, axis labels from ``long_name`` and ``units``, and a colour
 bar in the variable's units. A variable with more than two non-``sample`` dims
 (e.g. ``(survey, dec, ra)``) gets one panel per value of its leading dims; the
-last two dims are (y, x).
+last two dims are (y, x). Panels are titled with the variable's ``long_name``; positive
+maps that span more than two decades get a logarithmic colour scale (``log="auto"``).
+
+Figures are made with :func:`figure` (a bare :class:`matplotlib.figure.Figure`, not pyplot),
+so popstore never changes matplotlib's global backend, e.g. a Jupyter session's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,32 @@ import numpy as np
 import xarray as xr
 
 from popstore.store import input_names, label_names
+
+LOG_DECADES = 2.0  # log="auto": a positive map spanning more decades than this gets a log colour scale
+
+
+def figure(*args: int, figsize: tuple[float, float] | None = None, layout: str | None = "constrained", **kw):
+    """A new figure and its axes: ``fig.subplots(*args, **kw)`` on a :class:`~matplotlib.figure.Figure`.
+
+    Unlike ``pyplot.subplots`` it registers nothing with pyplot and needs no backend; save
+    it with ``fig.savefig``. ``layout`` as in :class:`~matplotlib.figure.Figure`.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*args, **kw)
+
+
+def use_log_scale(values: np.ndarray, log: bool | str = "auto") -> bool:
+    """Whether to draw ``values`` with a logarithmic colour scale: ``log`` itself, or for ``"auto"`` whether
+    the positive values span more than :data:`LOG_DECADES` decades (zeros and NaNs, e.g. empty bins, aside)."""
+    if log != "auto":
+        return bool(log)
+    v = values[np.isfinite(values)]
+    if v.size == 0 or (v < 0).any():
+        return False
+    pos = v[v > 0]
+    return pos.size > 0 and np.log10(pos.max() / pos.min()) > LOG_DECADES
 
 
 def map_variables(ds: xr.Dataset) -> list[str]:
@@ -65,20 +95,20 @@ def _panels(ds: xr.Dataset, sample: int, variables: Sequence[str]) -> list[tuple
             sel = dict(zip(lead, idx))
             sub = da.isel(sel)
             tag = ", ".join(f"{d}={ds[d].values[i] if d in ds.coords else i}" for d, i in sel.items())
-            out.append((name, f"{name}" + (f" ({tag})" if tag else ""), sub))
+            title = ds[name].attrs.get("long_name") or name
+            out.append((name, title + (f" ({tag})" if tag else ""), sub))
     return out
 
 
 def plot_maps(ds: xr.Dataset, sample: int = 0, variables: Sequence[str] | None = None, path: str | Path | None = None,
-              ncols: int = 4, panel_size: float = 3.6, dpi: int = 110):
+              ncols: int = 4, panel_size: float = 3.6, dpi: int = 110, log: bool | str = "auto"):
     """One sample's maps as a PNG grid (returns the path, or the figure when ``path`` is None).
 
-    ``variables`` defaults to :func:`map_variables`; ``sample`` is a position along ``sample``.
+    ``variables`` defaults to :func:`map_variables`; ``sample`` is a position along ``sample``;
+    ``log``: logarithmic colour scale for every panel (True/False) or per panel (``"auto"``,
+    see :func:`use_log_scale`).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
     if "sample" in ds.dims and not 0 <= sample < ds.sizes["sample"]:
         raise IndexError(f"sample {sample} is outside the store's {ds.sizes['sample']} samples")
@@ -88,19 +118,25 @@ def plot_maps(ds: xr.Dataset, sample: int = 0, variables: Sequence[str] | None =
     panels = _panels(ds, sample, names)
     ncols = max(1, min(ncols, len(panels)))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * 1.25 * ncols, panel_size * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = figure(nrows, ncols, figsize=(panel_size * 1.25 * ncols, panel_size * nrows), squeeze=False)
     for ax, (name, title, da) in zip(axes.flat, panels):
         ydim, xdim = da.dims
-        im = ax.pcolormesh(coordinate_edges(ds, xdim), coordinate_edges(ds, ydim), np.asarray(da.values, dtype=float),
-                           shading="flat", cmap="viridis")
+        values = np.asarray(da.values, dtype=float)
+        norm = None
+        if use_log_scale(values, log):
+            pos = values[values > 0]
+            norm = LogNorm(pos.min(), pos.max()) if pos.size else None
+            values = np.where(values > 0, values, np.nan)  # empty bins stay blank
+        im = ax.pcolormesh(coordinate_edges(ds, xdim), coordinate_edges(ds, ydim), values, shading="flat",
+                           cmap="viridis", norm=norm)
         for d, set_scale in ((xdim, ax.set_xscale), (ydim, ax.set_yscale)):
             if d in ds.coords and ds[d].attrs.get("scale") == "log":
                 set_scale("log")
         ax.set_xlabel(_label(ds, xdim))
         ax.set_ylabel(_label(ds, ydim))
         ax.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=ax, label=ds[name].attrs.get("units", ""))
+        units = ds[name].attrs.get("units", "")
+        fig.colorbar(im, ax=ax, label=f"{name}" + (f" [{units}]" if units else ""))
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     label = f"sample {sample}" if "sample" in ds.dims else ""
@@ -113,5 +149,4 @@ def plot_maps(ds: xr.Dataset, sample: int = 0, variables: Sequence[str] | None =
         return fig
     path = Path(path)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path

@@ -268,15 +268,17 @@ def open_store(path: str | Path, *, validate: bool = True) -> xr.Dataset:
 
     Raises
     ------
-    FileNotFoundError
-        ``path`` does not exist.
     SchemaError
-        The store was written by a newer/unknown schema or lacks a required variable.
+        ``path`` does not exist or holds no Zarr group, or the store was written by a newer/unknown
+        schema or lacks a required variable.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no store at {path}")
-    raw = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=None)
+        raise SchemaError(f"no store at {path}")
+    try:
+        raw = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=None)
+    except FileNotFoundError:  # zarr's GroupNotFoundError
+        raise SchemaError(f"{path}: not a Zarr (format 3) store") from None
     if validate:
         check_schema(raw, str(path))
     block = int(raw.attrs.get("samples_per_shard", 0)) or int(raw.attrs.get("samples_per_chunk", 0)) or None

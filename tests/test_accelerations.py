@@ -1,11 +1,11 @@
-"""The CBE least-squares acceleration method (popstore.dynamics.acceleration)."""
+"""The CBE least-squares acceleration method (popstore.galaxy.dynamics.acceleration)."""
 
 import numpy as np
 import pytest
 import torch
 
-from popstore.dynamics.acceleration import cbe_acceleration, evaluation_velocities
-from popstore.dynamics.hernquist import Hernquist
+from popstore.galaxy.dynamics.acceleration import cbe_acceleration, evaluation_velocities
+from popstore.galaxy.dynamics.hernquist import Hernquist
 
 H = Hernquist(1e10, 5.0)
 

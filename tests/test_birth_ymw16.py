@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("ymw16", reason="YMW16 (pip install pyymw16) is not installed")
 
-from popstore.simulators.pulsar import birth  # noqa: E402
-from popstore.simulators.pulsar.config import PulsarConfig  # noqa: E402
-from popstore.simulators.pulsar.dm import ymw16_ne_plane  # noqa: E402
+from popstore.pulsars import birth  # noqa: E402
+from popstore.pulsars.config import PulsarConfig  # noqa: E402
+from popstore.pulsars.dm import ymw16_ne_plane  # noqa: E402
 
 CFG = PulsarConfig(birth_model="ymw16_density", ymw16_table_step_kpc=0.5)
 
@@ -15,7 +15,7 @@ CFG = PulsarConfig(birth_model="ymw16_density", ymw16_table_step_kpc=0.5)
 def test_plane_density_is_in_the_pulsar_frame():
     """n_e integrated from the Sun along a line of sight gives YMW16's own DM for that direction:
     towards the Galactic centre (-y) and towards l = 90 deg (+x) from the Sun at (0, 8.3) kpc."""
-    from popstore.simulators.pulsar.dm import ymw16_dm_direct
+    from popstore.pulsars.dm import ymw16_dm_direct
 
     s = np.linspace(0.0, 5.0, 2001)  # kpc along the line of sight
     towards_gc = ymw16_ne_plane(np.zeros_like(s), CFG.sun_y_kpc - s)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from popstore.catalog import (
+from popstore.pulsars.catalog import (
     excluded_association, filter_atnf, flux_subsets, read_atnf, read_meerkat, survey_subsets,
 )
 

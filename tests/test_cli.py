@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from popstore.cli import main
+from popstore.errors import UserError
 from popstore.pipeline import Pipeline
 from popstore.store import open_store
 
@@ -59,23 +60,23 @@ def test_split_export_import(pipeline_file, tmp_path, capsys):
     store = pipeline_file.parent / "out" / "fields.zarr"
     assert main(["split", str(store), "--test", "0.1", "--valid", "0.1", "--seed", "4"]) == 0
     assert "train: 32" in capsys.readouterr().out
-    assert main(["export", str(store), str(tmp_path / "legacy"), "--format", "legacy"]) == 0
-    assert main(["import", str(tmp_path / "legacy"), str(tmp_path / "back.zarr")]) == 0
+    assert main(["export", str(store), "-o", str(tmp_path / "legacy"), "--format", "legacy", "-q"]) == 0
+    assert main(["import", str(tmp_path / "legacy"), "-o", str(tmp_path / "back.zarr")]) == 0
     np.testing.assert_array_equal(open_store(tmp_path / "back.zarr").density.values, open_store(store).density.values)
 
 
 def test_pipeline_needs_its_sections(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[simulator]\nname = 'gaussian_fields'\n")
-    with pytest.raises(ValueError, match=r"missing \[priors\]"):
+    with pytest.raises(UserError, match=r"missing \[priors\]"):
         Pipeline.load(bad)
 
 
 def test_unknown_simulator_lists_available(tmp_path):
     p = tmp_path / "p.toml"
     p.write_text(PIPELINE.replace('"gaussian_fields"', '"nope"'))
-    with pytest.raises(KeyError, match="gaussian_fields"):
-        Pipeline.load(p).simulator()
+    with pytest.raises(UserError, match="unknown simulator 'nope'; available: .*gaussian_fields.*pulsar_surveys"):
+        Pipeline.load(p)
 
 
 def test_console_script_help():
@@ -91,5 +92,50 @@ def test_fixed_priors_are_exact(tmp_path):
     table = pipe.parameter_table(pipe.simulator())
     assert (table["smoothing"] == 1.25).all() and table["slope"].between(1.5, 2.5).all()
     p.write_text(PIPELINE.replace("[store]", "[priors.fixed]\nsmoothness = 1.25\n[store]"))
-    with pytest.raises(ValueError, match="unknown parameters"):
-        Pipeline.load(p).parameter_table(Pipeline.load(p).simulator())
+    with pytest.raises(UserError, match=r"\[priors.fixed\]: unknown parameter 'smoothness' \(did you mean 'smoothing'\?\)"):
+        Pipeline.load(p)
+
+
+def _parsers(parser):
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+def test_every_option_has_help_text_and_shows_its_default():
+    from popstore.cli import build_parser
+
+    missing = [f"{p.prog} {a.dest}" for p in _parsers(build_parser()) for a in p._actions
+               if not a.help and a.dest != "help" and a.option_strings + [a.dest] != ["command"]
+               and not a.__class__.__name__.startswith("_SubParsers")]
+    assert missing == []
+    p = next(p for p in _parsers(build_parser()) if p.prog.endswith(" split"))
+    assert "(default: 0.1)" in p.format_help()
+
+
+def test_version_and_one_line_user_errors(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "popstore.cli", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("popstore ")
+    (tmp_path / "not_a_store").mkdir()
+    for args in (["split", str(tmp_path / "not_a_store")], ["info", str(tmp_path / "missing.zarr")],
+                 ["check", str(tmp_path / "missing.toml")]):
+        run = subprocess.run([sys.executable, "-m", "popstore.cli", *args], capture_output=True, text=True)
+        assert run.returncode == 2, (args, run.stderr)
+        assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"popstore {args[0]}: error: "), run.stderr
+    run = subprocess.run([sys.executable, "-m", "popstore.cli", "--debug", "split", str(tmp_path / "not_a_store")],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" in run.stderr
+
+
+def test_outputs_are_not_replaced_without_overwrite(pipeline_file, tmp_path, capsys):
+    store = pipeline_file.parent / "out" / "fields.zarr"
+    out = tmp_path / "s.h5"
+    out.write_text("precious")
+    assert main(["export", str(store), "-o", str(out)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_text() == "precious"
+    assert main(["export", str(store), "-o", str(out), "--overwrite"]) == 0
+    assert out.stat().st_size > 1000

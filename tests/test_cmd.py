@@ -9,7 +9,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 import popstore
-from popstore.cmd import (
+from popstore.camels.importer import (
     MAPS_PER_SIMULATION,
     PARAMETERS,
     CMDMaps,

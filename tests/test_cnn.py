@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from popstore.inference.cnn import O3Err, O3ErrConfig
-from popstore.inference.loss import moment_loss
-from popstore.inference.model import MomentModel, load_model
-from popstore.inference.preprocess import (
+from popstore.estimators.cnn import O3Err, O3ErrConfig
+from popstore.estimators.loss import moment_loss
+from popstore.estimators.model import MomentModel, load_model
+from popstore.estimators.preprocess import (
     Preprocessor,
     fit_preprocessor,
     orient,
     random_orientations,
 )
-from popstore.inference.train import TrainConfig, fit
+from popstore.estimators.train import TrainConfig, fit
 
 
 @pytest.mark.parametrize("npix, h, width", [(16, 2, 8), (32, 2, 16), (64, 1, 32), (256, 1, 128)])

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("ymw16", reason="YMW16 (pip install pyymw16) is not installed")
 
-from popstore.simulators.pulsar.dm import DMGrid, GridSpec, ymw16_dm_direct  # noqa: E402
+from popstore.pulsars.dm import DMGrid, GridSpec, ymw16_dm_direct  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from popstore.inference.emulator import CurveEmulator, EmulatorConfig, Standardizer, build_flow, train_emulator
-from popstore.inference.emulator_metrics import abs_error_stats
-from popstore.inference.emulator_plots import plot_history, snapshot_callback
+from popstore.estimators.emulator import CurveEmulator, EmulatorConfig, Standardizer, build_flow, train_emulator
+from popstore.estimators.emulator_metrics import abs_error_stats
+from popstore.estimators.emulator_plots import plot_history, snapshot_callback
 
 
 SMALL = EmulatorConfig(n_layers=2, hidden=16, n_blocks=1, epochs=2, batch_size=64, x_noise=0.0)

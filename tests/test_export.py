@@ -54,8 +54,10 @@ def test_legacy_round_trip(store, tmp_path):
     folder = to_legacy(store, tmp_path / "legacy", progress=False)
     back = from_legacy(folder, tmp_path / "back.zarr").load()
     ref = open_store(store).load()
-    for name in ["image", "a", "b", "x", "y", "band", "x_bnds", "split"]:
+    for name in ["image", "a", "b", "x", "y", "band", "x_bnds", "split", "seed"]:
         np.testing.assert_array_equal(back[name].values, ref[name].values, err_msg=name)
+    for key in ("test_fraction", "valid_fraction", "seed"):
+        assert back["split"].attrs[key] == ref["split"].attrs[key], key
     np.testing.assert_allclose(back["label_stats"].values, ref["label_stats"].values, rtol=1e-14)
     assert back["image"].dims == ref["image"].dims
     assert back["image"].attrs == ref["image"].attrs and back["a"].attrs["role"] == "label"

@@ -1,4 +1,4 @@
-"""Flows (popstore.inference.flows, flows_ensemble) on problems with known answers."""
+"""Flows (popstore.estimators.flows, flows_ensemble) on problems with known answers."""
 
 import json
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from popstore.inference.flows import FlowConfig, ScaledFlow, load_flow, train_flow
-from popstore.inference.flows_ensemble import (
+from popstore.estimators.flows import FlowConfig, ScaledFlow, load_flow, train_flow
+from popstore.estimators.flows_ensemble import (
     FlowEnsemble,
     load_ensemble,
     phase_space_log_df,
@@ -94,8 +94,8 @@ def test_bad_input(tmp_path):
 
 def test_missing_rv_factorised_df(tmp_path):
     """log f = log n(x) + log p(v|x); x-gradients flow through the conditional flow's context."""
-    from popstore.dynamics.catalogue import missing_rv_subset
-    from popstore.inference.flows_missing_rv import load_missing_rv, train_missing_rv
+    from popstore.galaxy.dynamics.catalogue import missing_rv_subset
+    from popstore.galaxy.missing_rv import load_missing_rv, train_missing_rv
 
     rng = np.random.default_rng(0)
     x = np.c_[rng.uniform(6.5, 9.5, 3000), rng.normal(0, 0.5, 3000), rng.normal(0, 0.3, 3000)]
@@ -139,9 +139,9 @@ class _HernquistConditional:
 def test_missing_rv_method_on_exact_df(kind):
     """FactorisedDF(n(x), p(v|x)) with the exact factors gives the 6D method's acceleration (and the truth);
     a wrong n(x) (scale radius 20% off) does not (errors 0.4-7% instead of < 1e-8): the positional gradient comes from n(x)."""
-    from popstore.dynamics.acceleration import cbe_acceleration, evaluation_velocities
-    from popstore.dynamics.hernquist import Hernquist
-    from popstore.inference.flows_missing_rv import FactorisedDF
+    from popstore.galaxy.dynamics.acceleration import cbe_acceleration, evaluation_velocities
+    from popstore.galaxy.dynamics.hernquist import Hernquist
+    from popstore.galaxy.missing_rv import FactorisedDF
 
     h = Hernquist(1e10, 5.0)
     pos = np.zeros((12, 3))

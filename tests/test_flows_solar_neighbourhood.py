@@ -7,14 +7,14 @@ import torch
 from scipy import stats
 
 import popstore
-from popstore.dynamics.catalogue import (
+from popstore.galaxy.dynamics.catalogue import (
     catalogue_arrays,
     full_velocities,
     missing_rv_subset,
 )
-from popstore.dynamics.orbits import leapfrog
-from popstore.dynamics.potentials import MilkyWayPotential
-from popstore.dynamics.quasi_isothermal import (
+from popstore.galaxy.dynamics.orbits import leapfrog
+from popstore.galaxy.dynamics.potentials import MilkyWayPotential
+from popstore.galaxy.dynamics.quasi_isothermal import (
     QuasiIsothermal,
     QuasiIsothermalMixture,
     Selection,
@@ -143,7 +143,7 @@ def test_galpy_potential_matches_ours():
     """The galpy potential used for the Staeckel actions has our forces to round-off (potential: up to a constant)."""
     from galpy.potential import evaluatePotentials, evaluateRforces, evaluatezforces
 
-    from popstore.dynamics.staeckel import galpy_potential
+    from popstore.galaxy.dynamics.staeckel import galpy_potential
 
     gp, ro, vo = galpy_potential(POT), POT.r0, POT.v0
     rng = np.random.default_rng(0)
@@ -220,7 +220,7 @@ def test_staeckel_proposal_and_rejection_sampler():
 
 def test_staeckel_qdf_is_in_equilibrium():
     """CBE acceleration of the exact Staeckel qDF at the Sun = the potential's force to < 0.5% (epicyclic: 6%)."""
-    from popstore.dynamics.acceleration import cbe_acceleration
+    from popstore.galaxy.dynamics.acceleration import cbe_acceleration
 
     mix = QuasiIsothermalMixture()
     # any velocities where f is non-negligible will do: draw them from the (fast) epicyclic mixture

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from popstore.inference.flows_figures import (
+from popstore.galaxy.figures import (
     cached_figure,
     draw_accelerations,
     draw_losses,
     loss_data,
 )
-from popstore.inference.flows_workflow import (
+from popstore.galaxy.workflow import (
     acceleration_data,
     relative_errors,
     train,
@@ -128,7 +128,7 @@ def test_missing_rv_cli_stages(tmp_path):
     from distributed import Client
 
     from popstore.cli import main
-    from popstore.inference.flows_missing_rv import load_missing_rv
+    from popstore.galaxy.missing_rv import load_missing_rv
 
     (tmp_path / "sn.toml").write_text(SN_TOML)
     p = Pipeline.load(tmp_path / "sn.toml")

@@ -1,11 +1,11 @@
-"""Hernquist DFs and their exact samplers (popstore.dynamics.hernquist, simulators.hernquist)."""
+"""Hernquist DFs and their exact samplers (popstore.galaxy.dynamics.hernquist, simulators.hernquist)."""
 
 import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from popstore.dynamics.hernquist import Hernquist
-from popstore.dynamics.rejection import sample_q2_decreasing
+from popstore.galaxy.dynamics.hernquist import Hernquist
+from popstore.galaxy.dynamics.rejection import sample_q2_decreasing
 from popstore.simulators import get_simulator
 
 H = Hernquist(1e10, 5.0)

@@ -13,11 +13,11 @@ import torch
 import xarray as xr
 
 import popstore
-from popstore.inference.data import DataConfig, prepare, rotatable, train_on_store
-from popstore.inference.evaluate import cross_suite, make_test_report, metrics, predict
-from popstore.inference.model import load_model
-from popstore.inference.search import SearchSpace, load_best, search
-from popstore.inference.train import TrainConfig
+from popstore.estimators.data import DataConfig, prepare, rotatable, train_on_store
+from popstore.estimators.evaluate import cross_suite, make_test_report, metrics, predict
+from popstore.estimators.model import load_model
+from popstore.estimators.search import SearchSpace, load_best, search
+from popstore.estimators.train import TrainConfig
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
 
@@ -197,7 +197,7 @@ def test_search_saves_trials_and_reloads_best(stores, tmp_path) -> None:
 def test_cli_train_and_test(stores, tmp_path, capsys) -> None:
     from popstore.cli import main
 
-    assert main(["inference", "train", str(stores[0]), str(tmp_path), "--inputs", "density", "--labels", "slope",
+    assert main(["inference", "train", str(stores[0]), "-o", str(tmp_path), "--inputs", "density", "--labels", "slope",
                  "--epochs", "1", "--hidden", "1", "--batch-size", "32", "--threads", "1", "-q"]) == 0
     assert "best epoch 0" in capsys.readouterr().out
     assert main(["inference", "test", str(tmp_path / "model.pt"), str(stores[0]), "--orientations", "1"]) == 0
@@ -207,7 +207,7 @@ def test_cli_train_and_test(stores, tmp_path, capsys) -> None:
 
 @pytest.mark.slow
 def test_ci_pipeline_runs_end_to_end(tmp_path) -> None:
-    from popstore.inference.pipeline import run
+    from popstore.estimators.pipeline import run
 
     src = Path(__file__).parents[1] / "pipelines" / "gaussian_fields_inference_ci.toml"
     (tmp_path / "pipelines").mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from popstore.cli import main
-from popstore.inference.emulator import CurveEmulator
+from popstore.estimators.emulator import CurveEmulator
 from popstore.store import open_store
 
 PIPELINE = """

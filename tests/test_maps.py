@@ -7,9 +7,9 @@ import pytest
 
 from popstore.maps import bin_index, binned_map
 from popstore.simulator import Axis
-from popstore.simulators.pulsar import maps as pmaps
-from popstore.simulators.pulsar.config import PulsarConfig
-from popstore.simulators.pulsar.population import simulate_population
+from popstore.pulsars import maps as pmaps
+from popstore.pulsars.config import PulsarConfig
+from popstore.pulsars.population import simulate_population
 
 XA = Axis.linear("x", 0.0, 4.0, 4, units="kpc")
 YA = Axis.linear("y", -1.0, 1.0, 2, units="kpc")

@@ -41,3 +41,41 @@ def test_one_panel_per_leading_index(tmp_path):
     with pytest.raises(KeyError, match="not in the store"):
         plot_maps(ds, 0, ["nope"])
     assert plot_maps(ds, 0, path=tmp_path / "g.png").exists()
+
+
+def test_titles_use_long_name_and_colour_bars_name_the_variable():
+    ds = dataset()
+    ds["grid"].attrs["long_name"] = "pulsar counts"
+    fig = plot_maps(ds, sample=0)
+    assert [a.get_title() for a in fig.axes if a.get_title()][0] == "pulsar counts (survey=A)"
+    assert any(a.get_ylabel() == "grid [count]" for a in fig.axes)  # colour-bar axes
+
+
+def test_log_colour_scale_for_positive_maps_spanning_decades():
+    from matplotlib.colors import LogNorm
+
+    from popstore.plotting import use_log_scale
+
+    assert use_log_scale(np.array([0.0, 1.0, 1e3]))  # empty bins aside, 3 decades
+    assert not use_log_scale(np.array([1.0, 50.0]))
+    assert not use_log_scale(np.array([-1.0, 1e3]))
+    assert use_log_scale(np.array([1.0, 2.0]), log=True) and not use_log_scale(np.array([1.0, 1e6]), log=False)
+    ds = dataset()
+    ds["grid"][:] = 10.0 ** np.random.default_rng(1).uniform(0, 5, ds["grid"].shape)
+    mesh = plot_maps(ds, sample=0).axes[0].collections[0]
+    assert isinstance(mesh.norm, LogNorm)
+    assert not isinstance(plot_maps(ds, sample=0, log=False).axes[0].collections[0].norm, LogNorm)
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
+    """A notebook's backend stays as it was (the library never calls matplotlib.use)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import test_plotting as t;"
+            f"t.plot_maps(t.dataset(), path=r'{tmp_path / 'm.png'}');"
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")
+    run = subprocess.run([sys.executable, "-c", code], cwd=__import__("pathlib").Path(__file__).parent,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "m.png").stat().st_size > 5000

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from popstore.dynamics.profiles import (
+from popstore.physics.profiles import (
     hernquist_force,
     hernquist_potential,
     miyamoto_nagai_force,

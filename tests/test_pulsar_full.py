@@ -10,8 +10,8 @@ import popstore
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
 from popstore.plotting import plot_maps
-from popstore.simulators.pulsar.full import catalogue_of_sample
-from popstore.simulators.pulsar.maps import FULL_MAPS
+from popstore.pulsars.full import catalogue_of_sample
+from popstore.pulsars.maps import FULL_MAPS
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("mu_logB", "sigma_logB", "mu_logP", "sigma_logP", "a_late", "L_radio_log10_mean", "epsilon_L")
@@ -63,8 +63,8 @@ def test_generated_store_has_ten_maps_labels_and_catalogue(tmp_path, client):
     # one figure with the ten maps, axes from the stored coordinates
     fig = plot_maps(ds, sample=1)
     drawn = [a for a in fig.axes if a.get_visible() and a.get_title()]
-    assert sorted(a.get_title() for a in drawn) == sorted(FULL_MAPS)
-    pp = next(a for a in drawn if a.get_title() == "ppdot_map")
+    assert sorted(a.get_title() for a in drawn) == sorted(ds[v].attrs["long_name"] for v in FULL_MAPS)
+    pp = next(a for a in drawn if a.get_title() == ds["ppdot_map"].attrs["long_name"])
     assert pp.get_xscale() == "log" and pp.get_xlabel() == "spin period [s]"
     assert plot_maps(ds, 1, ["ppdot_map"], tmp_path / "m.png").stat().st_size > 1000
 
@@ -79,7 +79,7 @@ def test_pipeline_file_parses_into_the_simulator():
 def test_config_json_round_trip_and_errors():
     import json
 
-    from popstore.simulators.pulsar.config import PulsarConfig
+    from popstore.pulsars.config import PulsarConfig
 
     cfg = PulsarConfig(kick_distribution="double_maxwellian", arm_prob=(0.25, 0.25, 0.25, 0.24, 0.01))
     assert PulsarConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

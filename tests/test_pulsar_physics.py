@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from popstore.simulators.pulsar import birth, coords, orbits, radio, spin
-from popstore.simulators.pulsar.config import PulsarConfig, resolve_labels
-from popstore.simulators.pulsar.population import evolve_spin_and_radio, simulate_population, yr_in_time_units
-from popstore.simulators.pulsar.potential import MarchettiPotential
+from popstore.pulsars import birth, coords, orbits, radio, spin
+from popstore.pulsars.config import PulsarConfig, resolve_labels
+from popstore.pulsars.population import evolve_spin_and_radio, simulate_population, yr_in_time_units
+from popstore.pulsars.potential import MarchettiPotential
 
 CFG = PulsarConfig()
 POT = MarchettiPotential.from_config(CFG)

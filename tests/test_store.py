@@ -90,8 +90,11 @@ def test_missing_required_variable_is_a_clear_error(ramp_store, tmp_path):
 
 
 def test_not_a_store(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SchemaError, match="no store at"):
         open_store(tmp_path / "nothing.zarr")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SchemaError, match="not a Zarr"):
+        open_store(tmp_path / "folder")
 
 
 def test_layout_targets_mib_chunks_and_shards_large_stores():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from popstore.simulators.pulsar.surveys import (
+from popstore.pulsars.surveys import (
     DETECTION_SURVEYS, SURVEYS, Survey, beam_gain, dm_smearing, effective_width, in_any_sky_area, observe,
     observe_all, radiometer_snr, scale_scattering, scattering_time_327, sky_temperature,
 )

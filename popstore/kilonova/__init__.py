@@ -4,18 +4,30 @@
 - :mod:`~popstore.kilonova.lightcurve`: the semi-analytic g, r, i, z light curves;
 - :mod:`~popstore.kilonova.params`: ordered parameter tables (m1 >= m2, Lambda1 <= Lambda2), label noise;
 - :mod:`~popstore.kilonova.transforms`: downsampling and NaN filling for training;
-- :mod:`~popstore.kilonova.dataset`: the curves of a store as training arrays.
+- :mod:`~popstore.kilonova.dataset`: the curves of a store as training arrays;
+- :mod:`~popstore.kilonova.simulator`: the ``kilonova_du17`` simulator;
+- :mod:`~popstore.kilonova.workflow`, :mod:`~popstore.kilonova.cli`: the emulator stages, ``popstore kilonova ...``.
 
-The simulator itself is ``popstore.simulators.kilonova`` (registered as ``"kilonova_du17"``).
+The emulator itself is a generic conditional flow (:mod:`popstore.estimators.emulator`).
 """
 
-from popstore.kilonova.ejecta import Ejecta, compactness_from_lambda, ejecta_from_binary
-from popstore.kilonova.lightcurve import BANDS, DU17Settings, band_magnitudes, light_curves, time_grid
-from popstore.kilonova.params import binary_table, order_binaries, perturb_labels
-from popstore.kilonova.transforms import FilledCurves, downsample_fill, fill_nearest, valid_samples
+from __future__ import annotations
 
-__all__ = [
-    "BANDS", "DU17Settings", "Ejecta", "FilledCurves", "band_magnitudes", "binary_table", "compactness_from_lambda",
-    "downsample_fill", "ejecta_from_binary", "fill_nearest", "light_curves", "order_binaries", "perturb_labels",
-    "time_grid", "valid_samples",
-]
+import importlib
+from typing import Any
+
+# re-exported lazily, so that ``popstore kilonova --help`` (which imports this package) stays fast
+_EXPORTS = {
+    "Ejecta": "ejecta", "compactness_from_lambda": "ejecta", "ejecta_from_binary": "ejecta",
+    "BANDS": "lightcurve", "DU17Settings": "lightcurve", "band_magnitudes": "lightcurve", "light_curves": "lightcurve",
+    "time_grid": "lightcurve", "binary_table": "params", "order_binaries": "params", "perturb_labels": "params",
+    "FilledCurves": "transforms", "downsample_fill": "transforms", "fill_nearest": "transforms",
+    "valid_samples": "transforms",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'popstore.kilonova' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"popstore.kilonova.{_EXPORTS[name]}"), name)

@@ -3,12 +3,12 @@
 A pipeline file (``pipelines/kilonova.toml``) has the core sections
 (``[simulator]`` with ``name = "kilonova_du17"``, ``[priors]``, ``[store]``,
 ``[split]``, ``[cluster]``) plus ``[emulator]`` (the
-:class:`~popstore.inference.emulator.EmulatorConfig` fields and ``labels``,
+:class:`~popstore.estimators.emulator.EmulatorConfig` fields and ``labels``,
 ``factor``, ``output``, ``snapshot_every``, ``threads``) and ``[evaluate]``
 (``n_draws``, ``n_timing``, ``seed``).
 
 The store itself is made by the core ``popstore generate`` command: the
-simulator's own :meth:`~popstore.simulators.kilonova.KilonovaDU17.parameter_table`
+simulator's own :meth:`~popstore.kilonova.simulator.KilonovaDU17.parameter_table`
 draws ordered binaries from ``[priors]``.
 """
 
@@ -18,19 +18,32 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 
-from popstore.inference.emulator import CurveEmulator, EmulatorConfig, TrainingHistory, train_emulator
-from popstore.inference.emulator_metrics import abs_error_stats
-from popstore.inference.emulator_plots import plot_history, plot_predictions, snapshot_callback
+from popstore.estimators.emulator import CurveEmulator, EmulatorConfig, TrainingHistory, train_emulator
+from popstore.estimators.emulator_metrics import abs_error_stats
+from popstore.estimators.emulator_plots import plot_history, plot_predictions, snapshot_callback
 from popstore.kilonova.dataset import CurveSet, load_curves
 from popstore.kilonova.lightcurve import light_curves
 from popstore.kilonova.params import LABELS
-from popstore.simulators.kilonova import KilonovaDU17
+from popstore.kilonova.simulator import KilonovaDU17
+from popstore.pipeline import section_schema
 from popstore.store import open_store
+
+
+# schemas of this stage's sections (entry points of the "popstore.pipeline_sections" group)
+EmulatorSection = section_schema(
+    "emulator", EmulatorConfig, output=(str, ...), snapshots=(Optional[str], None),
+    snapshot_every=(Optional[int], None), labels=(Optional[list[str]], None), factor=(Optional[int], None),
+    threads=(Optional[int], None),
+)
+EvaluateSection = section_schema(
+    "evaluate", n_draws=(Optional[int], None), n_timing=(Optional[int], None), figure=(Optional[str], None),
+    seed=(Optional[int], None),
+)
 
 
 def emulator_config(section: dict[str, Any]) -> EmulatorConfig:

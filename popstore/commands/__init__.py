@@ -1,1 +1,0 @@
-"""Subcommands of the ``popstore`` CLI: each module defines ``register(subparsers)``."""

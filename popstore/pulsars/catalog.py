@@ -1,0 +1,217 @@
+"""Observed radio pulsars: the ATNF catalogue (+ MeerKAT TPA fluxes) as a popstore store.
+
+The observed population of Graber et al. (2024, ApJ 968, 16) and Pardo-Araujo et al.
+(2025, A&A 696, A114): isolated pulsars of the ATNF Pulsar Catalogue (Manchester et
+al. 2005) detected by the Parkes multibeam surveys PMPS, SMPS and HTRU (low/mid
+latitude), with 1429 MHz flux densities of the MeerKAT Thousand-Pulsar-Array census
+(Posselt et al. 2023, MNRAS 520, 4582, table 5, column ``ch6flux``, mJy).
+
+:func:`observed_store` turns such an export into a one-sample store with the same
+survey variables, coordinates, bins and smoothing as a given simulated store (whose
+coordinates and attrs are the source of truth); labels are NaN. :func:`check_compatible`
+refuses to pair an observed and a simulated store whose variables, bins, ranges,
+smoothing or resolution differ. See ``catalogs/README.md`` for where the files come from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from popstore import __version__, compat
+from popstore.simulator import Axis
+from popstore.pulsars.config import PulsarConfig
+from popstore.pulsars.survey_maps import SURVEY_MAP_VARIABLES, survey_map_axes, survey_maps
+from popstore.pulsars.surveys import SkyArea
+from popstore.store import axis_coords, label_names, simulator_config
+
+#: ASSOC prefixes of pulsars in globular clusters or the Magellanic Clouds (dropped).
+EXCLUDED_ASSOCIATIONS: tuple[str, ...] = (
+    "EXGAL:SMC", "EXGAL:LMC", "GC:47Tuc", "GC:M3", "GC:M5", "GC:M13", "GC:NGC6440", "GC:Ter5", "GC:NGC6441",
+    "GC:NGC6517", "GC:NGC6522", "GC:NGC6624", "GC:M28(NGC6626)", "GC:NGC6652", "GC:M22(NGC6656)", "GC:NGC6752",
+    "GC:NGC6760", "GC:M15", "GC:M30",
+)
+P_MIN_S = 0.01  # keep P0 > 0.01 s (non-recycled)
+PDOT_MIN = 1e-19  # keep P1 > 1e-19
+
+NUMERIC_COLUMNS = ("PMRA", "PMDEC", "PX", "POSEPOCH", "Gl", "Gb", "RAJD", "DECJD", "P0", "P1", "DM", "TAU_SC",
+                   "S400", "S1400", "S2000", "DIST", "ZZ", "XX", "YY")
+
+
+@dataclass(frozen=True)
+class ObservedSurvey:
+    """Survey membership in the ATNF ``SURVEY`` column (substring) and the sky cut applied."""
+
+    code: str
+    sky: SkyArea
+
+
+#: Survey subsets of the observed catalogue (map survey name -> membership and sky cut).
+OBSERVED_SURVEYS: dict[str, ObservedSurvey] = {
+    "PMPS": ObservedSurvey("pksmb", SkyArea((-100.0, 50.0), (0.0, 5.0))),
+    "SMPS": ObservedSurvey("pkssw", SkyArea((-100.0, 50.0), (0.0, 91.0))),
+    "HTRU": ObservedSurvey("htru_pks", SkyArea((-120.0, 30.0), (0.0, 15.0))),
+}
+
+
+def read_atnf(path: str | Path) -> pd.DataFrame:
+    """Read an ATNF web-form export: ';'-delimited, a row of names then a row of units, NAN for nulls.
+
+    Numeric columns are floats (NaN for nulls); PSRJ, ASSOC and SURVEY are strings ("" for nulls).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no ATNF export at {path} (see catalogs/README.md for how to make one)")
+    df = pd.read_csv(path, sep=";", skiprows=[1], na_values=["NAN", "*"], keep_default_na=False, dtype=str)
+    df = df.loc[:, [c for c in df.columns if c and not c.startswith("Unnamed")]]
+    missing = [c for c in ("PSRJ", "P0", "P1", "Gl", "Gb", "RAJD", "DECJD", "ASSOC", "SURVEY") if c not in df]
+    if missing:
+        raise ValueError(f"{path}: not an ATNF export with the required columns; missing {missing}")
+    for c in NUMERIC_COLUMNS:
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="raise")
+    for c in ("PSRJ", "ASSOC", "SURVEY"):
+        df[c] = df[c].fillna("").astype(str)
+    return df
+
+
+def excluded_association(assoc: pd.Series) -> pd.Series:
+    """True where any comma-separated ASSOC entry starts with an excluded prefix.
+
+    Entry-wise, so that e.g. ``GRS:4FGL_J0540.3-6920,EXGAL:LMC`` (PSR J0540-6919 in the LMC)
+    is dropped too; a match on the start of the whole field would keep it."""
+    entries = assoc.str.split(",").explode().str.strip()
+    return entries.str.startswith(EXCLUDED_ASSOCIATIONS).groupby(level=0).any().reindex(assoc.index, fill_value=False)
+
+
+def filter_atnf(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Apply the reference filters in order; return the kept rows (l in [-180, 180]) and the counts.
+
+    1. drop rows with P0 or P1 missing; 2. drop globular-cluster and Magellanic-cloud
+    associations; 3. keep P1 > 1e-19 and P0 > 0.01 s.
+    """
+    counts = {"read": len(df)}
+    df = df[df["P0"].notna() & df["P1"].notna()]
+    counts["with_P0_P1"] = len(df)
+    df = df[~excluded_association(df["ASSOC"])]
+    counts["not_GC_or_MC"] = len(df)
+    df = df[(df["P1"] > PDOT_MIN) & (df["P0"] > P_MIN_S)].copy()
+    counts["isolated_non_recycled"] = len(df)
+    df["Gl"] = (df["Gl"] + 180.0) % 360.0 - 180.0
+    return df, counts
+
+
+def read_meerkat(path: str | Path) -> pd.DataFrame:
+    """Read the MeerKAT TPA census table (Posselt et al. 2023, ``Census_Table5.csv``).
+
+    Returns columns PSRJ and S1400 (Jy) = ch6flux (mJy, 1429 MHz sub-band) / 1000, rows with a flux only."""
+    df = pd.read_csv(path)
+    if not {"PSRJ", "ch6flux"} <= set(df.columns):
+        raise ValueError(f"{path}: expected the columns PSRJ and ch6flux (mJy) of Posselt et al. (2023) table 5")
+    df = df[["PSRJ", "ch6flux"]].dropna()
+    return pd.DataFrame({"PSRJ": df["PSRJ"].astype(str).str.strip(), "S1400": df["ch6flux"].astype(float) / 1e3})
+
+
+def survey_subsets(df: pd.DataFrame, surveys: Mapping[str, ObservedSurvey] = OBSERVED_SURVEYS) -> dict[str, pd.DataFrame]:
+    """Rows of the filtered catalogue in each survey: SURVEY contains the code, and the sky cut."""
+    return {name: df[df["SURVEY"].str.contains(s.code, regex=False)
+                     & s.sky.contains(df["Gl"].to_numpy(), df["Gb"].to_numpy(), df["DECJD"].to_numpy())]
+            for name, s in surveys.items()}
+
+
+def flux_subsets(subsets: Mapping[str, pd.DataFrame], meerkat: pd.DataFrame | None) -> tuple[dict[str, pd.DataFrame], str]:
+    """The survey subsets with an ``S1400_Jy`` column for the flux maps, and the flux source.
+
+    With a MeerKAT table: inner join on PSRJ (ATNF S1400 replaced by the TPA 1429 MHz flux).
+    Without one: the ATNF S1400 column (mJy -> Jy), rows with a value only — a FALLBACK,
+    not the papers' choice (different telescope, epochs and calibration)."""
+    if meerkat is not None:
+        mk = meerkat.rename(columns={"S1400": "S1400_Jy"})
+        return ({k: v.merge(mk, on="PSRJ", how="inner") for k, v in subsets.items()},
+                "MeerKAT TPA ch6flux (1429 MHz), Posselt et al. 2023")
+    return ({k: v[v["S1400"].notna() & (v["S1400"] > 0)].assign(S1400_Jy=lambda t: t["S1400"] / 1e3)
+             for k, v in subsets.items()}, "FALLBACK: ATNF S1400 (no MeerKAT table given)")
+
+
+def survey_catalogue(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """ATNF rows as a star catalogue with the simulator's column names (ra, dec, l, b, P, Pdot, and
+    S1400 in Jy for the rows of :func:`flux_subsets`).
+
+    Proper motions are set to NaN: the observed velocity maps stay empty (their fill value),
+    as most of these pulsars have no measured proper motion."""
+    nan = np.full(len(df), np.nan)
+    return {"pm_ra_cosdec": nan, "pm_dec": nan, "ra": df["RAJD"].to_numpy(float), "dec": df["DECJD"].to_numpy(float),
+            "l": df["Gl"].to_numpy(float), "b": df["Gb"].to_numpy(float),
+            "P": df["P0"].to_numpy(float), "Pdot": df["P1"].to_numpy(float),
+            **({"S1400": df["S1400_Jy"].to_numpy(float)} if "S1400_Jy" in df else {})}
+
+
+#: Map settings of the pulsar simulators that an observed store must share with its simulated store.
+MAP_CONFIG_KEYS = ("pulsar.smooth_sigma_bins", "pulsar.velocity_fill", "pulsar.flux_fill", "pulsar.P_range_s",
+                   "pulsar.Pdot_range", "pulsar.resolution_ppdot", "pulsar.resolution_dyn")
+
+
+def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | Path | None = None,
+                   variables: Sequence[str] = SURVEY_MAP_VARIABLES) -> xr.Dataset:
+    """The observed survey maps as a one-sample dataset laid out exactly like the simulated store ``like``.
+
+    Bins, coordinates and map settings come from ``like`` (its coordinates and
+    ``simulator_config``); labels are NaN; velocity maps are empty (fill value), because
+    the detection surveys give no proper motions for most pulsars. The flux maps use
+    the MeerKAT TPA table at ``meerkat_path`` when given, else the ATNF S1400 fallback
+    (recorded in the ``flux_source`` attr).
+    """
+    cfg = PulsarConfig.from_dict(simulator_config(like)["pulsar"])
+    df, counts = filter_atnf(read_atnf(atnf_path))
+    subsets = survey_subsets(df)
+    fluxes, flux_source = flux_subsets(subsets, read_meerkat(meerkat_path) if meerkat_path else None)
+    surveys = [str(s) for s in like["survey"].values]
+    unknown = set(surveys) - set(subsets)
+    if unknown:
+        raise ValueError(f"store {like.attrs.get('simulator')!r} has surveys {sorted(unknown)} with no observed subset")
+    maps = survey_maps({s: survey_catalogue(subsets[s]) for s in surveys},
+                       {s: survey_catalogue(fluxes[s]) for s in surveys}, cfg)
+    data = {v: (like[v].dims, maps[v][np.newaxis].astype(like[v].dtype), dict(like[v].attrs)) for v in variables}
+    for name in label_names(like):
+        data[name] = ("sample", np.array([np.nan]), dict(like[name].attrs))
+    data["seed"] = ("sample", np.array([-1], dtype=np.int64), {"long_name": "simulator seed (-1: observed)"})
+    data["done"] = ("sample", np.array([True]), {"long_name": "sample written completely"})
+    data["n_observed"] = ("survey", np.array([len(subsets[s]) for s in surveys], dtype=np.int64),
+                          {"role": "diagnostic", "long_name": "observed pulsars in the survey subset"})
+    data["n_observed_flux"] = ("survey", np.array([len(fluxes[s]) for s in surveys], dtype=np.int64),
+                               {"role": "diagnostic", "long_name": "observed pulsars with a flux (flux maps)"})
+    # coordinates rebuilt from the store's config with the simulator's own axis code; check_compatible
+    # then verifies them against the store's coordinates
+    coords: dict = {"sample": ("sample", np.array([0], dtype=np.int64), {"long_name": "sample index"})}
+    for axis in survey_map_axes(cfg):
+        coords.update(axis_coords(Axis(axis.name, values=surveys, long_name=axis.long_name)
+                                  if axis.name == "survey" else axis))
+    attrs = {k: like.attrs[k] for k in ("popstore_schema_version", "simulator", "simulator_version", "simulator_config")}
+    attrs.update(popstore_version=__version__, samples_per_chunk=1, samples_per_shard=0,
+                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"), observed=1,
+                 observed_catalogue=str(Path(atnf_path).name), flux_source=flux_source,
+                 meerkat_table=str(Path(meerkat_path).name) if meerkat_path else "",
+                 atnf_filter_counts=json.dumps(counts), like_store_fingerprint=like.attrs.get("config_fingerprint", ""))
+    obs = xr.Dataset(data, coords=coords, attrs=attrs)
+    check_compatible(obs, like, variables)
+    return obs
+
+
+def write_observed_store(ds: xr.Dataset, path: str | Path) -> None:
+    """Write an observed dataset as a Zarr 3 store readable by :func:`popstore.open_store`."""
+    if Path(path).exists():
+        raise FileExistsError(f"{path} exists; remove it or choose another output path")
+    ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=False)
+
+
+def check_compatible(observed: xr.Dataset, simulated: xr.Dataset,
+                     variables: Sequence[str] = SURVEY_MAP_VARIABLES) -> None:
+    """Raise ValueError naming the variable, coordinate, attr or map setting in which the stores differ."""
+    compat.check_compatible(observed, simulated, variables, MAP_CONFIG_KEYS, names=("observed", "simulated"))
