@@ -78,7 +78,7 @@ def _export(args: argparse.Namespace) -> int:
 
     out = new_output(args.output, args.overwrite)
     if args.format == "hdf5":
-        print(export.to_hdf5(args.store, out))
+        print(export.to_hdf5(args.store, out, progress=not args.quiet))
     else:
         print(export.to_legacy(args.store, out, progress=not args.quiet))
     return 0
@@ -89,7 +89,7 @@ def _import(args: argparse.Namespace) -> int:
     from popstore.info import describe
 
     out = new_output(args.output, args.overwrite)
-    export.from_legacy(args.folder, out, samples_per_chunk=args.samples_per_chunk)
+    export.from_legacy(args.folder, out, samples_per_chunk=args.samples_per_chunk, progress=not args.quiet)
     print(describe(out))
     return 0
 
@@ -161,6 +161,7 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="Zarr store to write")
     p.add_argument("--samples-per-chunk", type=int, help="samples per chunk (default: chosen for ~1-16 MiB chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_import)
 
     p = sub.add_parser("demo", help="the main job: gaussian_fields store on a LocalCluster, split, PNG, small CNN")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
+from tqdm.dask import TqdmCallback
 
 from popstore.splits import SUBSETS, label_statistics
 from popstore.store import (
@@ -42,10 +43,10 @@ from popstore.store import (
 )
 
 
-def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path:
+def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: bool = True) -> Path:
     """Write the whole store to one HDF5 file (h5netcdf), same variables and attrs.
 
-    Booleans are stored as int8 and read back as bool.
+    Booleans are stored as int8 and read back as bool. ``progress``: a bar over the chunks written.
     """
     ds = open_store(store)
     block = layout_of(ds).block
@@ -61,7 +62,8 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path:
                 enc["chunksizes"] = tuple(min(block, n) if d == "sample" else n for d, n in var.sizes.items())
             encoding[name] = enc
     path = Path(path)
-    ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    with TqdmCallback(desc="HDF5 export", unit="task", disable=not progress):
+        ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
     return path
 
 
@@ -123,8 +125,11 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> P
     return folder
 
 
-def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None) -> xr.Dataset:
+def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None,
+                progress: bool = True) -> xr.Dataset:
     """Turn a legacy folder into a store (with coordinates when ``popstore.json`` is present).
+
+    ``progress``: a bar over the maps read and the chunks written.
 
     Without ``popstore.json`` (genuine research-code output) each map becomes a
     variable over ``(sample, <map>_y, <map>_x)`` with index coordinates, and
@@ -188,7 +193,7 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     for k, v in out.variables.items():
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(scheduler="threads"), TqdmCallback(desc="legacy import", unit="task", disable=not progress):
         out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(store, mode="w-", zarr_format=3, consolidated=False,
                                                     encoding=encoding)
     splits_present = all((folder / f"dataset_{s}.csv").exists() for s in SUBSETS)
