@@ -354,7 +354,10 @@ class Pipeline:
         pri = self.section("priors")
         table = simulator.parameter_table(pri["n_samples"], pri.get("seed", 0), pri.get("design", "uniform"),
                                           pri.get("ranges"))
-        return table.assign(**pri.get("fixed", {}))
+        fixed = pri.get("fixed", {})
+        table = table.assign(**fixed)
+        table.attrs["fixed"] = sorted(fixed)  # recorded in the store: these labels have no prior to infer
+        return table
 
     def generate(self, client: Any = None, progress: bool = True) -> "GenerationReport":
         """Run (or resume) the generation stage on the pipeline's cluster or ``client``."""

@@ -57,7 +57,8 @@ def sample_table(
     """A table of ``n`` parameter vectors over the priors of ``parameters``.
 
     ``ranges`` overrides the ``(low, high)`` of named parameters (e.g. a
-    narrower prior in a pipeline file).
+    narrower prior in a pipeline file). The ranges drawn from are kept in the
+    table's ``attrs["ranges"]``, so that the store records the prior actually used.
     """
     params = list(parameters)
     if ranges:
@@ -70,4 +71,6 @@ def sample_table(
             else p
             for p in params
         ]
-    return scale(unit_cube(n, len(params), seed, design), params)
+    table = scale(unit_cube(n, len(params), seed, design), params)
+    table.attrs["ranges"] = {p.name: (p.low, p.high) for p in params}
+    return table

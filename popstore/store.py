@@ -8,7 +8,8 @@ Layout (schema version :data:`SCHEMA_VERSION`, see DESIGN.md):
   ``"catalogue"``), ``units``, ``long_name``;
 - bin axes as coordinates holding bin centres with CF ``bounds`` pointing to
   ``<axis>_bnds(<axis>, nv)`` holding the edges;
-- one ``role="label"`` variable per simulator parameter (prior range in attrs);
+- one ``role="label"`` variable per simulator parameter (prior range in attrs: ``prior_low``,
+  ``prior_high``, ``prior_log``, and ``prior_fixed = 1`` for a label held at fixed values);
 - ``seed(sample)`` and ``done(sample)``; ``done`` is chunked exactly like the
   maps and set only after the maps of its samples are written;
 - root attrs: schema version, popstore version, simulator name, version and
@@ -211,11 +212,14 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         fill = o.fill_value if o.fill_value is not None else (np.nan if np.dtype(o.dtype).kind == "f" else None)
         if fill is not None:
             encoding[o.name]["_FillValue"] = fill
+    ranges, fixed = params.attrs.get("ranges", {}), set(params.attrs.get("fixed", ()))
     for p in simulator.parameters:
         if p.name not in params:
             raise ValueError(f"parameter table lacks column {p.name!r}")
+        low, high = ranges.get(p.name, (p.low, p.high))  # the prior drawn from (a pipeline may narrow it)
         attrs = {"role": "label", "units": p.units, "long_name": p.long_name or p.name,
-                 "prior_low": p.low, "prior_high": p.high, "prior_log": int(p.log)}
+                 "prior_low": float(low), "prior_high": float(high), "prior_log": int(p.log),
+                 "prior_fixed": int(p.name in fixed)}
         data[p.name] = xr.Variable("sample", params[p.name].to_numpy(dtype=np.float64), attrs)
         encoding[p.name] = {"chunks": (layout.chunk,)}
     data["seed"] = xr.Variable("sample", np.asarray(seeds, dtype=np.int64), {"long_name": "simulator seed"})

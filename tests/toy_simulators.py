@@ -69,3 +69,46 @@ class BatchRamp(Ramp):
     def simulate_batch(self, params, seeds):
         rows = [self.simulate(row, int(s)) for row, s in zip(params.to_dict("records"), seeds)]
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class LinearGaussian(Simulator):
+    """x(y, x) = theta_0 * 1 + theta_1 * g(x) + sigma * noise: a linear-Gaussian model whose posterior under
+    its uniform prior is known exactly (a Gaussian truncated to the prior box), for calibration tests."""
+
+    name = "linear_gaussian"
+    version = "1"
+
+    def __init__(self, n: int = 8, sigma: float = 1.0) -> None:
+        self.n, self.sigma = n, sigma
+
+    @property
+    def parameters(self):
+        return (Parameter("offset", -2.0, 2.0), Parameter("gradient", -2.0, 2.0))
+
+    @property
+    def axes(self):
+        return (Axis.linear("y", 0.0, 1.0, self.n, units="m"), Axis.linear("x", 0.0, 1.0, self.n, units="m"))
+
+    @property
+    def outputs(self):
+        return (Output("field", ("y", "x"), units="1", long_name="linear field plus noise"),)
+
+    @property
+    def config(self):
+        return {"n": self.n, "sigma": self.sigma}
+
+    def design(self) -> np.ndarray:
+        """The (n*n, 2) design matrix M: x = M theta + sigma * noise."""
+        g = np.broadcast_to(np.linspace(-1.0, 1.0, self.n)[None, :], (self.n, self.n))
+        return np.stack([np.ones(self.n * self.n), g.ravel()], axis=1)
+
+    def simulate(self, params, seed):
+        theta = np.array([params["offset"], params["gradient"]])
+        noise = np.random.default_rng(seed).standard_normal(self.n * self.n)
+        return {"field": (self.design() @ theta + self.sigma * noise).reshape(self.n, self.n)}
+
+    def exact_posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of the untruncated Gaussian posterior for maps ``x`` (B, n, n)."""
+        m = self.design()
+        cov = np.linalg.inv(m.T @ m) * self.sigma**2
+        return x.reshape(len(x), -1) @ m @ cov.T / self.sigma**2, cov

@@ -1,0 +1,274 @@
+"""Neural posterior estimation (NPE) on stores, with the ``sbi`` package as the engine.
+
+The density estimators (MAF, NSF, MDN, built by :func:`sbi.neural_nets.posterior_nn`), the
+posterior (:class:`sbi.inference.DirectPosterior`), ensembles
+(:class:`sbi.inference.EnsemblePosterior`) and the diagnostics (SBC, TARP, expected coverage,
+:mod:`sbi.diagnostics`) are sbi's (Tejero-Cantero et al. 2020, JOSS 5, 2505; Boelts et al. 2025).
+popstore adds what sbi does not have:
+
+- :class:`ParameterSpace`: the prior of a store's labels (their recorded prior ranges; labels held
+  fixed by ``[priors.fixed]`` left out; log-uniform labels inferred as log10);
+- :func:`train_npe`: training that streams from the store through :class:`~popstore.MapDataset`
+  (whole chunks, never the whole set in memory), through an embedding network over the chosen
+  input variables, with the best-validation checkpoint, per-epoch losses and early stopping
+  (sbi's own trainer needs every simulation in memory);
+- :func:`load_posterior`: a checkpoint back into a :class:`~sbi.inference.DirectPosterior`.
+
+The embedding networks are the research code's small CNN (Graber et al. 2024; two 3x3
+convolutions of 32 and 64 channels with max-pooling, then a fully connected layer to a 32-d
+summary) and the trunk of the CMD ``o3_err`` network (:mod:`popstore.estimators.cnn`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+from sbi.inference import DirectPosterior
+from sbi.neural_nets import posterior_nn
+from sbi.utils import BoxUniform
+from torch import nn
+from tqdm.auto import tqdm
+
+from popstore.errors import UserError
+from popstore.estimators.cnn import O3Err, O3ErrConfig
+from popstore.estimators.preprocess import Preprocessor, fit_preprocessor
+from popstore.estimators.train import default_device
+from popstore.store import label_names, open_store
+from popstore.torchdata import MapDataset, make_loader
+
+FORMAT_VERSION = 1
+Embedding = Literal["cnn", "o3_err"]
+DensityModel = Literal["maf", "nsf", "mdn"]
+
+
+@dataclass(frozen=True)
+class ParameterSpace:
+    """The labels inferred and their prior: uniform on ``[low, high]``, or on ``[log10 low, log10 high]``
+    where ``log`` (a log-uniform prior), in which space the posterior is learnt."""
+
+    names: tuple[str, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    log: tuple[bool, ...]
+
+    @classmethod
+    def from_store(cls, store: str | Path | xr.Dataset, labels: Sequence[str] | None = None) -> "ParameterSpace":
+        """The prior of ``store``'s labels (default: every label that was not held fixed)."""
+        ds = store if isinstance(store, xr.Dataset) else open_store(store)
+        fixed = {n for n in label_names(ds) if ds[n].attrs.get("prior_fixed", 0)}
+        names = [n for n in label_names(ds) if n not in fixed] if labels is None else list(labels)
+        if not names:
+            raise UserError("the store has no free labels to infer")
+        for n in names:
+            if n not in label_names(ds):
+                raise UserError(f"{n!r} is not a label of the store; labels: {', '.join(label_names(ds))}")
+            if n in fixed:
+                raise UserError(f"label {n!r} was held fixed when the store was made: it has no prior to infer")
+        attrs = [ds[n].attrs for n in names]
+        return cls(tuple(names), tuple(float(a["prior_low"]) for a in attrs), tuple(float(a["prior_high"]) for a in attrs),
+                   tuple(bool(a.get("prior_log", 0)) for a in attrs))
+
+    def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi, log = (torch.as_tensor(v, dtype=torch.float64) for v in (self.low, self.high, self.log))
+        return torch.where(log.bool(), lo.log10(), lo).float(), torch.where(log.bool(), hi.log10(), hi).float()
+
+    def prior(self, device: str | torch.device = "cpu") -> BoxUniform:
+        """sbi's :class:`~sbi.utils.BoxUniform` prior in the inference space."""
+        lo, hi = self._bounds()
+        return BoxUniform(lo.to(device), hi.to(device), device=str(device))
+
+    def to_inference(self, theta: torch.Tensor) -> torch.Tensor:
+        """Physical label values ``(..., n)`` -> inference space (log10 where ``log``)."""
+        log = torch.as_tensor(self.log, device=theta.device)
+        return torch.where(log, torch.log10(theta.clamp_min(torch.finfo(theta.dtype).tiny)), theta)
+
+    def to_physical(self, theta: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_inference`."""
+        log = torch.as_tensor(self.log, device=theta.device)
+        return torch.where(log, 10.0**theta, theta)
+
+
+class SmallCNN(nn.Module):
+    """The research code's embedding: conv3x3(32) -> ReLU -> maxpool2 -> conv3x3(64) -> ReLU -> maxpool2 ->
+    fully connected to ``summary`` features (Graber et al. 2024; Pardo-Araujo et al. 2025)."""
+
+    def __init__(self, n_channels: int, shape: tuple[int, int], summary: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(n_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        )
+        self.fc = nn.Linear(64 * (shape[0] // 4) * (shape[1] // 4), summary)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def embedding_net(kind: Embedding, preprocessor: Preprocessor, shape: tuple[int, int], summary: int = 32,
+                  hidden: int = 4) -> nn.Module:
+    """Input preprocessing (log10 + standardisation with training statistics) followed by ``kind``'s trunk."""
+    n_channels = preprocessor.log10.numel()
+    if kind == "cnn":
+        trunk: nn.Module = SmallCNN(n_channels, shape, summary)
+    elif kind == "o3_err":
+        o3 = O3Err(O3ErrConfig(n_channels, 1, shape[0], shape[1] if shape[1] != shape[0] else None, hidden=hidden))
+        with torch.no_grad():
+            width = o3.features(torch.zeros(1, n_channels, *shape)).numel()
+        trunk = nn.Sequential(o3.features, nn.Flatten(), nn.Linear(width, summary))
+    else:
+        raise UserError(f"unknown embedding {kind!r}; use 'cnn' or 'o3_err'")
+    return nn.Sequential(preprocessor, trunk)
+
+
+@dataclass(frozen=True)
+class NPEConfig:
+    """Settings of one neural posterior estimator and its training.
+
+    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn``); ``embedding``: ``cnn`` or
+    ``o3_err``; ``summary``: features the embedding hands to the estimator. Training: Adam at
+    ``lr`` on batches of ``batch_size``, at most ``max_epochs``, stopping when the validation loss
+    has not improved for ``patience`` epochs (sbi's default is 20); the best-validation weights
+    are kept. ``log10``: per-channel input log choice as in :func:`fit_preprocessor`.
+    """
+
+    inputs: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    model: DensityModel = "maf"
+    embedding: Embedding = "cnn"
+    summary: int = 32
+    hidden_features: int = 50
+    num_transforms: int = 5
+    lr: float = 5e-4
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 20
+    log10: bool | str = "auto"
+    seed: int = 0
+    threads: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class NPEResult:
+    """What :func:`train_npe` did: the checkpoint, the losses per epoch and the best epoch."""
+
+    checkpoint: Path
+    train_loss: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+def _build(cfg: NPEConfig, space: ParameterSpace, pre: Preprocessor, shape: tuple[int, int],
+           theta: torch.Tensor, x: torch.Tensor) -> nn.Module:
+    """sbi's estimator, its theta z-scoring taken from ``theta`` (a batch in the inference space)."""
+    net = embedding_net(cfg.embedding, pre, shape, cfg.summary)
+    build = posterior_nn(model=cfg.model, embedding_net=net, z_score_theta="independent", z_score_x="none",
+                         hidden_features=cfg.hidden_features, num_transforms=cfg.num_transforms)
+    return build(theta, x)
+
+
+def _epoch_loss(estimator: nn.Module, loader, space: ParameterSpace, device: torch.device,
+                optimizer: torch.optim.Optimizer | None = None) -> float:
+    total, n = 0.0, 0
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        theta = space.to_inference(y.to(device, dtype=torch.float32))
+        loss = estimator.loss(theta, condition=x).mean()
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(estimator.parameters(), 5.0)  # sbi's default clip_max_norm
+            optimizer.step()
+        total += loss.item() * len(x)
+        n += len(x)
+    return total / max(n, 1)
+
+
+def train_npe(store: str | Path, out: str | Path, config: NPEConfig = NPEConfig(), progress: bool = True) -> NPEResult:
+    """Train one posterior estimator on the train split of ``store`` (validated on ``valid``), streaming
+    batches from the store; the best-validation weights go to ``out`` (a ``.pt`` file)."""
+    cfg = config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = default_device(cfg.device)
+    space = ParameterSpace.from_store(store, cfg.labels)
+    train = MapDataset(store, "train", list(cfg.inputs) if cfg.inputs else None, list(space.names), normalize="none")
+    valid = MapDataset(store, "valid", train.inputs, train.labels, normalize="none")
+    if len(valid) == 0:
+        raise UserError(f"{store}: the valid split is empty; split with valid > 0")
+    pin = device.type == "cuda"
+    train_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
+                               pin_memory=pin)
+    valid_loader = make_loader(valid, cfg.batch_size, shuffle=False, pin_memory=pin)
+    pre = fit_preprocessor((x for x, _ in make_loader(train, 512, shuffle=False)), cfg.log10)
+    x0, y0 = next(iter(make_loader(train, min(len(train), 2048), shuffle=True, seed=cfg.seed)))
+    shape = tuple(x0.shape[2:])
+    if len(shape) != 2:
+        raise UserError(f"NPE embeddings take 2D maps; the inputs {train.inputs} give samples of shape {tuple(x0.shape[1:])}")
+    estimator = _build(cfg, space, pre, shape, space.to_inference(y0.float()), x0).to(device)
+    optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
+    result = NPEResult(Path(out))
+    best, best_state, stale = math.inf, None, 0
+    bar = tqdm(range(cfg.max_epochs), desc="NPE", unit="epoch", disable=not progress)
+    for epoch in bar:
+        estimator.train()
+        result.train_loss.append(_epoch_loss(estimator, train_loader, space, device, optimizer))
+        estimator.eval()
+        with torch.no_grad():
+            result.valid_loss.append(_epoch_loss(estimator, valid_loader, space, device))
+        bar.set_postfix(train=f"{result.train_loss[-1]:.3f}", valid=f"{result.valid_loss[-1]:.3f}")
+        if result.valid_loss[-1] < best:
+            best, result.best_epoch, stale = result.valid_loss[-1], epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in estimator.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    result.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({
+        "format_version": FORMAT_VERSION, "kind": "popstore.npe", "config": {**asdict(cfg)},
+        "space": asdict(space), "inputs": list(train.inputs), "shape": list(shape),
+        "preprocessor": pre.to_dict(), "state_dict": best_state,
+        "train_loss": result.train_loss, "valid_loss": result.valid_loss, "best_epoch": result.best_epoch,
+    }, result.checkpoint)
+    return result
+
+
+def load_posterior(path: str | Path, device: str | None = None) -> tuple[DirectPosterior, ParameterSpace, list[str]]:
+    """A checkpoint of :func:`train_npe` as an sbi posterior (in the inference space), its
+    :class:`ParameterSpace` and the store variables it reads as channels. Loaded with
+    ``weights_only=True``: a checkpoint holds tensors, numbers and strings, never code."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no posterior checkpoint at {path}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("kind") != "popstore.npe" or blob.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} is not a popstore NPE checkpoint (format {FORMAT_VERSION})")
+    cfg_dict = dict(blob["config"])
+    for k in ("inputs", "labels"):
+        cfg_dict[k] = tuple(cfg_dict[k]) if cfg_dict[k] is not None else None
+    cfg = NPEConfig(**cfg_dict)
+    space = ParameterSpace(**{k: tuple(v) for k, v in blob["space"].items()})
+    pre = Preprocessor(**blob["preprocessor"])
+    shape = tuple(blob["shape"])
+    theta = space.prior().sample((2,))
+    x = torch.zeros(2, len(blob["inputs"]), *shape)
+    estimator = _build(cfg, space, pre, shape, theta, x)
+    estimator.load_state_dict(blob["state_dict"])
+    dev = default_device(device)
+    estimator.to(dev).eval()
+    return DirectPosterior(estimator, space.prior(dev), device=str(dev)), space, list(blob["inputs"])
+
+
+def posterior_draws(posterior, xs: torch.Tensor, n: int, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """``n`` posterior draws for each observation in ``xs`` ``(B, C, H, W)``: an array ``(n, B, P)`` (inference space)."""
+    torch.manual_seed(seed)
+    return posterior.sample_batched((n,), x=xs, show_progress_bars=progress).cpu().numpy()

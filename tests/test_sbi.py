@@ -1,0 +1,117 @@
+"""Neural posterior estimation on stores (sbi): the prior from a store, streamed training, and calibration
+on a linear-Gaussian simulator whose exact posterior is known."""
+
+import numpy as np
+import pytest
+import torch
+
+import popstore
+from popstore.errors import UserError
+from popstore.estimators.calibration import LEVELS, calibration_report, expected_coverage, save_report
+from popstore.estimators.sbi import NPEConfig, ParameterSpace, load_posterior, posterior_draws, train_npe
+from popstore.pipeline import Pipeline
+from popstore.torchdata import MapDataset, make_loader
+from toy_simulators import LinearGaussian, Ramp
+
+
+@pytest.fixture(scope="module")
+def gaussian_store(tmp_path_factory, client):
+    path = tmp_path_factory.mktemp("sbi") / "lg.zarr"
+    sim = LinearGaussian()
+    popstore.generate(sim, sim.parameter_table(4000, seed=1, design="latin_hypercube"), path, client,
+                      samples_per_chunk=250, progress=False)
+    popstore.split(path, test=0.1, valid=0.1, seed=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(gaussian_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("npe") / "npe.pt"
+    cfg = NPEConfig(model="maf", embedding="cnn", max_epochs=60, patience=8, batch_size=128, lr=1e-3, seed=0)
+    return train_npe(gaussian_store, out, cfg, progress=False)
+
+
+def test_prior_from_a_store_leaves_fixed_labels_out(tmp_path, client):
+    p = tmp_path / "p.toml"
+    p.write_text("""
+[simulator]
+name = "gaussian_fields"
+[simulator.config]
+npix = 8
+[priors]
+n_samples = 8
+[priors.ranges]
+slope = [1.5, 2.5]
+[priors.fixed]
+smoothing = 1.0
+[store]
+path = "s.zarr"
+""")
+    pipe = Pipeline.load(p)
+    pipe.generate(client=client, progress=False)
+    space = ParameterSpace.from_store(tmp_path / "s.zarr")
+    assert space.names == ("amplitude", "slope")  # smoothing was fixed: nothing to infer
+    assert space.low == (0.1, 1.5) and space.high == (1.0, 2.5)  # the narrowed range, not the declared one
+    prior = space.prior()
+    draws = prior.sample((20_000,))
+    np.testing.assert_allclose(draws.min(0).values.numpy(), [0.1, 1.5], atol=1e-3)
+    np.testing.assert_allclose(draws.max(0).values.numpy(), [1.0, 2.5], atol=1e-3)
+    with pytest.raises(UserError, match="held fixed"):
+        ParameterSpace.from_store(tmp_path / "s.zarr", ["smoothing"])
+
+
+def test_log_uniform_labels_are_inferred_in_log10(tmp_path, client):
+    path = tmp_path / "r.zarr"
+    popstore.generate(Ramp(n=4), Ramp().parameter_table(8, seed=0), path, client, progress=False)
+    space = ParameterSpace.from_store(path)
+    assert space.log == (False, True)  # Ramp's b is log-uniform on [0.1, 10]
+    draws = space.prior().sample((20_000,)).numpy()
+    np.testing.assert_allclose(draws.min(0), [0.0, -1.0], atol=1e-3)  # b in [0.1, 10] -> log10 b in [-1, 1]
+    np.testing.assert_allclose(draws.max(0), [1.0, 1.0], atol=1e-3)
+    theta = torch.tensor([[0.5, 3.0]])
+    torch.testing.assert_close(space.to_physical(space.to_inference(theta)), theta)
+
+
+def test_training_streams_from_the_store(trained, gaussian_store):
+    assert trained.checkpoint.exists() and trained.best_epoch > 0
+    assert trained.valid_loss[trained.best_epoch] == min(trained.valid_loss)
+    assert trained.valid_loss[trained.best_epoch] < trained.valid_loss[0] - 1.0  # it learnt (nats)
+    blob = torch.load(trained.checkpoint, weights_only=True)  # plain tensors and dicts only
+    assert blob["inputs"] == ["field"] and list(blob["space"]["names"]) == ["offset", "gradient"]
+
+
+def test_posterior_matches_the_exact_linear_gaussian_posterior(trained, gaussian_store):
+    posterior, space, inputs = load_posterior(trained.checkpoint)
+    test = MapDataset(gaussian_store, "test", inputs, list(space.names), normalize="none")
+    x, theta = next(iter(make_loader(test, 40, shuffle=False)))
+    draws = posterior_draws(posterior, x, 2000, seed=3)
+    mean, cov = LinearGaussian().exact_posterior(x[:, 0].numpy())
+    inside = np.all(np.abs(mean) < 2.0 - 4 * np.sqrt(np.diag(cov)), axis=1)  # truncation by the prior negligible
+    sd = np.sqrt(np.diag(cov))
+    z = (draws.mean(0)[inside] - mean[inside]) / sd
+    assert np.median(np.abs(z)) < 0.35, z
+    ratio = draws.std(0)[inside] / sd
+    assert 0.75 < np.median(ratio[:, 0]) < 1.3 and 0.75 < np.median(ratio[:, 1]) < 1.3, ratio
+
+
+@pytest.mark.slow
+def test_calibration_is_nominal_on_the_linear_gaussian(trained, gaussian_store, tmp_path):
+    posterior, space, inputs = load_posterior(trained.checkpoint)
+    test = MapDataset(gaussian_store, "test", inputs, list(space.names), normalize="none")
+    x, theta = next(iter(make_loader(test, len(test), shuffle=False)))
+    report = calibration_report(posterior, space.to_inference(theta.float()), x, space.names, n_draws=300, seed=0)
+    assert report.attrs["n_test"] == 400
+    assert report.attrs["max_coverage_error"] < 0.1, report.coverage.values
+    assert (report.sbc_ks_pvalue.values > 0.01).all(), report.sbc_ks_pvalue.values
+    assert abs(report.attrs["tarp_atc"]) < 5.0
+    print(report.coverage.to_series().round(3).to_dict(), report.sbc_ks_pvalue.values, report.attrs)
+    nc, png = save_report(report, tmp_path / "calibration")
+    assert nc.exists() and png.stat().st_size > 10_000
+
+
+def test_expected_coverage_from_ranks():
+    """HPD ranks uniform on [0, n) give nominal coverage; ranks all 0 (truth always most probable) give 1."""
+    n = 1000
+    ranks = np.random.default_rng(0).integers(0, n, 100_000)
+    np.testing.assert_allclose(expected_coverage(ranks, n), LEVELS, atol=0.01)
+    assert (expected_coverage(np.zeros(10), n) == 1).all()
