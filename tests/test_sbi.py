@@ -115,3 +115,46 @@ def test_expected_coverage_from_ranks():
     ranks = np.random.default_rng(0).integers(0, n, 100_000)
     np.testing.assert_allclose(expected_coverage(ranks, n), LEVELS, atol=0.01)
     assert (expected_coverage(np.zeros(10), n) == 1).all()
+
+
+def test_ensemble_resumes_only_missing_members(gaussian_store, tmp_path):
+    from popstore.estimators.sbi import load_ensemble, member_path, train_ensemble
+
+    cfg = NPEConfig(max_epochs=1, summary=8, hidden_features=16, num_transforms=2)
+    paths = train_ensemble(gaussian_store, tmp_path, cfg, [0, 1], progress=False)
+    stamp = paths[0].stat().st_mtime_ns
+    paths[1].unlink()  # member 1 was killed before it finished
+    train_ensemble(gaussian_store, tmp_path, cfg, [0, 1], progress=False)
+    assert paths[0].stat().st_mtime_ns == stamp and paths[1].exists()
+    assert member_path(tmp_path, 1) == paths[1]
+    posterior, space, inputs = load_ensemble(paths)
+    assert type(posterior).__name__ == "EnsemblePosterior" and space.names == ("offset", "gradient")
+    assert posterior.sample((5,), x=torch.zeros(1, 1, 8, 8), show_progress_bars=False).shape == (5, 2)
+
+
+@pytest.mark.slow
+def test_sbi_commands_end_to_end(tmp_path, capsys):
+    """popstore sbi train -> calibrate -> posterior on a small gaussian_fields pipeline (two members on Dask)."""
+    from pathlib import Path
+
+    from popstore.cli import main
+
+    text = (Path(__file__).parents[1] / "pipelines" / "gaussian_fields_sbi.toml").read_text()
+    text = text.replace("../out/", "").replace("n_samples = 1500", "n_samples = 800").replace("max_epochs = 25",
+                                                                                             "max_epochs = 4")
+    (tmp_path / "p.toml").write_text(text)
+    (tmp_path / "obs.toml").write_text(text.replace("n_samples = 800", "n_samples = 1").replace(
+        "gaussian_fields_sbi.zarr", "observed.zarr").replace("[priors.fixed]", "[priors.fixed]\namplitude = 0.5\nslope = 2.0"))
+    assert main(["sbi", "train", str(tmp_path / "p.toml"), "-q"]) == 0
+    assert (tmp_path / "gf_sbi" / "npe_seed0.pt").exists() and (tmp_path / "gf_sbi" / "npe_seed1.pt").exists()
+    assert main(["sbi", "calibrate", str(tmp_path / "p.toml"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble" in out and "SBC KS p amplitude" in out
+    assert (tmp_path / "gf_sbi" / "calibration_ensemble.nc").exists()
+    assert main(["generate", str(tmp_path / "obs.toml"), "-q", "--no-split"]) == 0
+    assert main(["sbi", "posterior", str(tmp_path / "p.toml"), str(tmp_path / "observed.zarr"), "--n-draws", "500"]) == 0
+    import xarray as xr
+
+    draws = xr.open_dataset(tmp_path / "gf_sbi" / "posterior_observed.nc")
+    assert draws.sizes["draw"] == 500 and set(draws.data_vars) == {"amplitude", "slope"}
+    assert (tmp_path / "gf_sbi" / "posterior_observed.png").stat().st_size > 10_000

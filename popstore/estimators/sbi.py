@@ -272,3 +272,42 @@ def posterior_draws(posterior, xs: torch.Tensor, n: int, seed: int = 0, progress
     """``n`` posterior draws for each observation in ``xs`` ``(B, C, H, W)``: an array ``(n, B, P)`` (inference space)."""
     torch.manual_seed(seed)
     return posterior.sample_batched((n,), x=xs, show_progress_bars=progress).cpu().numpy()
+
+
+def member_path(out_dir: str | Path, seed: int) -> Path:
+    """Checkpoint of the ensemble member trained with ``seed``."""
+    return Path(out_dir) / f"npe_seed{seed}.pt"
+
+
+def train_ensemble(store: str | Path, out_dir: str | Path, config: NPEConfig, seeds: Sequence[int],
+                   client=None, progress: bool = True) -> list[Path]:
+    """One estimator per seed (initial weights and batch order differ), each a Dask task on ``client``
+    (in this process when None). A member whose checkpoint exists is kept, so a rerun after a kill
+    trains only the members that did not finish."""
+    from dataclasses import replace
+
+    out_dir = Path(out_dir)
+    todo = [s for s in seeds if not member_path(out_dir, s).exists()]
+    if client is None:
+        for s in tqdm(todo, desc="ensemble", unit="member", disable=not progress or len(todo) < 2):
+            train_npe(store, member_path(out_dir, s), replace(config, seed=s), progress=progress)
+    else:
+        futures = [client.submit(train_npe, store, member_path(out_dir, s), replace(config, seed=s), False,
+                                 key=f"npe-{out_dir.name}-seed{s}", pure=False) for s in todo]
+        client.gather(futures)
+    return [member_path(out_dir, s) for s in seeds]
+
+
+def load_ensemble(paths: Sequence[str | Path], device: str | None = None):
+    """Checkpoints of one ensemble as sbi's :class:`~sbi.inference.EnsemblePosterior` (equal weights),
+    with the members' common :class:`ParameterSpace` and inputs."""
+    from sbi.inference import EnsemblePosterior
+
+    members = [load_posterior(p, device) for p in paths]
+    spaces = {m[1] for m in members}
+    inputs = {tuple(m[2]) for m in members}
+    if len(spaces) != 1 or len(inputs) != 1:
+        raise UserError("ensemble members were trained on different labels, priors or inputs")
+    if len(members) == 1:
+        return members[0]
+    return EnsemblePosterior([m[0] for m in members]), members[0][1], members[0][2]

@@ -1,0 +1,53 @@
+"""``popstore sbi {train,calibrate,posterior} PIPELINE.toml``: neural posterior estimation on a store.
+
+See :mod:`popstore.estimators.sbi_pipeline` for the ``[sbi]`` section and the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from popstore.estimators.sbi_pipeline import train
+
+    for p in train(args.pipeline, progress=not args.quiet):
+        print(p)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from popstore.estimators.sbi_pipeline import calibrate
+
+    print(calibrate(args.pipeline, progress=not args.quiet).to_string(float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+def _posterior(args: argparse.Namespace) -> int:
+    from popstore.estimators.sbi_pipeline import observed_posterior
+
+    _, table = observed_posterior(args.pipeline, args.observed, args.n_draws, args.seed, args.sample)
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    top = subparsers.add_parser("sbi", help="neural posterior estimation (sbi): train an ensemble, calibrate, "
+                                "apply to an observed store")
+    sub = top.add_subparsers(dest="sbi_command", required=True)
+    for name, func, text in (
+        ("train", _train, "generate and split the store if needed, then train the [sbi] ensemble"),
+        ("calibrate", _calibrate, "expected coverage, SBC and TARP of every member and of the ensemble (test split)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("pipeline", type=Path, help="pipeline TOML file with an [sbi] section")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(func=func)
+    p = sub.add_parser("posterior", help="posterior of an observed store: draws (netCDF), corner plot, intervals")
+    p.add_argument("pipeline", type=Path, help="pipeline TOML file with an [sbi] section")
+    p.add_argument("observed", help="observed store on the same bins as the pipeline's store")
+    p.add_argument("--sample", type=int, default=0, help="sample of the observed store")
+    p.add_argument("--n-draws", type=int, default=10_000, help="posterior draws")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    p.set_defaults(func=_posterior)
