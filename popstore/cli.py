@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("split", help="write train/valid/test splits and label statistics into a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", help="path or fsspec URL (s3://, gs://, memory://, file://)")
     p.add_argument("--test", type=float, default=0.1, help="fraction of the whole set (default 0.1)")
     p.add_argument("--valid", type=float, default=0.1, help="fraction of the remainder (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
@@ -98,18 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_split)
 
     p = sub.add_parser("info", help="a readable summary of a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", help="path or fsspec URL")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("export", help="export a store to HDF5 or to the legacy .npy + CSV layout")
-    p.add_argument("store", type=Path)
-    p.add_argument("output", type=Path)
+    p.add_argument("store", help="path or fsspec URL")
+    p.add_argument("output", help="file (HDF5) or folder (legacy), path or fsspec URL")
     p.add_argument("--format", choices=["hdf5", "legacy"], default="hdf5")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("import", help="turn a legacy .npy + CSV folder into a store")
-    p.add_argument("folder", type=Path)
-    p.add_argument("store", type=Path)
+    p.add_argument("folder", help="path or fsspec URL")
+    p.add_argument("store", help="path or fsspec URL")
     p.add_argument("--samples-per-chunk", type=int)
     p.set_defaults(func=_import)
 

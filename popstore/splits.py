@@ -63,7 +63,7 @@ def split(
     Parameters
     ----------
     store
-        Path of a popstore store.
+        Path or fsspec URL of a popstore store.
     test, valid
         Fraction of the whole set for testing; fraction of the remainder for validation.
     seed
