@@ -49,6 +49,13 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> None:
+    from popstore.store import upgrade_store
+
+    upgrade_store(args.store)
+    print(f"{args.store}: split listed as a coordinate, metadata consolidated")
+
+
 def _export(args: argparse.Namespace) -> int:
     from popstore import export
 
@@ -100,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="a readable summary of a store")
     p.add_argument("store", help="path or fsspec URL")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("upgrade", help="make a store written by an older popstore open quietly in plain xarray")
+    p.add_argument("store", help="path or fsspec URL")
+    p.set_defaults(func=_upgrade)
 
     p = sub.add_parser("export", help="export a store to HDF5 or to the legacy .npy + CSV layout")
     p.add_argument("store", help="path or fsspec URL")

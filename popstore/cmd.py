@@ -28,12 +28,13 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
+from popstore.cf import megaparsec_over_h
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.splits import split as split_store
 from popstore.store import choose_layout, create_store, write_variables
 
 MAPS_PER_SIMULATION = 15
-BOX_SIZE = 25.0  # Mpc/h, side of every CAMELS box
+BOX_SIZE = 25.0  # Mpc/h (CAMELS h = 0.6711), side of every CAMELS box
 
 #: CMD parameters with the prior ranges of the LH sets (A_* sampled log-uniformly).
 PARAMETERS = (
@@ -131,8 +132,8 @@ class CMDMaps(Simulator):
     @property
     def axes(self) -> tuple[Axis, ...]:
         return (
-            Axis.linear("y", 0.0, BOX_SIZE, self.npix, units="Mpc/h", long_name="comoving y"),
-            Axis.linear("x", 0.0, BOX_SIZE, self.npix, units="Mpc/h", long_name="comoving x"),
+            Axis.linear("y", 0.0, BOX_SIZE, self.npix, units=megaparsec_over_h(0.6711), long_name="comoving y"),
+            Axis.linear("x", 0.0, BOX_SIZE, self.npix, units=megaparsec_over_h(0.6711), long_name="comoving x"),
         )
 
     @property

@@ -73,6 +73,7 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path | s
     ds = open_store(store)
     block = layout_of(ds).block
     ds = ds.drop_encoding()
+    bounds = {v.attrs["bounds"] for v in ds.variables.values() if "bounds" in v.attrs}
     encoding = {}
     for name, var in ds.variables.items():
         if var.dtype.kind in "OT":  # strings -> CF character arrays
@@ -84,6 +85,8 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path | s
             if "sample" in var.dims:
                 enc["chunksizes"] = tuple(min(block, n) if d == "sample" else n for d, n in var.sizes.items())
             encoding[name] = enc
+        if name in ds.coords or name in bounds:  # CF: no missing values in coordinates and cell bounds
+            encoding.setdefault(name, {})["_FillValue"] = None
     fs, target = _fs(path)
     if isinstance(fs, LocalFileSystem):
         ds.to_netcdf(target, engine="h5netcdf", encoding=encoding)

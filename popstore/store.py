@@ -22,7 +22,7 @@ owns whole shards (concurrent writes into one shard lose data silently,
 zarr-python#3682).
 
 The store follows the CF conventions (version :data:`CF_CONVENTIONS`): map axes carry
-``axis`` (and ``standard_name`` where CF has one), every ``units`` attribute is a
+``axis`` (see :data:`CF_AXES` on standard names), every ``units`` attribute is a
 UDUNITS string that astropy reads as the same quantity (:mod:`popstore.cf` checks
 them), coordinates and bounds have no ``_FillValue``. Non-dimension coordinates
 (``split``) are listed in the root ``coordinates`` attribute, and the metadata of
@@ -67,8 +67,15 @@ MIN_CHUNK_BYTES = 2**20
 STATISTICS = ("mean", "std", "min", "max")
 COORDINATE_VARIABLES = ("split",)
 CF_CONVENTIONS = "CF-1.10"
-CF_AXES = {"x": ("X", "projection_x_coordinate"), "y": ("Y", "projection_y_coordinate"), "z": ("Z", None)}
-"""CF ``axis`` and ``standard_name`` of map axes named x, y, z; other map axes get X (last dim) and Y."""
+CF_AXES = {"x": "X", "y": "Y", "z": "Z"}
+"""CF ``axis`` of map axes named x, y, z; on other maps of lengths or angles (ra/dec) the last dim
+is X and the one before it Y. Other map axes (P, Pdot) get no ``axis``: CF reads an axis in
+seconds as time.
+
+No map axis gets a ``standard_name``: the CF standard name table (version 93) is
+written for the Earth system and has none for comoving, Galactocentric or sky
+coordinates, spin periods or their derivatives (``projection_x_coordinate`` is a
+projection of the Earth's surface)."""
 
 COMPRESSION = {
     # fast to decode (training reads a store many times): the default
@@ -228,6 +235,20 @@ def set_coordinates(store: str | os.PathLike) -> None:
         group.attrs["coordinates"] = " ".join(names)
 
 
+def upgrade_store(store: str | os.PathLike) -> None:
+    """Give a store written before popstore consolidated its metadata what plain xarray needs.
+
+    Lists ``split`` in the root ``coordinates`` attribute and consolidates the
+    metadata, so ``xr.open_zarr`` opens it quietly; the data are not touched.
+    (``popstore upgrade STORE``.)
+    """
+    if not store_exists(store):
+        raise FileNotFoundError(f"no store at {store}")
+    check_schema(open_zarr(store, chunks=None), os.fspath(store))
+    set_coordinates(store)
+    consolidate(store)
+
+
 def axis_coords(axis: Axis, cf_axis: Mapping[str, str] | None = None) -> dict[str, xr.Variable]:
     """The coordinate (and ``_bnds`` edges) variables of one axis; ``cf_axis``: extra CF attrs (``axis``...)."""
     values = axis.coord_values
@@ -244,13 +265,24 @@ def axis_coords(axis: Axis, cf_axis: Mapping[str, str] | None = None) -> dict[st
     return out
 
 
+def _is_spatial(units: str) -> bool:
+    """Whether ``units`` measure a length or an angle (astropy)."""
+    import astropy.units as u
+
+    try:
+        unit = u.Unit(units)
+        return unit.is_equivalent(u.m) or unit.is_equivalent(u.rad)
+    except ValueError:
+        return False
+
+
 def cf_axes(simulator: Simulator) -> dict[str, dict[str, str]]:
-    """CF ``axis`` / ``standard_name`` / ``positive`` attrs of the binned axes the input maps lie on.
+    """CF ``axis`` (and ``positive`` for Z) attrs of the binned axes the input maps lie on.
 
     Axes named x, y, z follow :data:`CF_AXES`; on other maps the last dim is X and
     the one before it Y (ra/dec, P/Pdot). Categorical axes (survey, band) get none.
     """
-    binned = {a.name for a in simulator.axes if a.edges is not None}
+    binned = {a.name for a in simulator.axes if a.edges is not None and _is_spatial(a.units)}
     out: dict[str, dict[str, str]] = {}
     for o in simulator.outputs:
         if o.role != "input":
@@ -258,12 +290,8 @@ def cf_axes(simulator: Simulator) -> dict[str, dict[str, str]]:
         for name, default in zip(o.dims[::-1][:2], ("X", "Y")):
             if name not in binned or name in out:
                 continue
-            axis, standard_name = CF_AXES.get(name, (default, None))
-            out[name] = {"axis": axis}
-            if standard_name:
-                out[name]["standard_name"] = standard_name
-            if axis == "Z":
-                out[name]["positive"] = "up"
+            axis = CF_AXES.get(name, default)
+            out[name] = {"axis": axis, "positive": "up"} if axis == "Z" else {"axis": axis}
     return out
 
 
@@ -292,7 +320,8 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         raise ValueError(f"unknown compression {compression!r}; use one of {list(COMPRESSION)}")
     n = layout.n_samples
     sizes = simulator.dim_sizes()
-    coords: dict[str, Any] = {"sample": ("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index"})}
+    coords: dict[str, Any] = {"sample": ("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index",
+                                                                                  "units": "1"})}
     axes_cf = cf_axes(simulator)
     for axis in simulator.axes:
         coords.update(axis_coords(axis, axes_cf.get(axis.name)))
