@@ -3,7 +3,8 @@
 
 Two maps like the pulsar ones: a linear x-y map (kpc, 256 x 256 bins) and a log P-Pdot map (64 x 64
 bins), ``--n`` points each (default 1e6); the median of ``--reps`` timings of each method is printed
-with the ratios, after checking that every method gives identical counts.
+with the ratios, after checking that every method gives identical counts. The methods take turns in
+each round, so the load of a shared machine falls on all of them alike.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_binning.py --n 1000000 --reps 7
 """
@@ -27,13 +28,17 @@ def bincount_map(x: np.ndarray, y: np.ndarray, xa: Axis, ya: Axis) -> np.ndarray
     return np.bincount(iy[ok] * len(xa) + ix[ok], minlength=len(xa) * len(ya)).astype(float).reshape(len(ya), len(xa))
 
 
-def median_time(f, reps: int) -> tuple[float, np.ndarray]:
-    times = []
+def median_times(methods: dict, reps: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Median time of each method over ``reps`` rounds; the methods take turns within a round, so load
+    from other processes on a shared machine falls on all of them alike."""
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    out = {}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        out = f()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+        for name, f in methods.items():
+            t0 = time.perf_counter()
+            out[name] = f()
+            times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}, out
 
 
 def main() -> None:
@@ -50,13 +55,17 @@ def main() -> None:
                                   Axis("pdot", edges=np.geomspace(1e-21, 1e-9, 65), log=True)),
     }
     for name, (x, y, xa, ya) in cases.items():
-        t_new, new = median_time(lambda: binned_map(x, y, xa, ya, smooth_sigma=0), args.reps)
-        t_old, old = median_time(lambda: bincount_map(x, y, xa, ya), args.reps)
-        t_np, ref = median_time(lambda: np.histogram2d(x, y, bins=[xa.bin_edges, ya.bin_edges])[0].T, args.reps)
         ux, uy = (np.log(x), np.log(y)) if xa.log else (x, y)
-        rng_ = ((np.log(ya.bin_edges[0]), np.log(ya.bin_edges[-1])) if ya.log else (ya.bin_edges[0], ya.bin_edges[-1]),
-                (np.log(xa.bin_edges[0]), np.log(xa.bin_edges[-1])) if xa.log else (xa.bin_edges[0], xa.bin_edges[-1]))
-        t_raw, _ = median_time(lambda: fast_histogram2d(uy, ux, bins=(len(ya), len(xa)), range=rng_), args.reps)
+        lim = [(np.log(a.bin_edges[0]), np.log(a.bin_edges[-1])) if a.log else (a.bin_edges[0], a.bin_edges[-1])
+               for a in (ya, xa)]
+        t, out = median_times({
+            "new": lambda: binned_map(x, y, xa, ya, smooth_sigma=0),
+            "old": lambda: bincount_map(x, y, xa, ya),
+            "np": lambda: np.histogram2d(x, y, bins=[xa.bin_edges, ya.bin_edges])[0].T,
+            "raw": lambda: fast_histogram2d(uy, ux, bins=(len(ya), len(xa)), range=lim),
+        }, args.reps)
+        t_new, t_old, t_np, t_raw = t["new"], t["old"], t["np"], t["raw"]
+        new, old, ref = out["new"], out["old"], out["np"]
         if not (np.array_equal(new, ref) and np.array_equal(old, ref)):
             raise SystemExit(f"{name}: counts differ between methods")
         print(f"{name}, {args.n:,} points (median of {args.reps}): binned_map {t_new * 1e3:.1f} ms, "
