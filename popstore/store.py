@@ -92,6 +92,10 @@ class SchemaError(UserError):
     """A store does not follow the popstore schema this version understands."""
 
 
+class StoreNotFoundError(UserError, FileNotFoundError):
+    """Nothing at a store's path or URL."""
+
+
 class StoreMismatchError(UserError):
     """An existing store was made by a different simulator, config or parameter table."""
 
@@ -243,7 +247,7 @@ def upgrade_store(store: str | os.PathLike) -> None:
     (``popstore upgrade STORE``.)
     """
     if not store_exists(store):
-        raise FileNotFoundError(f"no store at {store}")
+        raise StoreNotFoundError(f"no store at {store}")
     check_schema(open_zarr(store, chunks=None), os.fspath(store))
     set_coordinates(store)
     consolidate(store)
@@ -413,7 +417,7 @@ def open_store(path: str | os.PathLike, *, validate: bool = True) -> xr.Dataset:
         The store was written by a newer/unknown schema or lacks a required variable.
     """
     if not store_exists(path):
-        raise FileNotFoundError(f"no store at {path}")
+        raise StoreNotFoundError(f"no store at {path}")
     raw = open_zarr(path, chunks=None)
     if validate:
         check_schema(raw, os.fspath(path))

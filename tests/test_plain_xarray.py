@@ -9,7 +9,8 @@ import xarray as xr
 
 import popstore
 from popstore.simulators import get_simulator
-from popstore.store import open_store, upgrade_store
+from popstore.cli import main
+from popstore.store import open_store
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def test_store_written_before_consolidation_still_opens_and_upgrades(fields, tmp
     assert "split" in ds.coords and ds.split.values.tolist() == open_store(fields).split.values.tolist()
     with pytest.warns(RuntimeWarning, match="consolidated"):
         xr.open_zarr(old)
-    upgrade_store(old)
+    assert main(["upgrade", str(old)]) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "split" in xr.open_zarr(old).coords
+    assert main(["upgrade", str(tmp_path / "missing.zarr")]) == 2  # a one-line user error
