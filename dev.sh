@@ -11,6 +11,11 @@ STAMP="$VENV/.popstore-installed-$(cat pyproject.toml setup-requirements.txt | c
 
 if [ ! -f "$STAMP" ]; then
   echo "== setting up $VENV (first run only)"
+  # UDUNITS-2 for the CF unit checks (cfunits, cfchecker); optional: those tests are skipped without it
+  if ! ldconfig -p 2>/dev/null | grep -q libudunits2 && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    { apt-get update -q && apt-get install -y -q libudunits2-dev; } >/dev/null 2>&1 \
+      || echo "== libudunits2 not installed: the CF checks through UDUNITS will be skipped"
+  fi
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # torch first, pinned: a CPU build is served locally; a loose requirement with no torch pulls GBs of CUDA wheels

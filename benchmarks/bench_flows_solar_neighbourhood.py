@@ -1,8 +1,8 @@
-"""Solar-neighbourhood mock generation: serial loop vs popstore.generation on a Dask LocalCluster.
+"""Solar-neighbourhood mock generation: serial loop vs popstore.generate on a Dask LocalCluster.
 
 Prints the wall time of ``--chunks`` chunks of ``--stars`` stars written
 (a) by a plain serial loop over ``simulate`` (no store), (b) by
-``popstore.generation`` into one Zarr store with ``--workers`` single-threaded
+``popstore.generate`` into one Zarr store with ``--workers`` single-threaded
 Dask workers (cluster start-up included), and their ratio; the cost of the
 leapfrog evolution per star per Myr; energy conservation over ``--time-myr``;
 how many stars fall within 1 kpc of the Sun (the flows' training set); and
@@ -58,7 +58,7 @@ def main() -> None:
         with cluster_client({"kind": "local", "n_workers": args.workers}) as c:
             report = popstore.generate(sim, params, tmp / "sn.zarr", client=c, samples_per_chunk=1, progress=False)
         dask = time.perf_counter() - t
-        print(f"popstore.generation, {args.workers} Dask workers, into one store: {dask:.1f} s ({report})")
+        print(f"popstore.generate, {args.workers} Dask workers, into one store: {dask:.1f} s ({report})")
         print(f"ratio serial / generate: {serial / dask:.2f} (cluster start-up included; CPU shared with other jobs)")
         x, _ = catalogue_arrays(popstore.open_store(tmp / "sn.zarr"))
     finally:

@@ -3,7 +3,7 @@
 Runs the whole kilonova pipeline in one go on a fresh store:
 
 1. ``n`` ordered binaries -> DU17 g, r, i, z light curves (0-11 d, 0.01 d) into a Zarr
-   store with ``popstore.generation`` on a LocalCluster, split 80/10/10;
+   store with ``popstore.generate`` on a LocalCluster, split 80/10/10;
 2. train the joint conditional RealNVP emulator on the 10-point downsampled,
    NaN-filled curves (model-evolution snapshots in ``OUT/snapshots``);
 3. print the median and 90th-percentile absolute magnitude error per band on the

@@ -7,7 +7,7 @@ with ``scipy.integrate.odeint`` (LSODA) in cylindrical coordinates with output
 every 1e4 yr, and each spin-down separately with odeint on a log time grid from
 1 yr to the age. The baseline time per star is extrapolated to all stars and the
 ratio printed. The baseline's final positions are compared with ours. Map
-binning (bin indices + bincount) is compared with ``numpy.histogram2d``.
+binning (``binned_map``, fast-histogram) is compared with ``numpy.histogram2d``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_pulsar.py --n-stars 1000000 --n-baseline 100
 """
@@ -120,7 +120,7 @@ def main() -> None:
     cat = {"x": pos[0], "y": pos[1], "z": pos[2], "vz": vel[2], "v_r": (pos[0] * vel[0] + pos[1] * vel[1]) / R,
            "v_phi": (pos[0] * vel[1] - pos[1] * vel[0]) / R, **obs, "P": P, "Pdot": Pdot, "S1400": S,
            "beamed": radio.is_beamed(chi, los, rho)}
-    with tm("ten maps (bincount + smoothing)"):
+    with tm("ten maps (binning + smoothing)"):
         full_maps(cat, cfg)
     total = sum(tm.times.values())
     print(f"vectorised pipeline, {n:,} stars, one core:")
@@ -160,7 +160,7 @@ def main() -> None:
         ref = np.histogram2d(cat["x"], cat["y"], bins=[x_ax.bin_edges, y_ax.bin_edges])[0].T
     t_h2d = (time.perf_counter() - t0) / reps
     assert np.array_equal(ours, ref)
-    print(f"count map of {n:,} stars: bincount {t_ours * 1e3:.1f} ms, np.histogram2d {t_h2d * 1e3:.1f} ms "
+    print(f"count map of {n:,} stars: binned_map {t_ours * 1e3:.1f} ms, np.histogram2d {t_h2d * 1e3:.1f} ms "
           f"(ratio {t_h2d / t_ours:.1f}x, identical counts)")
 
 

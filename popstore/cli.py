@@ -23,10 +23,11 @@ from popstore.errors import UserError
 COMMANDS_GROUP = "popstore.commands"
 
 
-def new_output(path: str | Path, overwrite: bool) -> Path:
-    """``path`` as an output: an existing file or folder there is a user error unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
+def new_output(path: str, overwrite: bool) -> str:
+    """``path`` (a path or fsspec URL) as an output: something existing there is a user error unless ``overwrite``."""
+    from popstore.store import store_exists
+
+    if store_exists(path) and not overwrite:
         raise UserError(f"{path} exists; pass --overwrite to replace it")
     return path
 
@@ -70,6 +71,14 @@ def _info(args: argparse.Namespace) -> int:
     from popstore.info import describe
 
     print(describe(args.store))
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from popstore.store import upgrade_store
+
+    upgrade_store(args.store)
+    print(f"{args.store}: split listed as a coordinate, metadata consolidated")
     return 0
 
 
@@ -124,7 +133,7 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_check)
 
     p = sub.add_parser("split", help="write train/valid/test splits and label statistics into a store")
-    p.add_argument("store", help="popstore Zarr store")
+    p.add_argument("store", help="popstore Zarr store (path or fsspec URL: s3://, gs://, memory://, file://)")
     p.add_argument("--test", type=float, default=0.1, help="fraction of the whole set")
     p.add_argument("--valid", type=float, default=0.1, help="fraction of the remainder")
     p.add_argument("--seed", type=int, default=0, help="seed of the random assignment")
@@ -134,8 +143,12 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_split)
 
     p = sub.add_parser("info", help="a readable summary of a store")
-    p.add_argument("store", help="popstore Zarr store")
+    p.add_argument("store", help="popstore Zarr store (path or fsspec URL)")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("upgrade", help="make a store written by an older popstore open quietly in plain xarray")
+    p.add_argument("store", help="popstore Zarr store (path or fsspec URL)")
+    p.set_defaults(func=_upgrade)
 
     p = sub.add_parser("plot-maps", help="PNG grid of one sample's 2D input maps (any store)")
     p.add_argument("store", help="Zarr store")
@@ -149,16 +162,16 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plot_maps)
 
     p = sub.add_parser("export", help="export a store to HDF5 or to the legacy .npy + CSV layout")
-    p.add_argument("store", help="popstore Zarr store")
-    p.add_argument("-o", "--output", type=Path, required=True, help="HDF5 file, or folder for --format legacy")
+    p.add_argument("store", help="popstore Zarr store (path or fsspec URL: s3://, gs://, memory://, file://)")
+    p.add_argument("-o", "--output", required=True, help="HDF5 file, or folder for --format legacy (path or fsspec URL)")
     p.add_argument("--format", choices=["hdf5", "legacy"], default="hdf5", help="output format")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("import", help="turn a legacy .npy + CSV folder into a store")
-    p.add_argument("folder", type=Path, help="legacy folder (dataset_full.csv, maps/)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="Zarr store to write")
+    p.add_argument("folder", help="legacy folder (dataset_full.csv, maps/), path or fsspec URL")
+    p.add_argument("-o", "--output", required=True, help="Zarr store to write (path or fsspec URL)")
     p.add_argument("--samples-per-chunk", type=int, help="samples per chunk (default: chosen for ~1-16 MiB chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

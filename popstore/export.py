@@ -12,12 +12,17 @@ Legacy layout (the mlpoppyns research code, Graber et al. 2024)::
 
 A variable with extra dims before its map dims (e.g. ``survey``) becomes one
 legacy map per extra index, named ``<var>_<value>`` (``ppdot_map_PMPS``).
+
+Every store, file and folder may be a local path or an fsspec URL (``s3://...``,
+``memory://...``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import dask
@@ -25,6 +30,8 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 from tqdm.auto import tqdm
 from tqdm.dask import TqdmCallback
 
@@ -38,33 +45,59 @@ from popstore.store import (
     label_names,
     layout_of,
     open_store,
+    consolidate,
+    store_location,
     text_array,
     write_variables,
 )
 
 
-def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: bool = True) -> Path:
-    """Write the whole store to one HDF5 file (h5netcdf), same variables and attrs.
+def _fs(location: str | os.PathLike):
+    """(filesystem, path) of a local path or fsspec URL."""
+    return url_to_fs(store_location(location))
 
-    Booleans are stored as int8 and read back as bool. ``progress``: a bar over the chunks written.
+
+def _returned(location: str | os.PathLike) -> Path | str:
+    """What an export returns: a :class:`~pathlib.Path` for local outputs, the URL otherwise."""
+    loc = store_location(location)
+    return loc if "://" in loc else Path(loc)
+
+
+def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: bool = True) -> Path | str:
+    """Write the whole store to one netCDF-4/HDF5 file (h5netcdf), same variables and attrs.
+
+    Booleans are stored as int8 and read back as bool. Strings are written as
+    CF character arrays (an extra ``<name>_strlen`` dim, ``_Encoding = "utf-8"``),
+    which netCDF tools and the CF checker read, and come back as strings. A URL
+    ``path`` is written to a local temporary file first, then uploaded.
+    ``progress``: a bar over the chunks written.
     """
     ds = open_store(store)
     block = layout_of(ds).block
     ds = ds.drop_encoding()
+    bounds = {v.attrs["bounds"] for v in ds.variables.values() if "bounds" in v.attrs}
     encoding = {}
     for name, var in ds.variables.items():
-        if var.dtype.kind in "OT":  # numpy StringDType -> variable-length strings for HDF5
+        if var.dtype.kind in "OT":  # strings -> CF character arrays
             ds[name] = var.compute().astype(object)
+            encoding[name] = {"dtype": "S1", "char_dim_name": f"{name}_strlen"}
             continue
         if var.ndim and var.dtype.kind in "fiub":
             enc = {"zlib": True, "complevel": complevel, "shuffle": True}
             if "sample" in var.dims:
                 enc["chunksizes"] = tuple(min(block, n) if d == "sample" else n for d, n in var.sizes.items())
             encoding[name] = enc
-    path = Path(path)
+        if name in ds.coords or name in bounds:  # CF: no missing values in coordinates and cell bounds
+            encoding.setdefault(name, {})["_FillValue"] = None
+    fs, target = _fs(path)
     with TqdmCallback(desc="HDF5 export", unit="task", disable=not progress):
-        ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
-    return path
+        if isinstance(fs, LocalFileSystem):
+            ds.to_netcdf(target, engine="h5netcdf", encoding=encoding)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                ds.to_netcdf(f"{tmp}/out.nc", engine="h5netcdf", encoding=encoding)
+                fs.put_file(f"{tmp}/out.nc", target)
+    return _returned(path)
 
 
 def _legacy_maps(ds: xr.Dataset) -> dict[str, tuple[str, dict]]:
@@ -79,10 +112,10 @@ def _legacy_maps(ds: xr.Dataset) -> dict[str, tuple[str, dict]]:
     return out
 
 
-def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> Path:
+def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> Path | str:
     """Write the legacy layout (see module docstring); returns the folder."""
     ds = open_store(store)
-    folder = Path(folder)
+    fs, root = _fs(folder)
     done = ds["done"].values
     samples = np.flatnonzero(done)
     labels = label_names(ds)
@@ -92,23 +125,29 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> P
         table[lab] = ds[lab].values[samples]
     layout = layout_of(ds)
     for m in maps:
-        (folder / "maps" / m).mkdir(parents=True, exist_ok=True)
+        fs.makedirs(f"{root}/maps/{m}", exist_ok=True)
     for blk in tqdm(layout.blocks(), desc="legacy export", unit="chunk", disable=not progress):
         part = ds.isel(sample=blk).load()
         for m, (v, sel) in maps.items():
             arr = part[v].sel(sel).values
             for j, i in enumerate(range(blk.start, blk.stop)):
                 if done[i]:
-                    np.save(folder / "maps" / m / f"{i}.npy", arr[j].T)
-    table.to_csv(folder / "dataset_full.csv", index=False)
+                    with fs.open(f"{root}/maps/{m}/{i}.npy", "wb") as f:
+                        np.save(f, arr[j].T)
+
+    def write_csv(frame: pd.DataFrame, name: str) -> None:
+        with fs.open(f"{root}/{name}", "w") as f:
+            frame.to_csv(f, index=False)
+
+    write_csv(table, "dataset_full.csv")
     stats = {"full": label_statistics(table[labels].to_numpy())}
     if "split" in ds.coords:
         subset = ds["split"].values[samples]
         for s in SUBSETS:
-            table[subset == s].to_csv(folder / f"dataset_{s}.csv", index=False)
+            write_csv(table[subset == s], f"dataset_{s}.csv")
         stats["train"] = label_statistics(table[labels].to_numpy()[subset == "train"])
     for name, st in stats.items():
-        with open(folder / f"statistics_{name}.json", "w") as f:
+        with fs.open(f"{root}/statistics_{name}.json", "w") as f:
             json.dump({lab: dict(zip(STATISTICS, map(float, row))) for lab, row in zip(labels, st)}, f, indent=2)
     skip = {"label_stats", "subset", "label", "statistic"}
     meta = {"static": {k: {"dims": list(v.dims), "data": v.values.tolist(), "attrs": v.attrs}
@@ -120,9 +159,9 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> P
     meta["seed"] = ds["seed"].values[samples].tolist()  # so that an import can still reproduce every sample
     if "split" in ds.coords:
         meta["split_attrs"] = ds["split"].attrs
-    with open(folder / "popstore.json", "w") as f:
+    with fs.open(f"{root}/popstore.json", "w") as f:
         json.dump(meta, f, default=json_default)
-    return folder
+    return _returned(folder)
 
 
 def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None,
@@ -135,19 +174,28 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     variable over ``(sample, <map>_y, <map>_x)`` with index coordinates, and
     labels carry no units.
     """
-    folder = Path(folder)
-    table = pd.read_csv(folder / "dataset_full.csv")
+    fs, root = _fs(folder)
+
+    def read_csv(name: str) -> pd.DataFrame:
+        with fs.open(f"{root}/{name}") as f:
+            return pd.read_csv(f)
+
+    def load(rel: str) -> np.ndarray:
+        with fs.open(f"{root}/{rel}") as f:
+            return np.load(f)
+
+    table = read_csv("dataset_full.csv")
+    source = root if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(root)
     map_cols = [c for c in table.columns if c.startswith("input:")]
     labels = [c for c in table.columns if not c.startswith("input:")]
     if not map_cols:
         raise ValueError(f"{folder}/dataset_full.csv has no input:<map> columns")
-    meta_path = folder / "popstore.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    meta = json.loads(fs.cat_file(f"{root}/popstore.json")) if fs.exists(f"{root}/popstore.json") else None
     n = len(table)
 
     def stacked(col: str) -> da.Array:
-        first = np.load(folder / table[col].iloc[0])
-        parts = [da.from_delayed(dask.delayed(np.load)(folder / p), first.shape, first.dtype) for p in table[col]]
+        first = load(table[col].iloc[0])
+        parts = [da.from_delayed(dask.delayed(load)(p), first.shape, first.dtype) for p in table[col]]
         return da.stack(parts).transpose(0, 2, 1)  # legacy x-first -> store (y, x)
 
     arrays = {c.removeprefix("input:"): stacked(c) for c in map_cols}
@@ -171,7 +219,7 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
         data = {m: xr.Variable(("sample", f"{m}_y", f"{m}_x"), a, {"role": "input", "units": "1", "long_name": m})
                 for m, a in arrays.items()}
         attrs = {"simulator": "legacy-import", "simulator_version": "0",
-                 "simulator_config": json.dumps({"source": str(folder.resolve())}), "labels": labels,
+                 "simulator_config": json.dumps({"source": source}), "labels": labels,
                  "inputs": list(arrays)}
         label_attrs = {}
     for lab in labels:
@@ -186,7 +234,7 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     data["done"] = xr.Variable("sample", np.ones(n, dtype=bool), {"long_name": "sample written completely"})
     data["sample"] = xr.Variable("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index"})
     attrs.update(popstore_schema_version=SCHEMA_VERSION, samples_per_chunk=layout.chunk, samples_per_shard=0,
-                 imported_from=str(folder.resolve()))
+                 imported_from=source)
     out = xr.Dataset(data, attrs=attrs)
     encoding = {k: {"chunks": tuple(layout.chunk if d == "sample" else s for d, s in v.sizes.items())}
                 for k, v in out.data_vars.items() if "sample" in v.dims}
@@ -194,14 +242,15 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))
     with dask.config.set(scheduler="threads"), TqdmCallback(desc="legacy import", unit="task", disable=not progress):
-        out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(store, mode="w-", zarr_format=3, consolidated=False,
-                                                    encoding=encoding)
-    splits_present = all((folder / f"dataset_{s}.csv").exists() for s in SUBSETS)
+        out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(
+            store_location(store), mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
+    consolidate(store)
+    splits_present = all(fs.exists(f"{root}/dataset_{s}.csv") for s in SUBSETS)
     if splits_present:
         subset = np.full(n, "excluded", dtype=object)
         key = table[map_cols[0]]
         for s in SUBSETS:
-            subset[key.isin(pd.read_csv(folder / f"dataset_{s}.csv")[map_cols[0]]).to_numpy()] = s
+            subset[key.isin(read_csv(f"dataset_{s}.csv")[map_cols[0]]).to_numpy()] = s
         stats = np.stack([label_statistics(table[labels].to_numpy()),
                           label_statistics(table[labels].to_numpy()[subset == "train"])])
         write_variables(store, {

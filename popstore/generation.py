@@ -42,6 +42,8 @@ from popstore.store import (
     layout_of,
     open_store,
     sample_seeds,
+    store_exists,
+    store_location,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class GenerationReport:
     ``sample`` (index), ``seed`` and ``error``.
     """
 
-    store: Path
+    store: str | Path
     n_samples: int
     n_skipped: int
     n_written: int
@@ -124,8 +126,8 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     stacks, ok, failures = simulate_block(simulator, params, seeds, block.start)
     outputs = {o.name: (("sample", *o.dims), stacks[o.name]) for o in simulator.outputs}
     region = {"sample": block}
-    xr.Dataset(outputs).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
-    xr.Dataset({"done": ("sample", ok)}).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
+    xr.Dataset(outputs).to_zarr(store_location(path), region=region, mode="r+", zarr_format=3, consolidated=False)
+    xr.Dataset({"done": ("sample", ok)}).to_zarr(store_location(path), region=region, mode="r+", zarr_format=3, consolidated=False)
     return failures
 
 
@@ -135,9 +137,12 @@ def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
     return cluster_client({"kind": "local", "n_workers": max(1, min(os.cpu_count() or 1, n_tasks))})
 
 
-def _clean_partial_files(path: Path) -> None:
+def _clean_partial_files(store: str | Path) -> None:
     """Remove the temp files a killed LocalStore writer leaves behind (never torn chunks)."""
-    for p in path.rglob("*.partial"):
+    loc = store_location(store)
+    if "://" in loc:  # object stores write whole objects
+        return
+    for p in Path(loc).rglob("*.partial"):
         p.unlink(missing_ok=True)
 
 
@@ -155,7 +160,7 @@ def prepare_store(
     Returns the parameter table in simulator order, the layout, the
     per-sample seeds and the ``done`` flags.
     """
-    path = Path(store)
+    path = store
     params = params.reset_index(drop=True)
     missing = [p for p in simulator.parameter_names if p not in params.columns]
     if missing:
@@ -163,7 +168,7 @@ def prepare_store(
     params = params[list(simulator.parameter_names)]
     seeds = sample_seeds(seed, len(params))
     layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
-    if not path.exists():
+    if not store_exists(path):
         create_store(path, simulator, params, seeds, layout, compression)
         return params, layout, seeds, np.zeros(len(params), dtype=bool)
     ds = open_store(path)
@@ -200,8 +205,10 @@ def generate(
         One row per sample, one column per simulator parameter
         (see :func:`popstore.priors.sample_table`).
     store
-        Path of the Zarr store. A new path is created; an existing store made
-        by the same simulator, config, table, seed and chunking is resumed.
+        Path or fsspec URL (``s3://...``, ``memory://...``) of the Zarr store. A new
+        store is created; an existing one made by the same simulator, config,
+        table, seed and chunking is resumed. Every Dask worker must reach the
+        location (``memory://`` only with a threaded client, ``Client(processes=False)``).
     client
         A ``distributed.Client`` (e.g. on a dask-jobqueue SLURM/PBS cluster);
         ``None`` starts a ``LocalCluster`` with one single-threaded worker
@@ -219,7 +226,7 @@ def generate(
     progress
         Show a progress bar of samples done.
     """
-    path = Path(store)
+    path = store if "://" in str(store) else Path(store)
     params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk, samples_per_shard,
                                                 compression)
     todo = [b for b in layout.blocks() if not done[b].all()]
@@ -234,7 +241,7 @@ def generate(
 
         sim_future = c.scatter(simulator, broadcast=True)
         futures = {
-            c.submit(_write_block, sim_future, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
+            c.submit(_write_block, sim_future, store_location(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
             for b in todo
         }
         for fut in as_completed(futures):

@@ -335,15 +335,20 @@ class Pipeline:
         return dict(self.sections.get(name, {}))
 
     def path_of(self, section: str, key: str) -> Path:
-        """The path ``[section] key`` (``$VARS`` and ``~`` expanded), relative to the pipeline file unless absolute."""
+        """The path ``[section] key`` (``$VARS`` and ``~`` expanded), relative to the pipeline file unless absolute.
+
+        An fsspec URL (``s3://bucket/x.zarr``) is returned as it is, a string.
+        """
         value = self.sections.get(section, {}).get(key)
         if value is None:
             raise UserError(f"{self.path}: [{section}] needs '{key}'")
+        if "://" in value:
+            return os.path.expandvars(value)
         p = Path(os.path.expandvars(value)).expanduser()
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     @property
-    def store_path(self) -> Path:
+    def store_path(self) -> Path | str:
         return self.path_of("store", "path")
 
     def simulator(self) -> Simulator:

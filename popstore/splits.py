@@ -63,7 +63,7 @@ def split(
     Parameters
     ----------
     store
-        Path of a popstore store.
+        Path or fsspec URL of a popstore store.
     test, valid
         Fraction of the whole set for testing; fraction of the remainder for validation.
     seed
@@ -95,7 +95,9 @@ def split(
     stats = np.stack([label_statistics(table[usable]), label_statistics(table[values == "train"])])
     stats_da = xr.DataArray(
         stats, dims=("subset", "label", "statistic"),
-        coords={"subset": ["full", "train"], "label": labels, "statistic": list(STATISTICS)},
+        coords={"subset": ("subset", ["full", "train"], {"long_name": "samples the statistics are over"}),
+                "label": ("label", labels, {"long_name": "label variable"}),
+                "statistic": ("statistic", list(STATISTICS), {"long_name": "statistic"})},
         attrs={"long_name": "label statistics (std with ddof=0)"},
     )
     write_variables(store, {"split": split_da, "label_stats": stats_da})

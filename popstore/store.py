@@ -21,6 +21,17 @@ is a few MiB. When that would make more than :data:`MAX_CHUNK_FILES` chunk
 files per variable, chunks are grouped into Zarr 3 shards and every writer
 owns whole shards (concurrent writes into one shard lose data silently,
 zarr-python#3682).
+
+The store follows the CF conventions (version :data:`CF_CONVENTIONS`): map axes carry
+``axis`` (see :data:`CF_AXES` on standard names), every ``units`` attribute is a
+UDUNITS string that astropy reads as the same quantity (:mod:`popstore.cf` checks
+them), coordinates and bounds have no ``_FillValue``. Non-dimension coordinates
+(``split``) are listed in the root ``coordinates`` attribute, and the metadata of
+the whole store is consolidated into the root ``zarr.json``, so that plain
+``xr.open_zarr(path)`` opens it quietly with ``split`` as a coordinate.
+
+A store is named by a local path or by any fsspec URL (``s3://bucket/x.zarr``,
+``gs://``, ``memory://``; ``file://`` URLs are local paths): see :func:`store_location`.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,7 +51,11 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 from zarr.codecs import BloscCodec
+from zarr.errors import ZarrUserWarning
 
 from popstore import __version__
 from popstore.errors import UserError
@@ -50,6 +67,16 @@ TARGET_CHUNK_BYTES = 4 * 2**20
 MIN_CHUNK_BYTES = 2**20
 STATISTICS = ("mean", "std", "min", "max")
 COORDINATE_VARIABLES = ("split",)
+CF_CONVENTIONS = "CF-1.10"
+CF_AXES = {"x": "X", "y": "Y", "z": "Z"}
+"""CF ``axis`` of map axes named x, y, z; on other maps of lengths or angles (ra/dec) the last dim
+is X and the one before it Y. Other map axes (P, Pdot) get no ``axis``: CF reads an axis in
+seconds as time.
+
+No map axis gets a ``standard_name``: the CF standard name table (version 93) is
+written for the Earth system and has none for comoving, Galactocentric or sky
+coordinates, spin periods or their derivatives (``projection_x_coordinate`` is a
+projection of the Earth's surface)."""
 
 COMPRESSION = {
     # fast to decode (training reads a store many times): the default
@@ -64,6 +91,10 @@ DEFAULT_COMPRESSION = "lz4"
 
 class SchemaError(UserError):
     """A store does not follow the popstore schema this version understands."""
+
+
+class StoreNotFoundError(UserError, FileNotFoundError):
+    """Nothing at a store's path or URL."""
 
 
 class StoreMismatchError(UserError):
@@ -150,19 +181,122 @@ def text_array(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=object)
 
 
-def axis_coords(axis: Axis) -> dict[str, xr.Variable]:
-    """The coordinate (and ``_bnds`` edges) variables of one axis."""
+def store_location(store: str | os.PathLike) -> str:
+    """Where a store lives, as zarr and xarray take it: a local path, or an fsspec URL.
+
+    ``s3://``, ``gs://``, ``az://``, ``memory://`` ... URLs are kept (credentials come
+    from the filesystem's usual configuration, e.g. environment variables); ``file://``
+    URLs become local paths, so zarr's local store creates folders as it writes.
+    """
+    s = os.fspath(store)
+    if "://" not in s:
+        return s
+    fs, path = url_to_fs(s)
+    return path if isinstance(fs, LocalFileSystem) else s
+
+
+def store_exists(store: str | os.PathLike) -> bool:
+    """Whether anything exists at a store's location (path or URL)."""
+    loc = store_location(store)
+    if "://" not in loc:
+        return Path(loc).exists()
+    fs, path = url_to_fs(loc)
+    return fs.exists(path)
+
+
+def open_zarr(store: str | os.PathLike, **kwargs: Any) -> xr.Dataset:
+    """``xr.open_zarr`` of a path or URL, through its consolidated metadata when it has some.
+
+    Stores written before popstore consolidated metadata are read without it
+    (``popstore upgrade STORE`` adds it).
+    """
+    loc = store_location(store)
+    try:
+        return xr.open_zarr(loc, consolidated=True, zarr_format=3, **kwargs)
+    except (ValueError, KeyError):  # no consolidated metadata in this store
+        return xr.open_zarr(loc, consolidated=False, zarr_format=3, **kwargs)
+
+
+def consolidate(store: str | os.PathLike) -> None:
+    """Write the metadata of every array into the root ``zarr.json`` (one read opens the store).
+
+    zarr-python warns that consolidated metadata is not yet part of the Zarr 3
+    specification; xarray reads it by default and warns when it is missing.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part", ZarrUserWarning)
+        zarr.consolidate_metadata(store_location(store), zarr_format=3)
+
+
+def set_coordinates(store: str | os.PathLike) -> None:
+    """List the store's :data:`COORDINATE_VARIABLES` in the root ``coordinates`` attribute.
+
+    xarray reads the names there as coordinates, so plain ``xr.open_zarr`` has
+    ``split`` as a coordinate (``ds.sel(sample=ds.split == "test")``).
+    """
+    group = zarr.open_group(store_location(store), mode="r+", zarr_format=3, use_consolidated=False)
+    names = [n for n in COORDINATE_VARIABLES if n in group.array_keys()]
+    if names:
+        group.attrs["coordinates"] = " ".join(names)
+
+
+def upgrade_store(store: str | os.PathLike) -> None:
+    """Give a store written before popstore consolidated its metadata what plain xarray needs.
+
+    Lists ``split`` in the root ``coordinates`` attribute and consolidates the
+    metadata, so ``xr.open_zarr`` opens it quietly; the data are not touched.
+    (``popstore upgrade STORE``.)
+    """
+    if not store_exists(store):
+        raise StoreNotFoundError(f"no store at {store}")
+    check_schema(open_zarr(store, chunks=None), os.fspath(store))
+    set_coordinates(store)
+    consolidate(store)
+
+
+def axis_coords(axis: Axis, cf_axis: Mapping[str, str] | None = None) -> dict[str, xr.Variable]:
+    """The coordinate (and ``_bnds`` edges) variables of one axis; ``cf_axis``: extra CF attrs (``axis``...)."""
     values = axis.coord_values
     if values.dtype.kind in "US":
         values = text_array(values)
-    attrs = {"units": axis.units, "long_name": axis.long_name or axis.name, **axis.attrs}
+    attrs = {"units": axis.units, "long_name": axis.long_name or axis.name, **(cf_axis or {}), **axis.attrs}
     out = {}
     if axis.edges is not None:
         e = axis.bin_edges
         bnds = f"{axis.name}_bnds"
         attrs.update(bounds=bnds, scale="log" if axis.log else "linear")
-        out[bnds] = xr.Variable((axis.name, "nv"), np.stack([e[:-1], e[1:]], axis=1), {"units": axis.units})
+        out[bnds] = xr.Variable((axis.name, "nv"), np.stack([e[:-1], e[1:]], axis=1))
     out[axis.name] = xr.Variable(axis.name, values, attrs)
+    return out
+
+
+def _is_spatial(units: str) -> bool:
+    """Whether ``units`` measure a length or an angle (astropy)."""
+    import astropy.units as u
+
+    try:
+        unit = u.Unit(units)
+        return unit.is_equivalent(u.m) or unit.is_equivalent(u.rad)
+    except ValueError:
+        return False
+
+
+def cf_axes(simulator: Simulator) -> dict[str, dict[str, str]]:
+    """CF ``axis`` (and ``positive`` for Z) attrs of the binned axes the input maps lie on.
+
+    Axes named x, y, z follow :data:`CF_AXES`; on other maps the last dim is X and
+    the one before it Y (ra/dec, P/Pdot). Categorical axes (survey, band) get none.
+    """
+    binned = {a.name for a in simulator.axes if a.edges is not None and _is_spatial(a.units)}
+    out: dict[str, dict[str, str]] = {}
+    for o in simulator.outputs:
+        if o.role != "input":
+            continue
+        for name, default in zip(o.dims[::-1][:2], ("X", "Y")):
+            if name not in binned or name in out:
+                continue
+            axis = CF_AXES.get(name, default)
+            out[name] = {"axis": axis, "positive": "up"} if axis == "Z" else {"axis": axis}
     return out
 
 
@@ -191,11 +325,14 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         raise ValueError(f"unknown compression {compression!r}; use one of {list(COMPRESSION)}")
     n = layout.n_samples
     sizes = simulator.dim_sizes()
-    coords: dict[str, Any] = {"sample": ("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index"})}
+    coords: dict[str, Any] = {"sample": ("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index",
+                                                                                  "units": "1"})}
+    axes_cf = cf_axes(simulator)
     for axis in simulator.axes:
-        coords.update(axis_coords(axis))
+        coords.update(axis_coords(axis, axes_cf.get(axis.name)))
     data: dict[str, Any] = {}
-    encoding: dict[str, dict] = {}
+    # CF: coordinates and cell bounds have no missing values, so no _FillValue
+    encoding: dict[str, dict] = {k: {"_FillValue": None} for k in coords if k != "sample"}
 
     def chunking(shape_tail: tuple[int, ...]) -> dict:
         enc = {"chunks": (layout.chunk, *shape_tail), "compressors": COMPRESSION[compression]}
@@ -228,6 +365,8 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
                                {"long_name": "sample written completely"})
     encoding["done"] = chunking(())
     attrs = {
+        "Conventions": CF_CONVENTIONS,
+        "title": f"popstore {simulator.name} samples",
         "popstore_schema_version": SCHEMA_VERSION,
         "popstore_version": __version__,
         "simulator": simulator.name,
@@ -254,10 +393,11 @@ def create_store(
 ) -> None:
     """Write the template of a new store: labels, seeds and coordinates now, outputs later.
 
-    Fails if ``path`` exists.
+    Fails if ``path`` exists. ``path`` may be an fsspec URL (see :func:`store_location`).
     """
     ds, encoding = template(simulator, params, seeds, layout, compression)
-    ds.to_zarr(path, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+    ds.to_zarr(store_location(path), mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+    consolidate(path)
 
 
 def layout_of(ds: xr.Dataset) -> Layout:
@@ -267,8 +407,11 @@ def layout_of(ds: xr.Dataset) -> Layout:
     return Layout(ds.sizes["sample"], chunk, shard or chunk)
 
 
-def open_store(path: str | Path, *, validate: bool = True) -> xr.Dataset:
-    """Open a store lazily (dask arrays chunked by writer block) and check its schema.
+def open_store(path: str | os.PathLike, *, validate: bool = True) -> xr.Dataset:
+    """Open a store (local path or fsspec URL) lazily, dask arrays chunked by writer block; check its schema.
+
+    Stores written before consolidated metadata and the ``coordinates``
+    attribute open too (``split`` is made a coordinate here).
 
     Raises
     ------
@@ -276,17 +419,16 @@ def open_store(path: str | Path, *, validate: bool = True) -> xr.Dataset:
         ``path`` does not exist or holds no Zarr group, or the store was written by a newer/unknown
         schema or lacks a required variable.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SchemaError(f"no store at {path}")
+    if not store_exists(path):
+        raise StoreNotFoundError(f"no store at {path}")
     try:
-        raw = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=None)
-    except FileNotFoundError:  # zarr's GroupNotFoundError
+        raw = open_zarr(path, chunks=None)
+    except FileNotFoundError:  # zarr's GroupNotFoundError: a folder that holds no Zarr group
         raise SchemaError(f"{path}: not a Zarr (format 3) store") from None
     if validate:
-        check_schema(raw, str(path))
+        check_schema(raw, os.fspath(path))
     block = int(raw.attrs.get("samples_per_shard", 0)) or int(raw.attrs.get("samples_per_chunk", 0)) or None
-    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks={"sample": block} if block else {})
+    ds = open_zarr(path, chunks={"sample": block} if block else {})
     return ds.set_coords([n for n in COORDINATE_VARIABLES if n in ds.data_vars])
 
 
@@ -338,9 +480,10 @@ def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.
     """Add or overwrite whole small variables (splits, statistics) and root attrs of an existing store.
 
     Variables along ``sample`` are chunked like the store's maps. Single
-    writer only: call it from the driver, never from generation tasks.
+    writer only: call it from the driver, never from generation tasks. The
+    metadata is consolidated again afterwards.
     """
-    existing = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks=None)
+    existing = open_zarr(path, chunks=None)
     layout = layout_of(existing)
     ds = xr.Dataset(dict(variables), attrs={**existing.attrs, **(attrs or {})})
     encoding = {}
@@ -349,4 +492,6 @@ def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.
             ds[name] = var.copy(data=text_array(var.values))
         if "sample" in var.dims and name not in existing.variables:
             encoding[name] = {"chunks": tuple(layout.chunk if d == "sample" else n for d, n in var.sizes.items())}
-    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding)
+    ds.to_zarr(store_location(path), mode="a", zarr_format=3, consolidated=False, encoding=encoding)
+    set_coordinates(path)
+    consolidate(path)

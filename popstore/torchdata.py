@@ -36,7 +36,7 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from popstore.splits import label_statistics
-from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store
+from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store, open_zarr
 
 Normalize = Literal["minmax", "standard", "none"]
 #: Default memory budget of the decoded-chunk cache, per process.
@@ -179,7 +179,7 @@ class MapDataset(Dataset):
     def _store(self) -> xr.Dataset:
         if self._pid != os.getpid():  # first use in this process (or a forked worker): nothing inherited
             self._reset_process_state()
-            self._ds = xr.open_zarr(self.path, consolidated=False, zarr_format=3, chunks=None)
+            self._ds = open_zarr(self.path, chunks=None)
             if self.read_threads > 0:
                 self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
             self._pid = os.getpid()

@@ -57,8 +57,10 @@ def test_store_round_trip_and_schema(cmd) -> None:
     i = np.arange(N_SIMS * MAPS_PER_SIMULATION)
     np.testing.assert_array_equal(ds["Omega_m"].values, files["params"][i // 15, 0])
     np.testing.assert_array_equal(ds["A_AGN2"].values, files["params"][i // 15, 5])
-    assert ds["x"].attrs["units"] == "Mpc/h" and ds["x_bnds"].values[-1, 1] == pytest.approx(25.0)
-    assert ds["Mgas"].attrs["units"] == "(Msun/h)/(Mpc/h)^2" and ds["Mgas"].attrs["role"] == "input"
+    assert ds["x"].attrs["units"] == "1.490091 megaparsec" and ds["x_bnds"].values[-1, 1] == pytest.approx(25.0)
+    import astropy.units as u  # (Msun/h)/(Mpc/h)^2 with h = 0.6711
+    assert u.Unit(ds["Mgas"].attrs["units"]).to(u.Msun / u.Mpc**2) == pytest.approx(0.6711, rel=1e-6)
+    assert ds["Mgas"].attrs["role"] == "input"
 
 
 def test_split_never_separates_the_maps_of_a_simulation(cmd) -> None:

@@ -87,3 +87,35 @@ def test_arithmetic_binning_equals_searchsorted_on_uniform_and_log_edges(log):
     ref[v == edges[-1]] = 63
     ref[(ref < 0) | (ref > 63) | ~np.isfinite(v)] = -1
     np.testing.assert_array_equal(bin_index(v, Axis("a", edges=edges, log=log)), ref)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_histogram_counts_identical_to_numpy_with_points_on_every_edge(log):
+    """fast-histogram's arithmetic binning, corrected near edges, gives numpy.histogram2d's counts exactly."""
+    rng = np.random.default_rng(7)
+    if log:
+        xa = Axis("p", edges=np.geomspace(1e-3, 30.0, 65), log=True)
+        ya = Axis("pdot", edges=np.geomspace(1e-21, 1e-9, 49), log=True)
+        x, y = 10 ** rng.uniform(-3.5, 2.0, 200_000), 10 ** rng.uniform(-22, -8, 200_000)
+    else:
+        xa, ya = Axis.linear("ra", 0.0, 360.0, 181), Axis.linear("dec", -90.0, 90.0, 91)
+        x, y = rng.uniform(-10, 370, 200_000), rng.uniform(-95, 95, 200_000)
+    ex, ey = xa.bin_edges, ya.bin_edges
+    # every edge of each axis against random values of the other, both right edges, NaN and inf
+    x = np.r_[x, ex, rng.choice(ex, 500), ex[-1], np.nan, np.inf, 1.0]
+    y = np.r_[y, rng.choice(ey, ex.size), ey[rng.integers(0, ey.size, 500)], ey[-1], 1.0, 1.0, np.nan]
+    ok = np.isfinite(x) & np.isfinite(y)
+    ref = np.histogram2d(x[ok], y[ok], bins=[ex, ey])[0].T
+    m = binned_map(x, y, xa, ya, smooth_sigma=0)
+    np.testing.assert_array_equal(m, ref)
+    assert m.sum() == ((x >= ex[0]) & (x <= ex[-1]) & (y >= ey[0]) & (y <= ey[-1])).sum()
+    w = rng.normal(size=x.size)
+    refw = np.histogram2d(x[ok], y[ok], bins=[ex, ey], weights=w[ok])[0].T
+    np.testing.assert_allclose(binned_map(x, y, xa, ya, weights=w, smooth_sigma=0), refw, rtol=1e-9, atol=1e-9)
+
+
+def test_histogram_of_non_uniform_edges_falls_back_to_exact_bins():
+    xa = Axis("x", edges=[0.0, 1.0, 3.0, 7.0])
+    x = np.array([0.0, 0.5, 1.0, 2.9, 3.0, 7.0, 7.5, -1.0])
+    m = binned_map(x, np.zeros_like(x), xa, YA, smooth_sigma=0)
+    np.testing.assert_array_equal(m, [[0, 0, 0], [2, 2, 2]])

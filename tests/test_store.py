@@ -8,6 +8,7 @@ import pytest
 import zarr
 
 import popstore
+from popstore.errors import UserError
 from popstore.priors import sample_table
 from popstore.store import SchemaError, choose_layout, open_store, sample_seeds
 from toy_simulators import Ramp
@@ -90,7 +91,7 @@ def test_missing_required_variable_is_a_clear_error(ramp_store, tmp_path):
 
 
 def test_not_a_store(tmp_path):
-    with pytest.raises(SchemaError, match="no store at"):
+    with pytest.raises(UserError, match="no store at"):
         open_store(tmp_path / "nothing.zarr")
     (tmp_path / "folder").mkdir()
     with pytest.raises(SchemaError, match="not a Zarr"):

@@ -28,6 +28,7 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
+from popstore.cf import SOLAR_MASS, megaparsec_over_h
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.splits import split as split_store
 from popstore.store import choose_layout, create_store, write_variables
@@ -45,20 +46,22 @@ PARAMETERS = (
     Parameter("A_AGN2", 0.5, 2.0, log=True, long_name="AGN feedback: ejection speed / burstiness (relative)"),
 )
 
-_SURFACE_DENSITY = "(Msun/h)/(Mpc/h)^2"
+CAMELS_H = 0.6711  # h of every CAMELS simulation
+# (Msun/h)/(Mpc/h)^2 = h Msun Mpc^-2, as a UDUNITS/astropy unit (see popstore.cf)
+_SURFACE_DENSITY = f"{float(SOLAR_MASS.split()[0]) * CAMELS_H:.7g} kg megaparsec-2"
 #: Units and descriptions of the CMD fields (projected through the 25 Mpc/h box).
 FIELDS: Mapping[str, tuple[str, str]] = {
     "Mgas": (_SURFACE_DENSITY, "gas mass surface density"),
-    "Vgas": ("km/s", "gas velocity magnitude"),
+    "Vgas": ("km s-1", "gas velocity magnitude"),
     "T": ("K", "gas temperature"),
     "P": ("CMD native units", "gas pressure"),
     "Z": ("1", "gas metallicity"),
     "HI": (_SURFACE_DENSITY, "neutral hydrogen surface density"),
     "ne": ("CMD native units", "electron number density"),
-    "B": ("G", "magnetic field magnitude"),
+    "B": ("gauss", "magnetic field magnitude"),
     "MgFe": ("1", "magnesium-to-iron ratio"),
     "Mcdm": (_SURFACE_DENSITY, "dark matter surface density"),
-    "Vcdm": ("km/s", "dark matter velocity magnitude"),
+    "Vcdm": ("km s-1", "dark matter velocity magnitude"),
     "Mstar": (_SURFACE_DENSITY, "stellar mass surface density"),
     "Mtot": (_SURFACE_DENSITY, "total matter surface density"),
 }
@@ -131,8 +134,8 @@ class CMDMaps(Simulator):
     @property
     def axes(self) -> tuple[Axis, ...]:
         return (
-            Axis.linear("y", 0.0, BOX_SIZE, self.npix, units="Mpc/h", long_name="comoving y"),
-            Axis.linear("x", 0.0, BOX_SIZE, self.npix, units="Mpc/h", long_name="comoving x"),
+            Axis.linear("y", 0.0, BOX_SIZE, self.npix, units=megaparsec_over_h(CAMELS_H), long_name="comoving y"),
+            Axis.linear("x", 0.0, BOX_SIZE, self.npix, units=megaparsec_over_h(CAMELS_H), long_name="comoving x"),
         )
 
     @property

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from popstore.cf import KILOPARSEC, SOLAR_MASS
 from popstore.galaxy.dynamics.hernquist import Hernquist, multiplicative_noise
 from popstore.simulator import Output, Parameter, Simulator
 from popstore.simulators import register
@@ -25,7 +26,7 @@ VELOCITIES = (("vx", "x"), ("vy", "y"), ("vz", "z"))
 
 def phase_space_outputs(dtype: str = "float64") -> tuple[Output, ...]:
     """Galactocentric Cartesian positions [kpc] and velocities [km/s] along ``star``."""
-    pos = tuple(Output(n, ("star",), dtype, "kpc", f"{a} position", role="catalogue") for n, a in POSITIONS)
+    pos = tuple(Output(n, ("star",), dtype, KILOPARSEC, f"{a} position", role="catalogue") for n, a in POSITIONS)
     vel = tuple(Output(n, ("star",), dtype, "km s-1", f"{a} velocity", role="catalogue") for n, a in VELOCITIES)
     return pos + vel
 
@@ -60,8 +61,8 @@ class HernquistCatalogue(Simulator):
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         return (
-            Parameter("mass", 1e9, 1e12, log=True, units="Msun", long_name="total mass M"),
-            Parameter("scale_radius", 1.0, 20.0, units="kpc", long_name="scale radius a"),
+            Parameter("mass", 1e9, 1e12, log=True, units=SOLAR_MASS, long_name="total mass M (solar masses)"),
+            Parameter("scale_radius", 1.0, 20.0, units=KILOPARSEC, long_name="scale radius a"),
         )
 
     @property

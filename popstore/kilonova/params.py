@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from popstore.priors import Design, scale, unit_cube
+from popstore.cf import SOLAR_MASS
 from popstore.simulator import Parameter
 
 LABELS = ("m1", "m2", "lambda1", "lambda2")
@@ -31,8 +32,8 @@ def binary_parameters(
 ) -> tuple[Parameter, ...]:
     """The four labels with the per-star ranges (masses uniform, Lambdas log-uniform)."""
     return (
-        Parameter("m1", *m_range, units="Msun", long_name="gravitational mass of the primary (m1 >= m2)"),
-        Parameter("m2", *m_range, units="Msun", long_name="gravitational mass of the secondary"),
+        Parameter("m1", *m_range, units=SOLAR_MASS, long_name="gravitational mass of the primary in solar masses (m1 >= m2)"),
+        Parameter("m2", *m_range, units=SOLAR_MASS, long_name="gravitational mass of the secondary in solar masses"),
         Parameter("lambda1", *lambda_range, log=True, long_name="tidal deformability of the primary (lambda1 <= lambda2)"),
         Parameter("lambda2", *lambda_range, log=True, long_name="tidal deformability of the secondary"),
     )

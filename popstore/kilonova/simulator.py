@@ -34,12 +34,13 @@ from popstore.kilonova.params import (
     noise_draws,
     perturb_labels,
 )
+from popstore.cf import SOLAR_MASS, SPEED_OF_LIGHT
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 
 _DIAGNOSTICS = (
-    ("ejecta_mass", "Msun", "dynamical ejecta mass (DU17 eq. 3.1)"),
-    ("ejecta_velocity", "c", "ejecta velocity sqrt(v_rho^2 + v_z^2) (DU17 eq. 3.9)"),
+    ("ejecta_mass", SOLAR_MASS, "dynamical ejecta mass in solar masses (DU17 eq. 3.1)"),
+    ("ejecta_velocity", SPEED_OF_LIGHT, "ejecta velocity sqrt(v_rho^2 + v_z^2) in units of c (DU17 eq. 3.9)"),
     ("theta_ej", "rad", "ejecta polar opening angle (DU17 eq. 3.12)"),
     ("phi_ej", "rad", "ejecta azimuthal opening angle 4 theta + pi/2 (DU17 eq. 3.13)"),
 )
@@ -119,7 +120,7 @@ class KilonovaDU17(Simulator):
 
     @property
     def outputs(self) -> tuple[Output, ...]:
-        outs = [Output("mag", ("band", "time"), units="mag",
+        outs = [Output("mag", ("band", "time"), units="1",
                        long_name="DU17 absolute AB magnitude (NaN where the model is undefined)")]
         outs += [Output(n, (), dtype="float64", units=u, long_name=ln, role="diagnostic") for n, u, ln in _DIAGNOSTICS]
         if self.noisy:

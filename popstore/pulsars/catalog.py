@@ -30,7 +30,7 @@ from popstore.simulator import Axis
 from popstore.pulsars.config import PulsarConfig
 from popstore.pulsars.survey_maps import SURVEY_MAP_VARIABLES, survey_map_axes, survey_maps
 from popstore.pulsars.surveys import SkyArea
-from popstore.store import axis_coords, label_names, simulator_config
+from popstore.store import axis_coords, consolidate, label_names, simulator_config, store_exists, store_location
 
 #: ASSOC prefixes of pulsars in globular clusters or the Magellanic Clouds (dropped).
 EXCLUDED_ASSOCIATIONS: tuple[str, ...] = (
@@ -191,8 +191,9 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
     # then verifies them against the store's coordinates
     coords: dict = {"sample": ("sample", np.array([0], dtype=np.int64), {"long_name": "sample index"})}
     for axis in survey_map_axes(cfg):
+        cf_axis = {k: like[axis.name].attrs[k] for k in ("axis", "positive") if k in like[axis.name].attrs}
         coords.update(axis_coords(Axis(axis.name, values=surveys, long_name=axis.long_name)
-                                  if axis.name == "survey" else axis))
+                                  if axis.name == "survey" else axis, cf_axis))
     attrs = {k: like.attrs[k] for k in ("popstore_schema_version", "simulator", "simulator_version", "simulator_config")}
     attrs.update(popstore_version=__version__, samples_per_chunk=1, samples_per_shard=0,
                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"), observed=1,
@@ -206,9 +207,10 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
 
 def write_observed_store(ds: xr.Dataset, path: str | Path) -> None:
     """Write an observed dataset as a Zarr 3 store readable by :func:`popstore.open_store`."""
-    if Path(path).exists():
+    if store_exists(path):
         raise FileExistsError(f"{path} exists; remove it or choose another output path")
-    ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=False)
+    ds.to_zarr(store_location(path), mode="w-", zarr_format=3, consolidated=False)
+    consolidate(path)
 
 
 def check_compatible(observed: xr.Dataset, simulated: xr.Dataset,

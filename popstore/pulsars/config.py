@@ -19,12 +19,12 @@ from typing import Any
 #: Labels of the population synthesis, in order, with (low, high) prior ranges
 #: of the tutorial runs, units and long names.
 LABELS: dict[str, tuple[float, float, str, str]] = {
-    "mu_logB": (12.0, 14.0, "log10(G)", "mean of log10 initial dipolar field B0"),
-    "sigma_logB": (0.1, 1.0, "dex", "standard deviation of log10 B0"),
-    "mu_logP": (-1.5, 0.5, "log10(s)", "mean of log10 initial period P0"),
-    "sigma_logP": (0.1, 1.0, "dex", "standard deviation of log10 P0"),
+    "mu_logB": (12.0, 14.0, "1", "mean of log10(B0 / G), initial dipolar field"),
+    "sigma_logB": (0.1, 1.0, "1", "standard deviation of log10(B0 / G)"),
+    "mu_logP": (-1.5, 0.5, "1", "mean of log10(P0 / s), initial period"),
+    "sigma_logP": (0.1, 1.0, "1", "standard deviation of log10(P0 / s)"),
     "a_late": (-3.0, 0.0, "1", "late-time field-decay exponent"),
-    "L_radio_log10_mean": (24.6, 28.6, "log10(erg s-1)", "mean log10 radio luminosity normalisation"),
+    "L_radio_log10_mean": (24.6, 28.6, "1", "mean log10(L / (erg s-1)) radio luminosity normalisation"),
     "epsilon_L": (0.1, 1.0, "1", "radio luminosity exponent on Edot"),
 }
 

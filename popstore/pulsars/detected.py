@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from popstore.cf import PER_CENTURY
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 from popstore.pulsars import radio
@@ -175,7 +176,7 @@ class PulsarSurveys(Simulator):
                      for name, (dims, units, ln, attrs) in survey_map_outputs(self.pulsar).items())
         return (*maps,
                 Output("n_created", (), "int64", long_name="stars drawn to reach the targets", role="diagnostic"),
-                Output("birth_rate", (), "float64", "per century", "implied neutron-star birth rate", role="diagnostic"),
+                Output("birth_rate", (), "float64", PER_CENTURY, "implied neutron-star birth rate per century", role="diagnostic"),
                 Output("n_detected", ("detection_survey",), "int64", long_name="detections kept", role="diagnostic"),
                 Output("aborted", (), "int8", long_name="1 if the birth rate exceeded the maximum", role="diagnostic"))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from popstore.cf import KILOPARSEC, MILLIARCSEC_PER_YEAR
 from popstore.maps import binned_map
 from popstore.simulator import Axis
 from popstore.pulsars.config import PulsarConfig
@@ -37,16 +38,16 @@ class MapSpec:
 
 
 MAP_SPECS: dict[str, MapSpec] = {
-    "position_map_xy": MapSpec(("y", "x"), "count", "number of stars per x-y bin", "count"),
-    "position_map_xz": MapSpec(("z", "x"), "count", "number of stars per x-z bin", "count"),
+    "position_map_xy": MapSpec(("y", "x"), "1", "number of stars per x-y bin", "count"),
+    "position_map_xz": MapSpec(("z", "x"), "1", "number of stars per x-z bin", "count"),
     "velocity_map_xy_vr": MapSpec(("y", "x"), "km s-1", "mean |v_r| per x-y bin", "velocity"),
     "velocity_map_xy_vphi": MapSpec(("y", "x"), "km s-1", "mean |v_phi| per x-y bin", "velocity"),
     "velocity_map_xy_vz": MapSpec(("y", "x"), "km s-1", "mean |v_z| per x-y bin", "velocity"),
-    "position_map_radec": MapSpec(("dec", "ra"), "count", "number of stars per RA-Dec bin", "count"),
-    "velocity_map_vra": MapSpec(("dec", "ra"), "mas yr-1", "mean |pm_ra_cosdec| per RA-Dec bin", "velocity"),
-    "velocity_map_vdec": MapSpec(("dec", "ra"), "mas yr-1", "mean |pm_dec| per RA-Dec bin", "velocity"),
-    "ppdot_map": MapSpec(("pdot", "p"), "count", "number of stars per P-Pdot bin", "count"),
-    "ppdot_map_fluxes": MapSpec(("pdot", "p"), "log10(Jy)", "mean log10 S1400 per P-Pdot bin", "flux"),
+    "position_map_radec": MapSpec(("dec", "ra"), "1", "number of stars per RA-Dec bin", "count"),
+    "velocity_map_vra": MapSpec(("dec", "ra"), MILLIARCSEC_PER_YEAR, "mean |pm_ra_cosdec| per RA-Dec bin", "velocity"),
+    "velocity_map_vdec": MapSpec(("dec", "ra"), MILLIARCSEC_PER_YEAR, "mean |pm_dec| per RA-Dec bin", "velocity"),
+    "ppdot_map": MapSpec(("pdot", "p"), "1", "number of stars per P-Pdot bin", "count"),
+    "ppdot_map_fluxes": MapSpec(("pdot", "p"), "1", "mean log10(S1400 / Jy) per P-Pdot bin", "flux"),
 }
 FULL_MAPS = tuple(MAP_SPECS)
 SKY_MAPS = ("position_map_radec", "velocity_map_vra", "velocity_map_vdec")
@@ -57,15 +58,15 @@ def galactic_axes(cfg: PulsarConfig) -> tuple[Axis, Axis, Axis]:
     """x, y, z axes (kpc), ``cfg.resolution_dyn`` uniform bins each on ``cfg.xyz_range_kpc``."""
     names = {"x": "galactocentric x (towards l = 90 deg)", "y": "galactocentric y (towards l = 180 deg)",
              "z": "height above the Galactic plane"}
-    return tuple(Axis.linear(k, *cfg.xyz_range_kpc, cfg.resolution_dyn, units="kpc", long_name=v)
+    return tuple(Axis.linear(k, *cfg.xyz_range_kpc, cfg.resolution_dyn, units=KILOPARSEC, long_name=v)
                  for k, v in names.items())
 
 
 def sky_axes(cfg: PulsarConfig) -> tuple[Axis, Axis]:
     """RA (``res`` bins on [0, 360] deg) and Dec (``res / 2`` bins on [-90, 90] deg), ``res = cfg.resolution_dyn``."""
     res = cfg.resolution_dyn
-    return (Axis.linear("ra", 0.0, 360.0, res, units="deg", long_name="right ascension (ICRS)"),
-            Axis.linear("dec", -90.0, 90.0, res // 2, units="deg", long_name="declination (ICRS)"))
+    return (Axis.linear("ra", 0.0, 360.0, res, units="degree", long_name="right ascension (ICRS)"),
+            Axis.linear("dec", -90.0, 90.0, res // 2, units="degree", long_name="declination (ICRS)"))
 
 
 def ppdot_axes(cfg: PulsarConfig) -> tuple[Axis, Axis]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from popstore.cf import megaparsec_over_h
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 
@@ -42,7 +43,7 @@ class GaussianFields(Simulator):
     npix : int
         Pixels per side (a power of two keeps the CNN happy).
     box_size : float
-        Side of the periodic box, Mpc/h.
+        Side of the periodic box, Mpc/h (h = 0.6711 as in CAMELS; stored as the CF unit 1.490091 megaparsec).
     T0 : float
         Temperature at mean density, K.
     gamma : float
@@ -64,14 +65,14 @@ class GaussianFields(Simulator):
         return (
             Parameter("amplitude", 0.1, 1.0, long_name="variance of the log-density field before smoothing"),
             Parameter("slope", 1.0, 3.0, long_name="spectral index n of P(k) ~ k^-n"),
-            Parameter("smoothing", 0.5, 2.0, units="pixel", long_name="Gaussian beam standard deviation (nuisance)"),
+            Parameter("smoothing", 0.5, 2.0, units="1", long_name="Gaussian beam standard deviation in pixels (nuisance)"),
         )
 
     @property
     def axes(self) -> tuple[Axis, ...]:
         return (
-            Axis.linear("y", 0.0, self.box_size, self.npix, units="Mpc/h", long_name="comoving y"),
-            Axis.linear("x", 0.0, self.box_size, self.npix, units="Mpc/h", long_name="comoving x"),
+            Axis.linear("y", 0.0, self.box_size, self.npix, units=megaparsec_over_h(0.6711), long_name="comoving y"),
+            Axis.linear("x", 0.0, self.box_size, self.npix, units=megaparsec_over_h(0.6711), long_name="comoving x"),
         )
 
     @property
