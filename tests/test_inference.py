@@ -102,7 +102,7 @@ def test_train_on_store_checkpoint_and_losses(trained) -> None:
 
 
 def test_test_report_files_agree_with_metrics(trained, stores) -> None:
-    table = make_test_report(trained.checkpoint, stores[0])
+    table = make_test_report(trained.checkpoint, stores[0]).metrics
     out = trained.checkpoint.parent
     n_test = int((popstore.open_store(stores[0])["split"] == "test").sum())
     rows = pd.read_csv(out / "test_a.csv")
@@ -212,7 +212,7 @@ def test_ci_pipeline_runs_end_to_end(tmp_path) -> None:
     src = Path(__file__).parents[1] / "pipelines" / "gaussian_fields_inference_ci.toml"
     (tmp_path / "pipelines").mkdir()
     shutil.copy(src, tmp_path / "pipelines" / src.name)
-    table = run(tmp_path / "pipelines" / src.name, progress=False)
+    table = run(tmp_path / "pipelines" / src.name, progress=False).metrics
     assert list(table.index) == ["amplitude", "slope"]
     assert (tmp_path / "out" / "gf_inference_ci" / "optuna.db").exists()
     assert table["n"].iloc[0] == 8 * int((popstore.open_store(tmp_path / "out" / "gaussian_fields_ci.zarr")["split"] == "test").sum())
@@ -229,9 +229,9 @@ def test_trains_on_pulsar_ppdot_and_sky_maps(tmp_path) -> None:
         popstore.generate(sim, sample_table(sim.parameters, 48, 0), store, client=c, samples_per_chunk=16, progress=False)
     popstore.split(store, test=0.25, valid=0.25, seed=0)
     for inputs, shape in [(["ppdot_map", "ppdot_map_fluxes"], (16, 16)), (["position_map_radec"], (16, 32))]:
-        cfg = DataConfig(inputs=inputs, labels=["mu_logB", "mu_logP"], log_offset=1.0, batch_size=16)
+        cfg = DataConfig(inputs=inputs, labels=["mu_logB", "mu_logP"], transform="auto(x + 1)", batch_size=16)
         res = train_on_store(store, tmp_path / inputs[0], hidden=1, dropout=0.0, data=cfg, train=FAST)
         model = load_model(res.checkpoint)
         assert model.network.config.shape == shape and not model.augment
-        table = make_test_report(res.checkpoint, store)
+        table = make_test_report(res.checkpoint, store).metrics
         assert table["n"].tolist() == [int((popstore.open_store(store)["split"] == "test").sum())] * 2
