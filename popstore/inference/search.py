@@ -113,7 +113,9 @@ def _alive(owner: Mapping[str, Any]) -> bool:
     """Whether the process recorded in ``owner`` still runs (pid present with the same start time)."""
     try:
         return abs(psutil.Process(int(owner["pid"])).create_time() - float(owner["started"])) < 1e-3
-    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError, ValueError):
+    except psutil.AccessDenied:
+        return True  # there, but another user's: not ours to fail
+    except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):
         return False
 
 
