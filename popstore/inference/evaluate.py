@@ -174,7 +174,7 @@ def plot_coverage_by_truth(table: pd.DataFrame, path: str | Path, title: str = "
         ax.set_ylabel("coverage")
         ax.set_title(name)
     axes[0][0].legend(loc="lower center", fontsize=8)
-    fig.suptitle(title or "coverage by true value (dashed: Gaussian expectation)")
+    fig.suptitle(title or "coverage by true value (dashed: Gaussian expectation)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
@@ -260,7 +260,7 @@ def make_test_report(
     bins.to_csv(files["coverage"])
     plot_truth_vs_prediction(pred, files["figure"])
     plot_coverage_by_truth(bins, files["coverage_figure"],
-                           f"{Path(store).name}, {pred.attrs['split']} split: coverage by true value "
+                           f"{Path(store).name}, {pred.attrs['split']} split: coverage by true value\n"
                            f"({pred.sizes['sample']} maps x {n_orient} orientations; dashed: Gaussian)")
     return EvaluationReport(table, bins, files)
 
