@@ -10,8 +10,10 @@ from scipy.ndimage import gaussian_filter
 
 import popstore
 from popstore.camels.importer import (
+    FIELDS,
     MAPS_PER_SIMULATION,
     PARAMETERS,
+    TRANSFORMS,
     CMDMaps,
     maps_file,
     params_file,
@@ -93,6 +95,28 @@ def test_smoothing_is_periodic_gaussian_and_conserves_mass(tmp_path) -> None:
     assert smoothed.std() < 0.6 * raw.std()
     sim = CMDMaps(tmp_path, ["Mgas"], "IllustrisTNG", smoothing=1.5)
     np.testing.assert_allclose(sim.simulate({}, 29)["Mgas"], smoothed[29], rtol=1e-6)
+
+
+def test_cmd_fields_default_to_cmd_transforms(tmp_path) -> None:
+    """CMD's preprocessing: log10 of every field, log10(x + 1) for Mstar (empty pixels are 0), unless overridden."""
+    from popstore.estimators.data import DataConfig, prepare
+
+    files = write_cmd_files(tmp_path)
+    rng = np.random.default_rng(1)
+    mstar = files["Mgas"] * 1e-3 * (rng.random(files["Mgas"].shape) < 0.3)
+    np.save(maps_file(tmp_path, "Mstar", "IllustrisTNG"), mstar.astype(np.float32))
+    store = read_cmd(tmp_path, tmp_path / "s.zarr", ["Mgas", "Mstar"], "IllustrisTNG", split=(0.1, 0.1, 1), progress=False)
+    ds = popstore.open_store(store)
+    assert ds["Mstar"].attrs["transform"] == TRANSFORMS["Mstar"] == "log10(x + 1)"
+    assert ds["Mgas"].attrs["transform"] == "log10" and set(TRANSFORMS) == set(FIELDS)
+    pre = prepare(store, DataConfig(labels=["Omega_m"], batch_size=32)).preprocessor
+    assert pre.log10.tolist() == [True, True] and pre.offset.tolist() == [0.0, 1.0]
+    train = ds["split"].values == "train"
+    logged = np.log10(ds["Mstar"].values[train].astype(np.float64) + 1)
+    assert pre.mean[1].item() == pytest.approx(logged.mean(), rel=1e-5)
+    assert pre.std[1].item() == pytest.approx(logged.std(), rel=1e-5)
+    pre = prepare(store, DataConfig(labels=["Omega_m"], transforms={"Mstar": "standardise"}, transform="none")).preprocessor
+    assert pre.log10.tolist() == [True, False]  # Mgas keeps its stored CMD default; Mstar as asked
 
 
 def test_bad_files_give_clear_errors(tmp_path) -> None:

@@ -13,13 +13,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from popstore.estimators.cnn import O3Err, O3ErrConfig
 from popstore.estimators.loss import moment_loss
 from popstore.estimators.model import MomentModel, load_model
+from popstore.errors import UserError
 from popstore.estimators.preprocess import (
     Preprocessor,
+    Transform,
     fit_preprocessor,
     orient,
     random_orientations,
 )
-from popstore.estimators.train import TrainConfig, fit
+from popstore.estimators.train import TrainConfig, fit, validation_loss
 
 
 @pytest.mark.parametrize("npix, h, width", [(16, 2, 8), (32, 2, 16), (64, 1, 32), (256, 1, 128)])
@@ -96,7 +98,7 @@ def test_fit_preprocessor_matches_numpy_over_batches() -> None:
     lognormal = rng.lognormal(1.0, 0.7, size=(10, 1, 8, 8))
     signed = rng.normal(2.0, 3.0, size=(10, 1, 8, 8))
     x = torch.as_tensor(np.concatenate([lognormal, signed], axis=1), dtype=torch.float32)
-    pre = fit_preprocessor([x[:4], x[4:7], x[7:]], log10="auto")
+    pre = fit_preprocessor([x[:4], x[4:7], x[7:]], "auto")
     assert pre.log10.tolist() == [True, False]
     logged = np.log10(x[:, 0].double().numpy())
     np.testing.assert_allclose(pre.mean.numpy(), [logged.mean(), x[:, 1].double().mean()], rtol=1e-5)
@@ -104,13 +106,53 @@ def test_fit_preprocessor_matches_numpy_over_batches() -> None:
     z = pre(x)
     np.testing.assert_allclose(z.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=1e-5)
     np.testing.assert_allclose(z.std(dim=(0, 2, 3), correction=0).numpy(), 1.0, atol=1e-5)
-    with pytest.raises(ValueError, match="log10 requested"):
-        fit_preprocessor([x], log10=[True, True])
-    pre1 = fit_preprocessor([x], log10=[False, "auto"], offset=[0.0, 20.0])  # offset makes channel 1 positive
-    assert pre1.log10.tolist() == [False, True]
+    with pytest.raises(UserError, match=r"log10\(x\) requested"):
+        fit_preprocessor([x], ["log10", "log10"])
+    pre1 = fit_preprocessor([x], ["standardise", "auto(x + 20)"])  # the offset makes channel 1 positive
+    assert pre1.log10.tolist() == [False, True] and pre1.offset.tolist() == [0.0, 20.0]
     x[3, 1, 2, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         fit_preprocessor([x])
+
+
+def test_transforms_parse_and_apply_per_channel() -> None:
+    """log10(x + 1) (CMD's Mstar), standardise and none on one batch, against numpy."""
+    assert Transform.parse("log10(x + 1)") == Transform("log10", 1.0)
+    assert Transform.parse("LOG10( x+2.5e-3 )") == Transform("log10", 2.5e-3)
+    assert Transform.parse("log10") == Transform.parse("log10(x)") == Transform("log10", 0.0)
+    assert Transform.parse("standardize") == Transform("standardise")
+    assert str(Transform("log10", 1.0)) == "log10(x + 1)" and Transform.parse(str(Transform("auto", 3.0))).offset == 3
+    for bad in ("log(x)", "log10(x + a)", "log10(y + 1)", "sqrt"):
+        with pytest.raises(UserError, match="unknown input transform"):
+            Transform.parse(bad)
+    rng = np.random.default_rng(4)
+    stars = rng.lognormal(2.0, 1.0, size=(6, 1, 8, 8)) * (rng.random((6, 1, 8, 8)) < 0.5)  # half the pixels empty
+    signed = rng.normal(2.0, 3.0, size=(6, 1, 8, 8))
+    x = torch.as_tensor(np.concatenate([stars, signed, signed], axis=1), dtype=torch.float32)
+    pre = fit_preprocessor([x[:2], x[2:]], ["log10(x + 1)", "standardise", "none"])
+    assert pre.log10.tolist() == [True, False, False]
+    z = pre(x).double().numpy()
+    logged = np.log10(x[:, 0].double().numpy() + 1)
+    np.testing.assert_allclose(z[:, 0], (logged - logged.mean()) / logged.std(), rtol=1e-4, atol=1e-5)
+    lin = x[:, 1].double().numpy()
+    np.testing.assert_allclose(z[:, 1], (lin - lin.mean()) / lin.std(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(z[:, 2], x[:, 2].numpy())  # none: the raw values
+    assert fit_preprocessor([x], "auto").log10.tolist() == [False, False, False]  # zeros: auto cannot log x
+
+
+def test_validation_loss_over_orientations_counts_each_as_a_sample() -> None:
+    """8 orientations = the loss of a split holding every map in all 8 symmetries (CMD's validation set)."""
+    torch.manual_seed(0)
+    net = O3Err(O3ErrConfig(n_channels=1, n_labels=2, npix=16, hidden=1))
+    model = MomentModel(net, Preprocessor([False], [0.0], [0.0], [1.0]), ["f"], ["a", "b"], [0, 0], [1, 1], True)
+    x, y = torch.randn(10, 1, 16, 16), torch.rand(10, 2)
+    cpu = torch.device("cpu")
+    eight = validation_loss(model, DataLoader(TensorDataset(x, y), batch_size=4), cpu, False, 8)
+    spelled_out = TensorDataset(torch.cat([orient(x, k) for k in range(8)]), y.repeat(8, 1))
+    assert eight == pytest.approx(validation_loss(model, DataLoader(spelled_out, batch_size=7), cpu, False), rel=1e-5)
+    assert eight != pytest.approx(validation_loss(model, DataLoader(TensorDataset(x, y), batch_size=4), cpu, False))
+    with pytest.raises(ValueError, match="valid_orientations"):
+        TrainConfig(valid_orientations=4)
 
 
 def test_orientations_are_the_eight_symmetries_of_the_square() -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +18,12 @@ import torch
 import xarray as xr
 
 import popstore
+from popstore.errors import UserError
 from popstore.estimators.data import DataConfig, prepare, rotatable, train_on_store
-from popstore.estimators.evaluate import cross_suite, make_test_report, metrics, predict
+from popstore.estimators.evaluate import coverage_by_truth, cross_suite, make_test_report, metrics, predict
 from popstore.estimators.model import load_model
-from popstore.estimators.search import SearchSpace, load_best, search
+from popstore.estimators.pipeline import _space
+from popstore.estimators.search import DEFAULT_STUDY, SearchSpace, best_trial, load_best, search, summary
 from popstore.estimators.train import TrainConfig
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
@@ -93,6 +100,32 @@ def test_metrics_of_calibrated_gaussian_errors() -> None:
     assert metrics(useless).loc["p", "r2"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_coverage_by_truth_bins() -> None:
+    """Calibrated Gaussian errors cover 68.3/95.4/99.7% in every truth bin; a mean shifted by 1.5 sigma in the top
+    bin only covers 0% at 1 sigma and 100% at 2 sigma there, and 100% elsewhere."""
+    rng = np.random.default_rng(1)
+    n = 100_000
+    truth = rng.uniform(0.0, 1.0, (n, 1))
+    sigma = np.full((n, 2, 1), 0.1)
+    noisy = truth[:, None, :] + sigma * rng.standard_normal((n, 2, 1))
+    top = truth[:, 0] >= truth.min() + 4 * (truth.max() - truth.min()) / 5  # the last of 5 equal bins
+    shifted = truth[:, None, :] + np.where(top[:, None, None], 0.15, 0.0) + 0 * sigma
+    pred = xr.Dataset({"truth": (("sample", "label"), truth), "mean": (("sample", "orientation", "label"), noisy),
+                       "sigma": (("sample", "orientation", "label"), sigma)}, coords={"label": ["p"]})
+    table = coverage_by_truth(pred, n_bins=5).loc["p"]
+    assert table["n"].sum() == 2 * n and (table["n"] == 2 * table["n_maps"]).all()
+    np.testing.assert_allclose(table["truth_lo"], [truth.min() + i * (truth.max() - truth.min()) / 5 for i in range(5)])
+    for k, expected in [(1, 0.6827), (2, 0.9545), (3, 0.9973)]:
+        np.testing.assert_allclose(table[f"coverage_{k}sigma"], expected, atol=0.01)
+    np.testing.assert_allclose(table["rmse"], 0.1, rtol=0.02)
+    glob = metrics(pred).loc["p"]
+    assert glob["coverage_2sigma"] == pytest.approx(0.9545, abs=0.003) and glob["coverage_3sigma"] > glob["coverage_2sigma"]
+    table = coverage_by_truth(pred.assign(mean=(("sample", "orientation", "label"), shifted)), n_bins=5).loc["p"]
+    assert table["coverage_1sigma"].tolist() == [1.0, 1.0, 1.0, 1.0, 0.0]
+    assert table["coverage_2sigma"].tolist() == [1.0] * 5
+    assert table["n_maps"].iloc[-1] == top.sum()
+
+
 def test_train_on_store_checkpoint_and_losses(trained) -> None:
     losses = pd.read_csv(trained.losses)
     assert list(losses["epoch"]) == [0, 1]
@@ -102,7 +135,7 @@ def test_train_on_store_checkpoint_and_losses(trained) -> None:
 
 
 def test_test_report_files_agree_with_metrics(trained, stores) -> None:
-    table = make_test_report(trained.checkpoint, stores[0])
+    table = make_test_report(trained.checkpoint, stores[0]).metrics
     out = trained.checkpoint.parent
     n_test = int((popstore.open_store(stores[0])["split"] == "test").sum())
     rows = pd.read_csv(out / "test_a.csv")
@@ -194,6 +227,131 @@ def test_search_saves_trials_and_reloads_best(stores, tmp_path) -> None:
     assert best.network.config.hidden == study.best_trial.params["hidden"]
 
 
+def test_per_variable_transforms_and_network_settings(stores, tmp_path) -> None:
+    """A transform per input variable and O3Err settings (positive) reach the saved model."""
+    cfg = DataConfig(inputs=["density", "temperature"], labels=["slope"], batch_size=32,
+                     transforms={"temperature": "standardise"}, transform="log10(x + 1)")
+    data = prepare(stores[0], cfg)
+    assert data.preprocessor.log10.tolist() == [True, False]
+    assert data.preprocessor.offset.tolist() == [1.0, 0.0]
+    train = popstore.open_store(stores[0]).pipe(lambda ds: ds.sel(sample=ds["split"] == "train"))
+    t = train["temperature"].values.astype(np.float64)
+    assert data.preprocessor.mean[1].item() == pytest.approx(t.mean(), rel=1e-5)  # linear, not log
+    res = train_on_store(stores[0], tmp_path, 1, 0.0, cfg, FAST, network={"positive": "square"})
+    model = load_model(res.checkpoint)
+    assert model.network.config.positive == "square" and model.preprocessor.offset.tolist() == [1.0, 0.0]
+    with pytest.raises(UserError, match="not among the inputs"):
+        prepare(stores[0], DataConfig(inputs=["density"], transforms={"Mstar": "log10(x + 1)"}))
+    with pytest.raises(UserError, match="unknown network settings"):
+        train_on_store(stores[0], tmp_path, 1, 0.0, cfg, FAST, network={"positiv": "square"})
+    with pytest.raises(UserError, match="disagree with the data"):
+        train_on_store(stores[0], tmp_path, 1, 0.0, cfg, FAST, network={"npix": 32})
+    with pytest.raises(UserError, match="positive"):
+        train_on_store(stores[0], tmp_path, 1, 0.0, cfg, FAST, network={"positive": "exp"})
+
+
+def test_pipeline_network_table_fixes_searched_settings() -> None:
+    space = _space({"lr": [1e-4, 1e-3], "hidden": [2, 4]}, {"dropout": 0.1, "positive": "square"}, "cmd")
+    assert space.dropout == (0.1, 0.1) and space.hidden == (2, 4) and space.lr == (1e-4, 1e-3) and space.names == "cmd"
+    with pytest.raises(UserError, match="both fixed"):
+        _space({"hidden": [2, 4]}, {"hidden": 3}, "popstore")
+    with pytest.raises(UserError, match="parameter names"):
+        _space({}, {}, "cmd2")
+
+
+_KILLED_SEARCH = """
+import sys
+from pathlib import Path
+from popstore.estimators.data import DataConfig
+from popstore.estimators.search import SearchSpace, search
+from popstore.estimators.train import TrainConfig
+store, out, db = map(Path, sys.argv[1:])
+search(store, out, 5, DataConfig(inputs=["density"], labels=["amplitude", "slope"], batch_size=32),
+       TrainConfig(lr=2e-3, epochs=100_000, cycle=10, progress=False, threads=1), SearchSpace(hidden=(1, 2)),
+       study_name="r", storage=db, n_startup_trials=10, seed=0)
+"""
+
+
+def test_killed_search_resumes_without_repeats(stores, tmp_path) -> None:
+    """Two trials, then a second process killed (SIGKILL) in the middle of its first trial, then a resume:
+    the killed trial is FAIL and not counted, and no parameter set is drawn twice (the bug: a resumed
+    seed-0 sampler redrew trial 0's parameters)."""
+    db = tmp_path / "study.db"
+    args = dict(study_name="r", storage=db, n_startup_trials=10, seed=0)
+    search(stores[0], tmp_path, 2, DATA, FAST, SearchSpace(hidden=(1, 2)), **args)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SEARCH, str(stores[0]), str(tmp_path), str(db)], env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            study = optuna.load_study(study_name="r", storage=f"sqlite:///{db}")
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if running and running[0].intermediate_values:  # mid-training: an epoch reported
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the search process never got into its trial")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert [t.state.name for t in optuna.load_study(study_name="r", storage=f"sqlite:///{db}").trials] == \
+        ["COMPLETE", "COMPLETE", "RUNNING"]
+    study = search(stores[0], tmp_path, 5, DATA, FAST, SearchSpace(hidden=(1, 2)), max_trials=4, **args)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # 4 finished: the dead one not counted
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == len(params)
+    assert summary(study).startswith(f"best trial {best_trial(study).number} of 4 finished (1 failed, 0 running)")
+    # a rerun asking for 4 finished trials finds them and trains nothing
+    assert len(search(stores[0], tmp_path, 5, DATA, FAST, SearchSpace(hidden=(1, 2)), max_trials=4, **args).trials) == 5
+
+
+CMD_STORAGE_STUDY = DEFAULT_STUDY  # CMD's study name, 'wd_dr_hidden_lr_o3'
+
+
+def cmd_objective(trial: optuna.Trial) -> float:
+    """CMD's search space as its script declares it (names lr, wd, dr, hidden; cmd_benchmark.md); the value
+    stands in for CMD's training."""
+    lr = trial.suggest_float("lr", 1e-5, 5e-3, log=True)
+    wd = trial.suggest_float("wd", 1e-8, 1e-1, log=True)
+    dr = trial.suggest_float("dr", 0.0, 0.9)
+    hidden = trial.suggest_int("hidden", 6, 12)
+    return float(np.log10(lr) ** 2 + np.log10(wd) ** 2 / 10 + dr + hidden)
+
+
+def cmd_study(db: Path) -> optuna.Study:
+    """The study as CMD's script opens it."""
+    return optuna.create_study(study_name=CMD_STORAGE_STUDY, sampler=optuna.samplers.TPESampler(n_startup_trials=20),
+                               storage=f"sqlite:///{db}", load_if_exists=True)
+
+
+def test_cmd_study_is_continued_by_popstore(stores, tmp_path) -> None:
+    db = tmp_path / "IllustrisTNG_o3_Mgas_all_steps_500_500_o3.db"
+    cmd_study(db).optimize(cmd_objective, n_trials=3)
+    with pytest.raises(UserError, match="names='cmd'"):
+        search(stores[0], tmp_path, 1, DATA, FAST, SearchSpace(), storage=db, seed=0)
+    study = search(stores[0], tmp_path, 2, DATA, FAST, SearchSpace(names="cmd"), storage=db, seed=0)
+    assert len(study.trials) == 5 and all(t.state.name == "COMPLETE" for t in study.trials)
+    cmd_dists = study.trials[0].distributions
+    assert set(cmd_dists) == {"lr", "wd", "dr", "hidden"}
+    for t in study.trials[3:]:
+        assert t.distributions == cmd_dists  # same names, kinds and ranges: TPE uses CMD's trials as history
+    best = best_trial(study)  # CMD's trials have no popstore checkpoint: the best of ours
+    assert best.number in (3, 4)
+    assert load_best(db).network.config.hidden == best.params["hidden"]
+
+
+def test_popstore_study_is_continued_by_cmd(stores, tmp_path) -> None:
+    db = tmp_path / "study.db"
+    search(stores[0], tmp_path, 2, DATA, FAST, SearchSpace(names="cmd"), storage=db, seed=0)
+    study = cmd_study(db)
+    study.optimize(cmd_objective, n_trials=2)  # CMD's code: raises on a parameter of another name or kind
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    for t in study.trials:  # what CMD's test script reads
+        assert 6 <= t.params["hidden"] <= 12 and 0.0 <= t.params["dr"] <= 0.9 and 1e-8 <= t.params["wd"] <= 1e-1
+    assert study.trials[0].distributions == study.trials[3].distributions
+
+
 def test_cli_train_and_test(stores, tmp_path, capsys) -> None:
     from popstore.cli import main
 
@@ -202,20 +360,40 @@ def test_cli_train_and_test(stores, tmp_path, capsys) -> None:
     assert "best epoch 0" in capsys.readouterr().out
     assert main(["inference", "test", str(tmp_path / "model.pt"), str(stores[0]), "--orientations", "1"]) == 0
     out = capsys.readouterr().out
-    assert "coverage_1sigma" in out and "slope" in out
+    assert "coverage_1sigma" in out and "coverage_3sigma" in out and "coverage by bin of the true value" in out
+    assert (tmp_path / "test_a_coverage.csv").exists() and (tmp_path / "test_a_coverage.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
 def test_ci_pipeline_runs_end_to_end(tmp_path) -> None:
+    """The CI pipeline with CMD's sigma (positive = "square") and CMD's parameter names set in the file;
+    validation runs over the test's 8 orientations; a rerun resumes without training."""
+    import optuna
+
     from popstore.estimators.pipeline import run
+    from popstore.estimators.train import validation_loss
 
     src = Path(__file__).parents[1] / "pipelines" / "gaussian_fields_inference_ci.toml"
     (tmp_path / "pipelines").mkdir()
-    shutil.copy(src, tmp_path / "pipelines" / src.name)
-    table = run(tmp_path / "pipelines" / src.name, progress=False)
+    text = src.read_text().replace('positive = "softplus"', 'positive = "square"')
+    text = text.replace('param_names = "popstore"', 'param_names = "cmd"')
+    (tmp_path / "pipelines" / src.name).write_text(text)
+    report = run(tmp_path / "pipelines" / src.name, progress=False)
+    table = report.metrics
     assert list(table.index) == ["amplitude", "slope"]
-    assert (tmp_path / "out" / "gf_inference_ci" / "optuna.db").exists()
-    assert table["n"].iloc[0] == 8 * int((popstore.open_store(tmp_path / "out" / "gaussian_fields_ci.zarr")["split"] == "test").sum())
+    db = tmp_path / "out" / "gf_inference_ci" / "optuna.db"
+    store = tmp_path / "out" / "gaussian_fields_ci.zarr"
+    assert table["n"].iloc[0] == 8 * int((popstore.open_store(store)["split"] == "test").sum())
+    assert report.coverage.index.get_level_values("bin").max() == 4 and report.files["coverage_figure"].exists()
+    study = optuna.load_study(study_name=DEFAULT_STUDY, storage=f"sqlite:///{db}")
+    assert all(set(t.params) == {"lr", "wd", "dr", "hidden"} for t in study.trials)
+    best = best_trial(study)
+    model = load_model(best.user_attrs["checkpoint"])
+    assert model.network.config.positive == "square"
+    valid = prepare(store, DataConfig(inputs=["density"], labels=["amplitude", "slope"], batch_size=64)).valid_loader
+    assert best.value == pytest.approx(validation_loss(model, valid, torch.device("cpu"), False, 8), rel=1e-4)
+    run(tmp_path / "pipelines" / src.name, progress=False)  # resumes: finds its trials done
+    assert len(optuna.load_study(study_name=DEFAULT_STUDY, storage=f"sqlite:///{db}").trials) == len(study.trials)
 
 
 @pytest.mark.slow
@@ -229,9 +407,9 @@ def test_trains_on_pulsar_ppdot_and_sky_maps(tmp_path) -> None:
         popstore.generate(sim, sample_table(sim.parameters, 48, 0), store, client=c, samples_per_chunk=16, progress=False)
     popstore.split(store, test=0.25, valid=0.25, seed=0)
     for inputs, shape in [(["ppdot_map", "ppdot_map_fluxes"], (16, 16)), (["position_map_radec"], (16, 32))]:
-        cfg = DataConfig(inputs=inputs, labels=["mu_logB", "mu_logP"], log_offset=1.0, batch_size=16)
+        cfg = DataConfig(inputs=inputs, labels=["mu_logB", "mu_logP"], transform="auto(x + 1)", batch_size=16)
         res = train_on_store(store, tmp_path / inputs[0], hidden=1, dropout=0.0, data=cfg, train=FAST)
         model = load_model(res.checkpoint)
         assert model.network.config.shape == shape and not model.augment
-        table = make_test_report(res.checkpoint, store)
+        table = make_test_report(res.checkpoint, store).metrics
         assert table["n"].tolist() == [int((popstore.open_store(store)["split"] == "test").sum())] * 2

@@ -65,6 +65,10 @@ FIELDS: Mapping[str, tuple[str, str]] = {
     "Mstar": (_SURFACE_DENSITY, "stellar mass surface density"),
     "Mtot": (_SURFACE_DENSITY, "total matter surface density"),
 }
+#: CMD's input transform of each field (benchmark data loader: log10 of every field, log10(x + 1) for Mstar,
+#: whose maps have empty pixels), stored as each variable's ``transform`` attribute, the default of
+#: :func:`popstore.estimators.data.prepare`.
+TRANSFORMS: Mapping[str, str] = {f: "log10(x + 1)" if f == "Mstar" else "log10" for f in FIELDS}
 
 
 def maps_file(folder: str | Path, field: str, suite: str, set_name: str = "LH") -> Path:
@@ -141,7 +145,7 @@ class CMDMaps(Simulator):
     @property
     def outputs(self) -> tuple[Output, ...]:
         return tuple(Output(f, ("y", "x"), units=FIELDS[f][0], long_name=FIELDS[f][1],
-                            attrs={"cmd_smoothing_pixels": self.smoothing}) for f in self.fields)
+                            attrs={"cmd_smoothing_pixels": self.smoothing, "transform": TRANSFORMS[f]}) for f in self.fields)
 
     @property
     def config(self) -> dict[str, Any]:

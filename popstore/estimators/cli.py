@@ -14,15 +14,18 @@ def _data(args: argparse.Namespace):
     from popstore.estimators.data import DataConfig
 
     augment = {"auto": "auto", "yes": True, "no": False}[args.augment]
-    log10 = {"auto": "auto", "yes": True, "no": False}[args.log10]
-    return DataConfig(args.inputs, args.labels, log10, args.log_offset, augment, args.batch_size, args.num_workers)
+    per_var = dict(t.split("=", 1) for t in args.transform if "=" in t)
+    default = [t for t in args.transform if "=" not in t]
+    return DataConfig(args.inputs, args.labels, per_var, default[-1] if default else "auto", augment,
+                      args.batch_size, args.num_workers)
 
 
 def _train_config(args: argparse.Namespace, **kw):
     from popstore.estimators.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, cycle=args.cycle, device=args.device, amp=not args.no_amp,
-                       seed=args.seed, progress=not args.quiet, threads=args.threads, **kw)
+                       seed=args.seed, progress=not args.quiet, threads=args.threads,
+                       valid_orientations=args.valid_orientations, **kw)
 
 
 def _show(table: pd.DataFrame) -> None:
@@ -33,38 +36,38 @@ def _train(args: argparse.Namespace) -> int:
     from popstore.estimators.data import train_on_store
 
     res = train_on_store(args.store, args.output, args.hidden, args.dropout, _data(args),
-                         _train_config(args, lr=args.lr, weight_decay=args.weight_decay))
+                         _train_config(args, lr=args.lr, weight_decay=args.weight_decay), {"positive": args.positive})
     print(f"best epoch {res.best_epoch}: valid loss {res.best_valid_loss:.4f}, {res.samples_per_s:.0f} samples/s; "
           f"checkpoint {res.checkpoint}")
     return 0
 
 
 def _search(args: argparse.Namespace) -> int:
-    from popstore.estimators.search import SearchSpace, search
+    from popstore.estimators.search import SearchSpace, best_trial, search, summary
 
-    space = SearchSpace(tuple(args.lr_range), tuple(args.wd_range), tuple(args.dropout_range), tuple(args.hidden_range))
+    space = SearchSpace(tuple(args.lr_range), tuple(args.wd_range), tuple(args.dropout_range), tuple(args.hidden_range),
+                        names=args.param_names)
     study = search(args.store, args.output, args.n_trials, _data(args), _train_config(args), space,
                    study_name=args.study_name, storage=args.storage, n_startup_trials=args.n_startup_trials,
-                   prune=args.prune, seed=args.seed, max_trials=args.max_trials)
-    best = study.best_trial
-    print(f"best trial {best.number}: valid loss {best.value:.4f}, {best.params}; {best.user_attrs['checkpoint']}")
+                   prune=args.prune, seed=args.seed, max_trials=args.max_trials, network={"positive": args.positive},
+                   heartbeat=args.heartbeat)
+    print(f"{summary(study)}; {best_trial(study).user_attrs['checkpoint']}")
     return 0
 
 
 def _best(args: argparse.Namespace) -> int:
     import optuna
 
-    from popstore.estimators.search import storage_url
+    from popstore.estimators.search import best_trial, storage_url
 
-    best = optuna.load_study(study_name=args.study_name, storage=storage_url(args.storage)).best_trial
-    print(best.user_attrs["checkpoint"])
+    print(best_trial(optuna.load_study(study_name=args.study_name, storage=storage_url(args.storage))).user_attrs["checkpoint"])
     return 0
 
 
 def _test(args: argparse.Namespace) -> int:
     from popstore.estimators.evaluate import make_test_report
 
-    _show(make_test_report(args.model, args.store, args.split, args.orientations, args.output))
+    print(make_test_report(args.model, args.store, args.split, args.orientations, args.output, n_bins=args.bins))
     return 0
 
 
@@ -88,9 +91,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for checkpoints and losses")
     p.add_argument("--inputs", nargs="+", help="input variables (channels); default all role=input")
     p.add_argument("--labels", nargs="+", help="labels to infer; default all role=label")
-    p.add_argument("--log10", choices=["auto", "yes", "no"], default="auto",
-                   help="log10 of the inputs (auto: where every training value is positive)")
-    p.add_argument("--log-offset", type=float, default=0.0, help="added to the inputs before the log10")
+    p.add_argument("--transform", action="append", default=[], metavar="[VARIABLE=]SPEC",
+                   help="input transform: log10, 'log10(x + OFFSET)', standardise, none or auto; with VARIABLE= for "
+                        "one input (repeat), without for every input not named and without a stored default "
+                        "(CMD stores: log10, log10(x + 1) for Mstar) (default: auto)")
     p.add_argument("--augment", choices=["auto", "yes", "no"], default="auto",
                    help="random rotations/flips (auto: only when both map axes are the same coordinate)")
     p.add_argument("--batch-size", type=int, default=128, help="samples per batch")
@@ -100,6 +104,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cuda / cpu (default: cuda when available)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--valid-orientations", type=int, choices=[1, 8],
+                   help="symmetries of the square each validation map is evaluated in (default: 8 with augmentation "
+                        "as for testing, else 1)")
+    p.add_argument("--positive", choices=["softplus", "square"], default="softplus",
+                   help="how the network makes sigma positive (square: CMD's o3_err)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -124,6 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-startup-trials", type=int, default=20, help="random trials before TPE takes over")
     p.add_argument("--prune", action="store_true", help="median pruning of bad trials")
     p.add_argument("--max-trials", type=int, help="stop once the study holds this many finished trials")
+    p.add_argument("--param-names", choices=["popstore", "cmd"], default="popstore",
+                   help="optuna parameter names: popstore (lr, weight_decay, dropout, hidden) or cmd (lr, wd, dr, "
+                        "hidden), to continue a study of CMD's scripts or leave one they can continue")
+    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
+                   help="optuna heartbeat: fail trials of processes on other hosts silent for two beats")
     p.add_argument("--lr-range", type=float, nargs=2, default=[1e-5, 5e-3], metavar=("LO", "HI"),
                    help="learning-rate range (log-uniform)")
     p.add_argument("--wd-range", type=float, nargs=2, default=[1e-8, 1e-1], metavar=("LO", "HI"),
@@ -146,6 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--orientations", type=int, choices=[1, 8],
                    help="average over 1 or all 8 rotations/flips (default: 8 where the model augments)")
     p.add_argument("-o", "--output", type=Path, help="folder for the report (default: the model's)")
+    p.add_argument("--bins", type=int, default=5, help="bins of each true label for the coverage table and figure")
     p.set_defaults(func=_test)
 
     p = sub.add_parser("cross-suite", help="test one model on several stores (CMD robustness check)")

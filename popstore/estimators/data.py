@@ -8,8 +8,8 @@ statistics stored in the store (``label_stats``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -18,9 +18,10 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader
 
+from popstore.errors import UserError
 from popstore.estimators.cnn import O3Err, O3ErrConfig
 from popstore.estimators.model import MomentModel
-from popstore.estimators.preprocess import LogChoice, Preprocessor, fit_preprocessor
+from popstore.estimators.preprocess import TRANSFORM_ATTR, Preprocessor, Transform, fit_preprocessor
 from popstore.estimators.train import TrainConfig, TrainResult, fit
 from popstore.store import open_store
 from popstore.torchdata import MapDataset, make_loader
@@ -36,11 +37,14 @@ class DataConfig:
         Input variable names (channels, in order); ``None`` = every ``role="input"`` variable.
     labels
         Labels to predict; ``None`` = every ``role="label"`` variable.
-    log10
-        ``"auto"`` (log10 where every training value of ``x + log_offset`` is
-        positive), ``True``, ``False``, or one choice per channel.
-    log_offset
-        Added before the log10 (CMD uses 1 for stellar-mass maps), scalar or per channel.
+    transforms
+        Per input variable, its :class:`~popstore.estimators.preprocess.Transform`
+        (``"log10(x + 1)"``, ``"standardise"``, ``"none"``, ``"auto"``).
+    transform
+        The transform of every input that ``transforms`` does not name and whose
+        store variable has no ``transform`` attribute (``popstore cmd-import``
+        writes CMD's choice there: log10 of every field, log10(x + 1) for Mstar).
+        ``"auto"`` = log10 where every training value is positive, else standardise.
     augment
         Random 90-degree rotations and flips during training. ``"auto"`` enables
         them only when every input's two map axes are the same physical
@@ -53,8 +57,8 @@ class DataConfig:
 
     inputs: Sequence[str] | None = None
     labels: Sequence[str] | None = None
-    log10: LogChoice | Sequence[LogChoice] = "auto"
-    log_offset: float | Sequence[float] = 0.0
+    transforms: Mapping[str, str] | None = None
+    transform: str = "auto"
     augment: bool | Literal["auto"] = "auto"
     batch_size: int = 128
     num_workers: int = 0
@@ -74,14 +78,48 @@ class PreparedData:
     label_scale: np.ndarray
     augment: bool
 
-    def build_model(self, hidden: int, dropout: float) -> MomentModel:
-        """A fresh :class:`MomentModel` (random weights) for these data."""
+    def build_model(self, hidden: int, dropout: float, **network) -> MomentModel:
+        """A fresh :class:`MomentModel` (random weights) for these data.
+
+        ``network`` sets further :class:`O3ErrConfig` fields (e.g. ``positive="square"``);
+        the shape fields (``n_channels``, ``n_labels``, ``npix``, ``npix_x``) follow
+        the data and may only be given when they agree with it.
+        """
         h, w = (int(n) for n in self.train.map_shape)
-        cfg = O3ErrConfig(len(self.train.channels), len(self.train.labels), h, hidden, dropout, npix_x=w)
+        shape = {"n_channels": len(self.train.channels), "n_labels": len(self.train.labels), "npix": h, "npix_x": w}
+        check_network(network)
+        wrong = {k: v for k, v in network.items() if k in shape and v != shape[k] and not (k == "npix_x" and v is None and w == h)}
+        if wrong:
+            raise UserError(f"network settings {wrong} disagree with the data ({shape})")
+        cfg = O3ErrConfig(**(network | shape | {"hidden": hidden, "dropout": dropout}))
         return MomentModel(
             O3Err(cfg), self.preprocessor, self.train.channels, self.train.labels,
             self.label_shift, self.label_scale, self.augment,
         )
+
+
+def check_network(network: Mapping[str, object]) -> None:
+    """Refuse keys that are not :class:`O3ErrConfig` fields and bad values (one line, before any work)."""
+    allowed = {f.name for f in fields(O3ErrConfig)}
+    unknown = set(network) - allowed
+    if unknown:
+        raise UserError(f"unknown network settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+    try:
+        O3ErrConfig(**({"n_channels": 1, "n_labels": 1, "npix": 16} | dict(network)))
+    except (TypeError, ValueError) as err:
+        raise UserError(f"network settings: {err}") from None
+
+
+def input_transforms(ds: xr.Dataset, data: MapDataset, config: DataConfig) -> list[Transform]:
+    """The transform of every channel of ``data``: ``config.transforms[variable]``, else the variable's
+    ``transform`` attribute (CMD's choice for an imported CMD field), else ``config.transform``."""
+    chosen = dict(config.transforms or {})
+    unknown = set(chosen) - set(data.inputs)
+    if unknown:
+        raise UserError(f"transforms given for {sorted(unknown)}, which are not among the inputs {data.inputs}")
+    per_input = {n: Transform.parse(chosen.get(n) or ds[n].attrs.get(TRANSFORM_ATTR) or config.transform)
+                 for n in data.inputs}
+    return [per_input[c if c in per_input else c.rsplit("[", 1)[0]] for c in data.channels]
 
 
 def rotatable(ds: xr.Dataset, inputs: Sequence[str]) -> bool:
@@ -106,12 +144,14 @@ def prepare(store: str | Path, config: DataConfig | None = None) -> PreparedData
     valid = MapDataset(store, "valid", train.inputs, train.labels, normalize="minmax")
     if len(valid) == 0:
         raise ValueError(f"{store}: the valid split is empty; split with valid > 0")
-    augment = rotatable(open_store(store), train.inputs) if config.augment == "auto" else bool(config.augment)
+    ds = open_store(store)
+    transforms = input_transforms(ds, train, config)
+    augment = rotatable(ds, train.inputs) if config.augment == "auto" else bool(config.augment)
     train_loader = make_loader(train, config.batch_size, shuffle=True, num_workers=config.num_workers, seed=config.seed,
                                drop_last=len(train) > config.batch_size)
     valid_loader = make_loader(valid, config.batch_size, shuffle=False, num_workers=config.num_workers)
     fit_loader = make_loader(train, max(config.batch_size, 256), shuffle=False, num_workers=config.num_workers)
-    pre = fit_preprocessor((x for x, _ in fit_loader), config.log10, config.log_offset)
+    pre = fit_preprocessor((x for x, _ in fit_loader), transforms)
     zero = np.zeros((1, len(train.labels)))
     return PreparedData(
         Path(store), train, train_loader, valid_loader, pre,
@@ -126,9 +166,15 @@ def train_on_store(
     dropout: float = 0.2,
     data: DataConfig | None = None,
     train: TrainConfig | None = None,
+    network: Mapping[str, object] | None = None,
 ) -> TrainResult:
-    """Train one moment network on the train/valid splits of ``store`` (no search; default settings when None)."""
+    """Train one moment network on the train/valid splits of ``store`` (no search; default settings when None).
+
+    ``network``: further :class:`O3ErrConfig` settings, e.g. ``{"positive": "square"}`` (CMD's sigma).
+    """
     train = train or TrainConfig()
+    check_network(network or {})
     prepared = prepare(store, data or DataConfig())
     torch.manual_seed(train.seed)
-    return fit(prepared.build_model(hidden, dropout), prepared.train_loader, prepared.valid_loader, train, out_dir)
+    model = prepared.build_model(hidden, dropout, **(network or {}))
+    return fit(model, prepared.train_loader, prepared.valid_loader, train, out_dir)

@@ -6,6 +6,9 @@ AdamW with betas (0.5, 0.999) and a triangular cyclic learning rate between
 Runs on CUDA when available (with float16 autocast and gradient scaling) and on
 the CPU otherwise. The checkpoint of the epoch with the lowest validation loss
 is kept, and every epoch's losses and throughput are written to ``losses.csv``.
+The validation loss runs over the same symmetries of the square as the test
+(all 8 for a model trained with rotations, as CMD validates; see
+``TrainConfig.valid_orientations``), each orientation counting as one sample.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tqdm.auto import tqdm
 
 from popstore.estimators.loss import moment_loss
 from popstore.estimators.model import MomentModel
-from popstore.estimators.preprocess import random_orientations
+from popstore.estimators.preprocess import N_ORIENTATIONS, orient, random_orientations
 
 LOSS_COLUMNS = ("epoch", "train_loss", "valid_loss", "lr", "seconds", "samples_per_s")
 
@@ -45,10 +48,13 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     threads: int | None = None
+    valid_orientations: int | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.weight_decay < 0 or self.epochs < 1 or self.cycle < 1 or (self.threads or 1) < 1:
             raise ValueError(f"invalid training settings {self}")
+        if self.valid_orientations not in (None, 1, N_ORIENTATIONS):
+            raise ValueError(f"valid_orientations must be 1 or {N_ORIENTATIONS}, got {self.valid_orientations}")
 
 
 @dataclass(frozen=True)
@@ -67,20 +73,22 @@ def default_device(device: str | None = None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def validation_loss(model: MomentModel, loader: Iterable, device: torch.device, amp: bool) -> float:
-    """Moment loss over a whole split (the batch means of the loss run over every sample)."""
+def validation_loss(model: MomentModel, loader: Iterable, device: torch.device, amp: bool, orientations: int = 1) -> float:
+    """Moment loss over a whole split (the batch means of the loss run over every sample), each map
+    evaluated in the first ``orientations`` symmetries of the square (:func:`orient`)."""
     model.eval()
     s1 = s2 = None
     n = 0
     with torch.no_grad():
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                mean, sigma = model(x)
-            sq = torch.square(mean.float() - y)
-            t1, t2 = sq.sum(0), torch.square(sq - torch.square(sigma.float())).sum(0)
-            s1, s2 = (t1, t2) if s1 is None else (s1 + t1, s2 + t2)
-            n += y.shape[0]
+            for k in range(orientations):  # one batch per orientation: the memory of a training batch
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    mean, sigma = model(orient(x, k))
+                sq = torch.square(mean.float() - y)
+                t1, t2 = sq.sum(0), torch.square(sq - torch.square(sigma.float())).sum(0)
+                s1, s2 = (t1, t2) if s1 is None else (s1 + t1, s2 + t2)
+                n += y.shape[0]
     if n == 0:
         raise ValueError("validation split is empty")
     return float((torch.log(s1 / n) + torch.log(s2 / n)).mean())
@@ -114,6 +122,7 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     checkpoint, losses_path = out / "model.pt", out / "losses.csv"
     best, best_epoch, rates = math.inf, -1, []
+    n_orient = config.valid_orientations or (N_ORIENTATIONS if model.augment else 1)
     with open(losses_path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(LOSS_COLUMNS)
@@ -139,7 +148,7 @@ def fit(
             seconds = time.perf_counter() - t0
             rates.append(n / seconds)
             train_loss = total / n
-            valid = validation_loss(model, valid_loader, device, amp) if math.isfinite(train_loss) else math.nan
+            valid = validation_loss(model, valid_loader, device, amp, n_orient) if math.isfinite(train_loss) else math.nan
             writer.writerow([epoch, train_loss, valid, sched.get_last_lr()[0], seconds, n / seconds])
             fh.flush()
             if math.isfinite(valid) and valid < best:
