@@ -37,9 +37,10 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 from popstore import __version__
+from popstore.codecs import checked
 from popstore.errors import UserError
 from popstore.simulator import Axis, Simulator
 
@@ -59,6 +60,8 @@ COMPRESSION = {
     "none": None,
 }
 DEFAULT_COMPRESSION = "lz4"
+# labels, seeds, coordinates and other small arrays: Zarr 3's own default compressor
+DEFAULT_SMALL_COMPRESSORS = (ZstdCodec(level=0),)
 
 
 class SchemaError(UserError):
@@ -197,7 +200,7 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
     encoding: dict[str, dict] = {}
 
     def chunking(shape_tail: tuple[int, ...]) -> dict:
-        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": COMPRESSION[compression]}
+        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": checked(COMPRESSION[compression])}
         if layout.sharded:
             enc["shards"] = (layout.block, *shape_tail)
         return enc
@@ -237,7 +240,21 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         "labels": list(simulator.parameter_names),
         "inputs": [o.name for o in simulator.outputs if o.role == "input"],
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs), encoding
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return ds, with_checksums(ds, encoding)
+
+
+def with_checksums(ds: xr.Dataset, encoding: Mapping[str, dict]) -> dict[str, dict]:
+    """``encoding`` with every variable of ``ds`` ending its codecs in ``crc32c`` (:func:`popstore.codecs.checked`).
+
+    Variables without ``compressors`` get Zarr's default (Zstandard) first.
+    """
+    out = {name: dict(enc) for name, enc in encoding.items()}
+    for name in ds.variables:
+        enc = out.setdefault(str(name), {})
+        if "compressors" not in enc:
+            enc["compressors"] = checked(DEFAULT_SMALL_COMPRESSORS)
+    return out
 
 
 def create_store(
@@ -343,4 +360,6 @@ def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.
             ds[name] = var.copy(data=text_array(var.values))
         if "sample" in var.dims and name not in existing.variables:
             encoding[name] = {"chunks": tuple(layout.chunk if d == "sample" else n for d, n in var.sizes.items())}
+    new = ds.drop_vars([n for n in ds.variables if n in existing.variables])
+    encoding = {k: v for k, v in with_checksums(new, encoding).items() if k in new.variables}
     ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding)
