@@ -10,9 +10,20 @@ killed job resumes where it stopped; since every sample's random numbers come
 from its stored seed, the resumed store is bit-identical to an uninterrupted
 one.
 
-A sample whose simulation raises is left ``done=False`` (its maps hold the
-fill value) and reported by index and seed; the rest of its block is written.
-Tasks whose worker dies are retried by Dask.
+A sample whose simulation raises, or returns NaN/inf in an output declared
+finite (:attr:`popstore.Output.finite`), is left ``done=False`` (its maps
+hold the fill value) and reported by index and seed; the rest of its block is
+written. A task whose worker dies (a segfaulting simulator) is retried by
+Dask; only that block is lost if it keeps killing workers (the simulator is
+shipped with every task, never scattered, so a dead worker takes no other
+task's inputs with it), and its samples are reported by index and seed.
+
+Safety: the parameter table is checked against the priors before anything
+runs (:func:`popstore.priors.check_table`); one writer at a time holds
+``<store>.lock`` (:class:`popstore.lock.StoreLock`); the template is created
+atomically (:func:`popstore.store.create_store`); on resume, blocks marked
+done whose chunk files are missing are remade (the cheap part of
+:func:`popstore.verify.verify`).
 """
 
 from __future__ import annotations
@@ -31,6 +42,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from popstore.cluster import cluster_client
+from popstore.codecs import CorruptChunkError
+from popstore.lock import DEFAULT_STALE_AFTER, StoreLock
+from popstore.priors import check_table
 from popstore.simulator import Simulator
 from popstore.store import (
     DEFAULT_COMPRESSION,
@@ -43,6 +57,7 @@ from popstore.store import (
     open_store,
     sample_seeds,
 )
+from popstore.verify import blocks_missing_chunks, clear_done
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +111,17 @@ def simulate_block(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray
                 out[o.name] = np.asarray(stacked[o.name]).astype(o.dtype, copy=False)
                 if out[o.name].shape != (n, *(sizes[d] for d in o.dims)):
                     raise ValueError(f"simulate_batch: {o.name} has shape {out[o.name].shape}")
-            return out, np.ones(n, dtype=bool), []
+            finite = simulator.finite_rows(out, batched=True)
+            ok = np.logical_and.reduce([np.ones(n, dtype=bool), *finite.values()])
+            failures = [
+                {"sample": start + j, "seed": int(seeds[j]),
+                 "error": f"ValueError: {simulator.name}: non-finite values (NaN or inf) in outputs "
+                          f"{[k for k, v in finite.items() if not v[j]]} declared finite"}
+                for j in np.flatnonzero(~ok)
+            ]
+            for o in simulator.outputs:  # failed rows hold the fill value, as in the per-sample path
+                out[o.name][~ok] = _fill(np.dtype(o.dtype))
+            return out, ok, failures
         except Exception:
             log.debug("batch of samples %d-%d failed; retrying one by one", start, start + n - 1, exc_info=True)
     sizes = simulator.dim_sizes()
@@ -123,9 +148,13 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     """One Dask task: simulate ``block`` and write its region (maps first, ``done`` last)."""
     stacks, ok, failures = simulate_block(simulator, params, seeds, block.start)
     outputs = {o.name: (("sample", *o.dims), stacks[o.name]) for o in simulator.outputs}
+    # labels and seeds too, so that a block whose label chunk was damaged is remade whole (popstore.verify)
+    outputs.update({name: ("sample", params[name].to_numpy(dtype=np.float64)) for name in params.columns})
+    outputs["seed"] = ("sample", np.asarray(seeds, dtype=np.int64))
     region = {"sample": block}
-    xr.Dataset(outputs).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
-    xr.Dataset({"done": ("sample", ok)}).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
+    kw = dict(region=region, mode="r+", zarr_format=3, consolidated=False, write_empty_chunks=True)
+    xr.Dataset(outputs).to_zarr(path, **kw)
+    xr.Dataset({"done": ("sample", ok)}).to_zarr(path, **kw)
     return failures
 
 
@@ -161,6 +190,7 @@ def prepare_store(
     if missing:
         raise ValueError(f"parameter table lacks columns {missing} needed by simulator {simulator.name!r}")
     params = params[list(simulator.parameter_names)]
+    check_table(simulator.parameters, params)
     seeds = sample_seeds(seed, len(params))
     layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
     if not path.exists():
@@ -174,7 +204,19 @@ def prepare_store(
             "refusing to resume into it (use a new path or delete it)"
         )
     _clean_partial_files(path)
-    return params, layout, seeds, ds["done"].values
+    try:
+        done = ds["done"].values
+    except CorruptChunkError as err:
+        raise CorruptChunkError(f"{err}; run `popstore verify {path} --repair` first") from None
+    if ds.attrs.get("chunks_always_written"):
+        outputs = [o.name for o in simulator.outputs]
+        missing = blocks_missing_chunks(path, outputs, layout, done)
+        if missing:
+            log.warning("%s: blocks %s are marked done but have missing chunks; remaking them", path, missing)
+            clear_done(path, layout, missing)
+            for b in missing:
+                done[layout.blocks()[b]] = False
+    return params, layout, seeds, done
 
 
 def generate(
@@ -189,6 +231,7 @@ def generate(
     compression: str = DEFAULT_COMPRESSION,
     retries: int = 3,
     progress: bool = True,
+    stale_lock_after: float = DEFAULT_STALE_AFTER,
 ) -> GenerationReport:
     """Fill ``store`` with one simulated sample per row of ``params``.
 
@@ -218,8 +261,26 @@ def generate(
         Times Dask reruns a task whose worker died.
     progress
         Show a progress bar of samples done.
+    stale_lock_after
+        Seconds after which the lock of a writer on another host that stopped
+        refreshing it is taken over (see :class:`popstore.lock.StoreLock`).
+
+    Raises
+    ------
+    popstore.lock.StoreLockedError
+        Another live process is writing ``store``.
+    popstore.errors.UserError
+        A parameter value is not finite or lies outside its prior.
     """
     path = Path(store)
+    with StoreLock(path, stale_after=stale_lock_after) as lock:
+        return _generate(simulator, params, path, client, lock, seed, samples_per_chunk, samples_per_shard,
+                         compression, retries, progress)
+
+
+def _generate(simulator: Simulator, params: pd.DataFrame, path: Path, client: Any, lock: StoreLock, seed: int,
+              samples_per_chunk: int | None, samples_per_shard: int | None, compression: str, retries: int,
+              progress: bool) -> GenerationReport:
     params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk, samples_per_shard,
                                                 compression)
     todo = [b for b in layout.blocks() if not done[b].all()]
@@ -232,12 +293,14 @@ def generate(
     with _client(client, len(todo)) as c:
         from distributed import as_completed
 
-        sim_future = c.scatter(simulator, broadcast=True)
+        # the simulator travels inside every task (it is small: settings, not data); a scattered copy would
+        # live on workers, and a worker that dies would take every task depending on it down with it
         futures = {
-            c.submit(_write_block, sim_future, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
+            c.submit(_write_block, simulator, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
             for b in todo
         }
         for fut in as_completed(futures):
+            lock.refresh()
             b = futures[fut]
             try:
                 block_failures = fut.result()

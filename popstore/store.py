@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -237,8 +239,10 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         "samples_per_shard": layout.block if layout.sharded else 0,
         "compression": compression,
         "config_fingerprint": fingerprint(simulator, params, seeds, layout),
+        "chunks_always_written": 1,  # empty chunks are written too: an absent chunk is damage (popstore.verify)
         "labels": list(simulator.parameter_names),
         "inputs": [o.name for o in simulator.outputs if o.role == "input"],
+        "finite_outputs": [o.name for o in simulator.outputs if o.must_be_finite],
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     return ds, with_checksums(ds, encoding)
@@ -267,10 +271,32 @@ def create_store(
 ) -> None:
     """Write the template of a new store: labels, seeds and coordinates now, outputs later.
 
-    Fails if ``path`` exists.
+    The template is written under :func:`temporary_path` and renamed into
+    place, so an interrupted creation (killed, disk full) leaves no store or a
+    complete template, never a half-written one; a leftover temporary is
+    removed first. Fails if ``path`` exists. Callers hold the store's lock
+    (:class:`popstore.lock.StoreLock`).
     """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists")
+    tmp = temporary_path(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
     ds, encoding = template(simulator, params, seeds, layout, compression)
-    ds.to_zarr(path, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
+    try:
+        ds.to_zarr(tmp, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding,
+                   write_empty_chunks=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, path)
+
+
+def temporary_path(path: str | Path) -> Path:
+    """Where :func:`create_store` writes a store's template before renaming it to ``path``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.creating")
 
 
 def layout_of(ds: xr.Dataset) -> Layout:
@@ -362,4 +388,4 @@ def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.
             encoding[name] = {"chunks": tuple(layout.chunk if d == "sample" else n for d, n in var.sizes.items())}
     new = ds.drop_vars([n for n in ds.variables if n in existing.variables])
     encoding = {k: v for k, v in with_checksums(new, encoding).items() if k in new.variables}
-    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding)
+    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, encoding=encoding, write_empty_chunks=True)
