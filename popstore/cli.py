@@ -49,6 +49,14 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from popstore.verify import verify
+
+    report = verify(args.store, repair=args.repair)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _export(args: argparse.Namespace) -> int:
     from popstore import export
 
@@ -100,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="a readable summary of a store")
     p.add_argument("store", type=Path)
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("verify", help="read every chunk of a store: checksums, missing chunks, non-finite done "
+                                      "samples; exit 1 if anything is wrong",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("store", type=Path)
+    p.add_argument("--repair", action="store_true",
+                   help="clear 'done' of the damaged blocks so that 'popstore generate' remakes exactly those")
+    p.set_defaults(func=_verify)
 
     p = sub.add_parser("export", help="export a store to HDF5 or to the legacy .npy + CSV layout")
     p.add_argument("store", type=Path)
