@@ -149,6 +149,14 @@ def json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` as plain Python (dicts, lists, str, int, float, bool, None), numpy scalars and arrays included.
+
+    What checkpoints store besides tensors, so that :func:`popstore.checkpoints.load_checkpoint` reads them.
+    """
+    return json.loads(json.dumps(obj, default=json_default))
+
+
 def text_array(values: Any) -> np.ndarray:
     """Strings as a variable-length UTF-8 array (fixed-width numpy strings have no stable Zarr 3 spec)."""
     return np.asarray(values, dtype=object)

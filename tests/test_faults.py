@@ -352,3 +352,59 @@ def test_ranges_must_lie_inside_the_prior(bounds, what):
 def test_a_prior_must_be_finite():
     with pytest.raises(ValueError, match="must be finite"):
         Parameter("a", 0.0, np.inf)
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+class RunsCode:
+    """Unpickling this runs ``touch <marker>`` (what a crafted checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def crafted_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    import torch
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"config": {}, "cfg": {}, "state_dict": {}, "format_version": RunsCode(marker)}, path)
+    return path, marker
+
+
+def test_crafted_checkpoint_runs_nothing_in_any_loader(tmp_path):
+    from popstore.inference.emulator import CurveEmulator
+    from popstore.inference.flows import load_flow
+    from popstore.inference.model import load_model
+
+    path, marker = crafted_checkpoint(tmp_path)
+    for load in (load_model, load_flow, CurveEmulator.load):
+        with pytest.raises(UserError, match="refusing to load a checkpoint holding more than tensors"):
+            load(path)
+        assert not marker.exists(), f"{load.__qualname__} ran code from the checkpoint"
+    assert "torch.load" not in "".join(  # every loader goes through popstore.checkpoints.load_checkpoint
+        p.read_text() for p in (TESTS.parent / "popstore").rglob("*.py") if p.name != "checkpoints.py")
+
+
+def test_kilonova_evaluate_refuses_a_crafted_emulator(tmp_path):
+    path, marker = crafted_checkpoint(tmp_path)
+    pipeline = tmp_path / "k.toml"
+    pipeline.write_text(textwrap.dedent(f"""
+        [simulator]
+        name = "kilonova_du17"
+        [priors]
+        n_samples = 4
+        [store]
+        path = "k.zarr"
+        [emulator]
+        output = "{path}"
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-m", "popstore.cli", "kilonova", "evaluate", str(pipeline)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "refusing to load a checkpoint" in out.stderr
+    assert not marker.exists()
