@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
 from pathlib import Path
 
 import dask
@@ -27,6 +29,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from popstore.errors import UserError
 from popstore.splits import SUBSETS, label_statistics
 from popstore.store import (
     SCHEMA_VERSION,
@@ -37,16 +40,27 @@ from popstore.store import (
     label_names,
     layout_of,
     open_store,
+    temporary_path,
     text_array,
+    with_checksums,
     write_variables,
 )
 
 
-def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path:
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; choose another output path or pass overwrite=True (--overwrite)")
+
+
+def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, overwrite: bool = False) -> Path:
     """Write the whole store to one HDF5 file (h5netcdf), same variables and attrs.
 
-    Booleans are stored as int8 and read back as bool.
+    Booleans are stored as int8 and read back as bool. An existing ``path`` is
+    refused unless ``overwrite``; the file is written under a temporary name
+    and renamed, so an interrupted export never leaves a partial file at ``path``.
     """
+    path = Path(path)
+    _check_output(path, overwrite)
     ds = open_store(store)
     block = layout_of(ds).block
     ds = ds.drop_encoding()
@@ -60,8 +74,13 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4) -> Path:
             if "sample" in var.dims:
                 enc["chunksizes"] = tuple(min(block, n) if d == "sample" else n for d, n in var.sizes.items())
             encoding[name] = enc
-    path = Path(path)
-    ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
     return path
 
 
@@ -77,10 +96,19 @@ def _legacy_maps(ds: xr.Dataset) -> dict[str, tuple[str, dict]]:
     return out
 
 
-def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> Path:
-    """Write the legacy layout (see module docstring); returns the folder."""
-    ds = open_store(store)
+def to_legacy(store: str | Path, folder: str | Path, progress: bool = True, overwrite: bool = False) -> Path:
+    """Write the legacy layout (see module docstring); returns the folder.
+
+    An existing ``folder`` is refused unless ``overwrite``, which replaces it
+    only if it is a legacy export (holds ``dataset_full.csv``), never another folder.
+    """
     folder = Path(folder)
+    _check_output(folder, overwrite)
+    if folder.exists():
+        if not (folder / "dataset_full.csv").exists():
+            raise UserError(f"{folder} exists and is not a legacy export (no dataset_full.csv); not replacing it")
+        shutil.rmtree(folder)
+    ds = open_store(store)
     done = ds["done"].values
     samples = np.flatnonzero(done)
     labels = label_names(ds)
@@ -126,20 +154,28 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     Without ``popstore.json`` (genuine research-code output) each map becomes a
     variable over ``(sample, <map>_y, <map>_x)`` with index coordinates, and
     labels carry no units.
+
+    Refused before anything is written (:class:`UserError`): an existing
+    ``store``, a missing ``dataset_full.csv``, no rows, non-numeric labels,
+    a listed ``.npy`` file that does not exist. A map whose shape or dtype
+    differs from the first of its column stops the import with the file named;
+    the store is built under a temporary name and renamed when complete, so
+    a failed import leaves no store.
     """
-    folder = Path(folder)
-    table = pd.read_csv(folder / "dataset_full.csv")
+    folder, store = Path(folder), Path(store)
+    table = _legacy_table(folder, store)
     map_cols = [c for c in table.columns if c.startswith("input:")]
     labels = [c for c in table.columns if not c.startswith("input:")]
-    if not map_cols:
-        raise ValueError(f"{folder}/dataset_full.csv has no input:<map> columns")
     meta_path = folder / "popstore.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     n = len(table)
 
     def stacked(col: str) -> da.Array:
         first = np.load(folder / table[col].iloc[0])
-        parts = [da.from_delayed(dask.delayed(np.load)(folder / p), first.shape, first.dtype) for p in table[col]]
+        if first.ndim != 2:
+            raise UserError(f"{folder / table[col].iloc[0]}: a map must be 2D, got shape {first.shape}")
+        parts = [da.from_delayed(dask.delayed(_load_map)(folder / p, first.shape, first.dtype), first.shape,
+                                 first.dtype) for p in table[col]]
         return da.stack(parts).transpose(0, 2, 1)  # legacy x-first -> store (y, x)
 
     arrays = {c.removeprefix("input:"): stacked(c) for c in map_cols}
@@ -182,9 +218,60 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     for k, v in out.variables.items():
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))
-    with dask.config.set(scheduler="threads"):
-        out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(store, mode="w-", zarr_format=3, consolidated=False,
-                                                    encoding=encoding)
+    target, store = store, temporary_path(store)
+    if store.exists():
+        shutil.rmtree(store)
+    try:
+        with dask.config.set(scheduler="threads"):
+            out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(
+                store, mode="w-", zarr_format=3, consolidated=False, encoding=with_checksums(out, encoding))
+        _import_splits(folder, store, table, map_cols, labels)
+    except BaseException:
+        shutil.rmtree(store, ignore_errors=True)
+        raise
+    os.replace(store, target)
+    return open_store(target)
+
+
+def _legacy_table(folder: Path, store: Path) -> pd.DataFrame:
+    """``dataset_full.csv`` of a legacy folder, checked (see :func:`from_legacy`)."""
+    if store.exists():
+        raise UserError(f"{store} exists; choose a new store path")
+    csv = folder / "dataset_full.csv"
+    if not csv.is_file():
+        raise UserError(f"{csv} not found: not a legacy folder (maps/ + dataset_full.csv)")
+    table = pd.read_csv(csv)
+    map_cols = [c for c in table.columns if c.startswith("input:")]
+    labels = [c for c in table.columns if not c.startswith("input:")]
+    if not map_cols:
+        raise UserError(f"{csv} has no input:<map> columns")
+    if table.empty:
+        raise UserError(f"{csv} lists no samples")
+    numeric = table[labels].apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & table[labels].notna()
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise UserError(f"{csv}: line {row + 2}: label {labels[col]} = {table[labels[col]].iloc[row]!r} is not a number")
+    listed = pd.concat([table[c] for c in map_cols], ignore_index=True).astype(str)
+    present = {os.path.normpath(p) for p in folder.rglob("*.npy")}
+    absent = listed[~listed.map(lambda p: os.path.normpath(folder / p)).isin(present)]
+    if len(absent):
+        raise UserError(f"{folder}: {len(absent)} listed maps are missing, first {absent.iloc[0]}")
+    return table
+
+
+def _load_map(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """One legacy map, refused (UserError naming the file) unless it has the shape and dtype of its column."""
+    arr = np.load(path, allow_pickle=False)
+    if arr.shape != shape or arr.dtype != dtype:
+        raise UserError(f"{path}: map of shape {arr.shape} and dtype {arr.dtype}; the first map of its column has "
+                        f"{shape} {dtype}")
+    return arr
+
+
+def _import_splits(folder: Path, store: Path, table: pd.DataFrame, map_cols: list[str], labels: list[str]) -> None:
+    """The legacy ``dataset_{train,valid,test}.csv`` as the store's ``split`` and ``label_stats``, if all present."""
+    n = len(table)
     splits_present = all((folder / f"dataset_{s}.csv").exists() for s in SUBSETS)
     if splits_present:
         subset = np.full(n, "excluded", dtype=object)
@@ -199,5 +286,4 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
                                         coords={"subset": ["full", "train"], "label": labels,
                                                 "statistic": list(STATISTICS)}),
         })
-    return open_store(store)
 

@@ -353,9 +353,38 @@ def check_schema(ds: xr.Dataset, where: str = "store") -> None:
         missing.append("label variables (role='label')")
     if missing:
         raise SchemaError(f"{where}: missing required {', '.join(missing)}")
+    check_attrs(ds.attrs, where)
     for name, var in ds.data_vars.items():
         if var.attrs.get("role") in ("input", "label") and var.dims[:1] != ("sample",):
             raise SchemaError(f"{where}: variable {name!r} has role {var.attrs['role']!r} but dims {var.dims}")
+
+
+def check_attrs(attrs: Mapping[str, Any], where: str = "store") -> None:
+    """Raise :class:`SchemaError` naming the first root attr whose value has the wrong type or range."""
+    def bad(key: str, need: str) -> SchemaError:
+        return SchemaError(f"{where}: attr {key!r} = {attrs.get(key)!r} is not {need}")
+
+    def integer(key: str) -> int | None:
+        value = attrs.get(key)
+        return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
+
+    chunk, shard = integer("samples_per_chunk"), integer("samples_per_shard") if "samples_per_shard" in attrs else 0
+    if chunk is None or chunk < 1:
+        raise bad("samples_per_chunk", "an integer >= 1")
+    if shard is None or shard < 0 or shard % chunk:
+        raise bad("samples_per_shard", f"0 or a positive multiple of samples_per_chunk ({chunk})")
+    try:
+        config = json.loads(attrs["simulator_config"])
+    except (TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise bad("simulator_config", "a JSON object")
+    if not isinstance(attrs.get("simulator"), str):
+        raise bad("simulator", "a string")
+    for key in ("labels", "inputs", "finite_outputs"):
+        value = attrs.get(key, [])
+        if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            raise bad(key, "a list of variable names")
 
 
 def _names_with_role(ds: xr.Dataset, role: str, order_attr: str) -> list[str]:

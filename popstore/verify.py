@@ -36,7 +36,7 @@ import zarr
 
 from popstore.codecs import CorruptChunkError
 from popstore.lock import StoreLock
-from popstore.store import Layout, SchemaError
+from popstore.store import Layout, SchemaError, check_attrs
 
 REGENERATED_ROLES = ("input", "diagnostic", "catalogue", "label")
 
@@ -126,8 +126,9 @@ def verify(store: str | Path, repair: bool = False) -> VerifyReport:
 def _verify(path: Path, repair: bool) -> VerifyReport:
     group = zarr.open_group(path, mode="r", zarr_format=3)
     attrs = dict(group.attrs)
-    if "popstore_schema_version" not in attrs or "done" not in group or "samples_per_chunk" not in attrs:
-        raise SchemaError(f"{path}: not a popstore store (no schema version, done flags or chunking)")
+    if "popstore_schema_version" not in attrs or "done" not in group:
+        raise SchemaError(f"{path}: not a popstore store (no schema version or done flags)")
+    check_attrs(attrs, str(path))
     chunk = int(attrs["samples_per_chunk"])
     layout = Layout(group["done"].shape[0], chunk, int(attrs.get("samples_per_shard", 0)) or chunk)
     always_written = bool(attrs.get("chunks_always_written", 0))
