@@ -103,5 +103,5 @@ def check_table(parameters: Sequence[Parameter], table: pd.DataFrame) -> None:
             i = int(np.argmax(bad))
             what = "is not a finite number" if not np.isfinite(values[i]) else \
                 f"lies outside the prior [{p.low}, {p.high}]"
-            raise UserError(f"parameter {p.name!r}: {int(bad.sum())} values, first row {i} = {table[p.name].iloc[i]!r}, "
+            raise UserError(f"parameter {p.name!r}: {int(bad.sum())} values, first row {i} = {float(values[i])}, "
                             f"{what}")

@@ -349,11 +349,12 @@ def check_schema(ds: xr.Dataset, where: str = "store") -> None:
     for key in ("simulator", "simulator_config", "samples_per_chunk"):
         if key not in ds.attrs:
             missing.append(f"attr {key}")
+    if not missing:
+        check_attrs(ds.attrs, where)
     if not label_names(ds):
         missing.append("label variables (role='label')")
     if missing:
         raise SchemaError(f"{where}: missing required {', '.join(missing)}")
-    check_attrs(ds.attrs, where)
     for name, var in ds.data_vars.items():
         if var.attrs.get("role") in ("input", "label") and var.dims[:1] != ("sample",):
             raise SchemaError(f"{where}: variable {name!r} has role {var.attrs['role']!r} but dims {var.dims}")

@@ -332,12 +332,12 @@ def test_two_generate_processes_one_refused_with_one_line(tmp_path):
 
 # --- priors ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, what", [(np.inf, "not a finite number"), (np.nan, "not a finite number"),
-                                         (1.5, r"outside the prior \[0.0, 1.0\]")])
+@pytest.mark.parametrize("value, what", [(np.inf, "is not a finite number"), (np.nan, "is not a finite number"),
+                                         (1.5, r"lies outside the prior \[0.0, 1.0\]")])
 def test_parameter_values_are_checked_against_the_prior_before_anything_runs(value, what, table, tmp_path):
     bad = table.copy()
     bad.loc[5, "a"] = value
-    with pytest.raises(UserError, match=f"parameter 'a': 1 values, first row 5 = .*{what}"):
+    with pytest.raises(UserError, match=f"parameter 'a': 1 values, first row 5 = {value}, {what}"):
         popstore.generate(Ramp(), bad, tmp_path / "s.zarr", client=object(), progress=False)
     assert not (tmp_path / "s.zarr").exists()
 
@@ -408,3 +408,184 @@ def test_kilonova_evaluate_refuses_a_crafted_emulator(tmp_path):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "refusing to load a checkpoint" in out.stderr
     assert not marker.exists()
+
+
+# --- bad input at the command line: one line, exit 2, nothing written ------------------------------
+
+def run_cli(args, capsys):
+    from popstore.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--test", "0.6", "--valid", "0.6"], r"test=0.6 \+ valid=0.6 >= 1 would leave training only 16.0%"),
+    (["--test", "0.9", "--valid", "0.99"], r"test=0.9 \+ valid=0.99 >= 1"),
+    (["--test", "1.5"], r"test fraction must lie in \[0, 1\), got 1.5"),
+    (["--groups", "image"], r"groups='image' has dims \('sample', 'band', 'y', 'x'\); it needs one value per sample"),
+    (["--groups", "nope"], r"groups='nope': no such variable; per-sample variables: \[.*'n_bright'"),
+    (["--exclude", "image"], r"exclude='image' has dims"),
+])
+def test_split_refuses_bad_fractions_and_groups(args, message, reference, tmp_path, capsys):
+    import re
+
+    path = copy(reference, tmp_path)
+    code, err = run_cli(["split", path, *args], capsys)
+    assert code == 2 and len(err) == 1 and re.search(message, err[0]), err
+    assert "split" not in open_store(path).coords
+
+
+@pytest.mark.parametrize("name", ["training", "Train", "all"])
+def test_map_dataset_refuses_unknown_split_names(name, reference, tmp_path):
+    path = copy(reference, tmp_path)
+    popstore.split(path, test=0.25, valid=0.0, seed=1)
+    with pytest.raises(UserError, match=rf"split must be one of \['train', 'valid', 'test'\] or None .*got '{name}'"):
+        popstore.MapDataset(path, split=name)
+    assert len(popstore.MapDataset(path, split="train")) == 18
+
+
+def test_export_refuses_an_existing_output_unless_overwrite(reference, tmp_path, capsys):
+    from popstore.export import to_hdf5, to_legacy
+
+    target = tmp_path / "out.h5"
+    target.write_bytes(b"precious")
+    code, err = run_cli(["export", reference, target], capsys)
+    assert code == 2 and err == [f"popstore export: error: {target} exists; choose another output path or pass "
+                                 "overwrite=True (--overwrite)"]
+    assert target.read_bytes() == b"precious"
+    to_hdf5(reference, target, overwrite=True)
+    assert target.read_bytes()[:4] == b"\x89HDF"
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists"):
+        to_legacy(reference, folder, progress=False)
+    with pytest.raises(UserError, match="not a legacy export"):
+        to_legacy(reference, folder, progress=False, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def legacy(reference, tmp_path):
+    from popstore.export import to_legacy
+
+    return to_legacy(reference, tmp_path / "legacy", progress=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("delete", r"1 listed maps are missing, first maps/image_g/7.npy"),
+    ("reshape", r"maps/image_g/7.npy: map of shape \(4, 4\) and dtype float32; the first map of its column has "
+                r"\(8, 8\) float32"),
+    ("label", r"line 3: label a = 'abc' is not a number"),
+    ("no-csv", r"dataset_full.csv not found"),
+])
+def test_import_refuses_a_broken_legacy_folder(damage, message, legacy, tmp_path, capsys):
+    npy = legacy / "maps/image_g/7.npy"
+    if damage == "delete":
+        npy.unlink()
+    elif damage == "reshape":
+        np.save(npy, np.zeros((4, 4), dtype=np.float32))
+    elif damage == "label":
+        table = pd.read_csv(legacy / "dataset_full.csv")
+        table["a"] = table["a"].astype(object)
+        table.loc[1, "a"] = "abc"
+        table.to_csv(legacy / "dataset_full.csv", index=False)
+    else:
+        (legacy / "dataset_full.csv").unlink()
+    store = tmp_path / "imported.zarr"
+    code, err = run_cli(["import", legacy, store], capsys)
+    assert code == 2 and len(err) == 1, err
+    import re
+    assert re.search(message, err[0]), err
+    assert not store.exists() and not temporary_path(store).exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("samples_per_chunk", "abc", r"attr 'samples_per_chunk' = 'abc' is not an integer >= 1"),
+    ("samples_per_chunk", 0, r"attr 'samples_per_chunk' = 0 is not an integer >= 1"),
+    ("samples_per_shard", 5, r"attr 'samples_per_shard' = 5 is not 0 or a positive multiple"),
+    ("simulator_config", "{not json", r"attr 'simulator_config' = '\{not json' is not a JSON object"),
+    ("labels", 7, r"attr 'labels' = 7 is not a list of variable names"),
+])
+def test_info_on_garbage_attrs_is_one_line(key, value, message, reference, tmp_path, capsys):
+    import re
+
+    path = copy(reference, tmp_path)
+    zarr.open_group(path, mode="r+").attrs[key] = value
+    code, err = run_cli(["info", path], capsys)
+    assert code == 2 and len(err) == 1 and re.search(message, err[0]), err
+
+
+# --- observed catalogues ----------------------------------------------------------------------------
+
+ATNF_HEADER = "#;PSRJ;P0;P1;Gl;Gb;RAJD;DECJD;S1400;ASSOC;SURVEY;\n;;(s);;(deg);(deg);(deg);(deg);(mJy);;;\n"
+ATNF_ROWS = ["1;J0001+0001;0.50;1.0e-15;10.0;1.0;250.0;-20.0;1.2;NAN;pksmb;\n",
+             "2;J0002+0002;0.70;2.0e-15;-20.0;-2.0;260.0;-30.0;0.4;NAN;pksmb,htru_pks;\n",
+             "3;J0003+0003;1.10;5.0e-14;30.0;0.5;240.0;-10.0;NAN;NAN;pkssw;\n"]
+
+
+def write_atnf(tmp_path, text: str | bytes) -> Path:
+    path = tmp_path / "atnf.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_a_good_atnf_export_reads(tmp_path):
+    from popstore.catalog import read_atnf
+
+    df = read_atnf(write_atnf(tmp_path, ATNF_HEADER + "".join(ATNF_ROWS)))
+    assert df["PSRJ"].tolist() == ["J0001+0001", "J0002+0002", "J0003+0003"]
+    assert df["P1"].tolist() == [1.0e-15, 2.0e-15, 5.0e-14] and np.isnan(df["S1400"].iloc[2])
+
+
+@pytest.mark.parametrize("text, message", [
+    (ATNF_HEADER + ATNF_ROWS[0] + ATNF_ROWS[1].replace("0.70", "0.7O"), r"line 4: column P0 holds '0.7O', not a number"),
+    (ATNF_HEADER + ATNF_ROWS[0] + ATNF_ROWS[1].replace("pksmb,htru_pks;", "pksmb;extra;"),
+     r"not a ';'-delimited ATNF export: Error tokenizing data.*line 4"),
+    ((ATNF_HEADER + ATNF_ROWS[0]).encode() + b"2;J0002+0002;0.70;2.0e-15;-20.0;-2.0;260.0;-30.0;0.4;\xff\xfe;pksmb;\n",
+     r"not UTF-8 text \(invalid start byte at byte"),
+    (ATNF_HEADER, r"holds no pulsars \(header only\)"),
+    (ATNF_HEADER + "".join(ATNF_ROWS) + "".join(ATNF_ROWS).replace("1;J", "9;J"),
+     r"3 pulsars listed more than once \(first J0001\+0001 again on line 6\)"),
+])
+def test_bad_atnf_exports_are_refused_with_the_line(text, message, tmp_path):
+    from popstore.catalog import read_atnf
+
+    with pytest.raises(UserError, match=message):
+        read_atnf(write_atnf(tmp_path, text))
+
+
+def test_atnf_export_without_s1400_needs_a_meerkat_table(tmp_path):
+    from popstore.catalog import filter_atnf, flux_subsets, read_atnf, survey_subsets
+
+    text = ATNF_HEADER.replace("S1400;", "").replace("(mJy);", "") + "".join(
+        r.replace(";1.2;", ";").replace(";0.4;", ";").replace(";NAN;NAN;pkssw", ";NAN;pkssw") for r in ATNF_ROWS)
+    subsets = survey_subsets(filter_atnf(read_atnf(write_atnf(tmp_path, text)))[0])
+    with pytest.raises(UserError, match="no S1400 column .* and no MeerKAT table"):
+        flux_subsets(subsets, None)
+    meerkat = pd.DataFrame({"PSRJ": ["J0001+0001"], "S1400": [0.002]})
+    assert flux_subsets(subsets, meerkat)[0]["PMPS"]["S1400_Jy"].tolist() == [0.002]
+
+
+def test_pipeline_fixed_value_outside_the_prior_is_refused(tmp_path, client):
+    from popstore.pipeline import Pipeline
+
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(textwrap.dedent("""
+        [simulator]
+        name = "gaussian_fields"
+        [simulator.config]
+        npix = 8
+        [priors]
+        n_samples = 8
+        [priors.fixed]
+        smoothing = -1.0
+        [store]
+        path = "s.zarr"
+    """))
+    with pytest.raises(UserError, match=r"parameter 'smoothing': 8 values, first row 0 = -1.0, lies outside the prior"):
+        Pipeline.load(pipeline).generate(client=client, progress=False)
+    assert not (tmp_path / "s.zarr").exists()
