@@ -330,6 +330,49 @@ def test_two_generate_processes_one_refused_with_one_line(tmp_path):
         "the lock file if that process is gone"]
 
 
+RACE_SCRIPT = """
+import sys, pandas as pd, popstore
+from popstore.lock import StoreLockedError
+from toy_simulators import Ramp
+if __name__ == "__main__":
+    try:
+        report = popstore.generate(Ramp(delay=0.2), pd.read_csv(sys.argv[1]), sys.argv[2], seed=7,
+                                   samples_per_chunk=3, progress=False)
+    except StoreLockedError as err:
+        print("locked:", err)
+        sys.exit(2)
+    print("written", report.n_written)
+"""
+
+
+def test_two_writers_started_together_one_writes_one_is_refused(table, reference, tmp_path):
+    table.to_csv(tmp_path / "table.csv", index=False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), *sys.path]))
+    procs = [subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, str(tmp_path / "table.csv"), str(tmp_path / "s.zarr")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    stdout = sorted(o[0].strip() for o in outs)
+    assert stdout[0].startswith("locked:") and "is being written by pid" in stdout[0]
+    assert stdout[1] == f"written {N}"
+    assert chunk_files(tmp_path / "s.zarr") == chunk_files(reference)
+    assert not lock_path(tmp_path / "s.zarr").exists()
+
+
+def test_verify_command_prints_the_table_and_exit_status(reference, tmp_path, capsys):
+    from popstore.cli import main
+
+    path = copy(reference, tmp_path)
+    assert main(["verify", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("chunks checked, no problems")
+    (path / "n_bright/c/2").unlink()
+    assert main(["verify", str(path), "--repair"]) == 1
+    out = capsys.readouterr().out
+    assert "n_bright n_bright/c/2 6-8 missing True" in " ".join(out.split())
+    assert "1 problems" in out and "done cleared for blocks [2]" in out
+
+
 # --- priors ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value, what", [(np.inf, "is not a finite number"), (np.nan, "is not a finite number"),
