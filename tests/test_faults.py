@@ -301,7 +301,8 @@ def test_stale_locks_are_taken_over_with_a_warning(table, tmp_path, caplog):
     assert "last refreshed 1" in caplog.text
 
 
-def test_two_generate_processes_one_refused_with_one_line(tmp_path):
+def small_pipeline(tmp_path: Path, extra: str = "") -> Path:
+    """A gaussian_fields pipeline file of 8 tiny samples in ``tmp_path`` (store ``s.zarr``), plus ``extra`` TOML."""
     pipeline = tmp_path / "p.toml"
     pipeline.write_text(textwrap.dedent("""
         [simulator]
@@ -313,11 +314,17 @@ def test_two_generate_processes_one_refused_with_one_line(tmp_path):
         [store]
         path = "s.zarr"
         samples_per_chunk = 4
+    """) + textwrap.dedent(extra))
+    return pipeline
+
+
+def test_two_generate_processes_one_refused_with_one_line(tmp_path):
+    pipeline = small_pipeline(tmp_path, """
         [cluster]
         kind = "local"
         n_workers = 1
         processes = false
-    """))
+    """)
     lock_path(tmp_path / "s.zarr").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                                          "started": "now"}))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
@@ -616,19 +623,10 @@ def test_atnf_export_without_s1400_needs_a_meerkat_table(tmp_path):
 def test_pipeline_fixed_value_outside_the_prior_is_refused(tmp_path, client):
     from popstore.pipeline import Pipeline
 
-    pipeline = tmp_path / "p.toml"
-    pipeline.write_text(textwrap.dedent("""
-        [simulator]
-        name = "gaussian_fields"
-        [simulator.config]
-        npix = 8
-        [priors]
-        n_samples = 8
+    pipeline = small_pipeline(tmp_path, """
         [priors.fixed]
         smoothing = -1.0
-        [store]
-        path = "s.zarr"
-    """))
+    """)
     with pytest.raises(UserError, match=r"parameter 'smoothing': 8 values, first row 0 = -1.0, lies outside the prior"):
         Pipeline.load(pipeline).generate(client=client, progress=False)
     assert not (tmp_path / "s.zarr").exists()
