@@ -129,8 +129,8 @@ def _verify(path: Path, repair: bool) -> VerifyReport:
     if "popstore_schema_version" not in attrs or "done" not in group:
         raise SchemaError(f"{path}: not a popstore store (no schema version or done flags)")
     check_attrs(attrs, str(path))
-    chunk = int(attrs["samples_per_chunk"])
-    layout = Layout(group["done"].shape[0], chunk, int(attrs.get("samples_per_shard", 0)) or chunk)
+    per_chunk = int(attrs["samples_per_chunk"])
+    layout = Layout(group["done"].shape[0], per_chunk, int(attrs.get("samples_per_shard", 0)) or per_chunk)
     always_written = bool(attrs.get("chunks_always_written", 0))
     finite_outputs = attrs.get("finite_outputs")
     if finite_outputs is None:  # stores older than the attr: the default of Output.finite (inputs are finite)
