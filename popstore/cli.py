@@ -82,14 +82,21 @@ def _upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from popstore.verify import verify
+
+    report = verify(args.store, repair=args.repair)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _export(args: argparse.Namespace) -> int:
     from popstore import export
 
-    out = new_output(args.output, args.overwrite)
     if args.format == "hdf5":
-        print(export.to_hdf5(args.store, out, progress=not args.quiet))
+        print(export.to_hdf5(args.store, args.output, progress=not args.quiet, overwrite=args.overwrite))
     else:
-        print(export.to_legacy(args.store, out, progress=not args.quiet))
+        print(export.to_legacy(args.store, args.output, progress=not args.quiet, overwrite=args.overwrite))
     return 0
 
 
@@ -97,9 +104,8 @@ def _import(args: argparse.Namespace) -> int:
     from popstore import export
     from popstore.info import describe
 
-    out = new_output(args.output, args.overwrite)
-    export.from_legacy(args.folder, out, samples_per_chunk=args.samples_per_chunk, progress=not args.quiet)
-    print(describe(out))
+    export.from_legacy(args.folder, args.output, samples_per_chunk=args.samples_per_chunk, progress=not args.quiet)
+    print(describe(args.output))
     return 0
 
 
@@ -161,6 +167,13 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_plot_maps)
 
+    p = sub.add_parser("verify", help="read every chunk of a store: checksums, missing chunks, non-finite done "
+                                      "samples; exit 1 if anything is wrong")
+    p.add_argument("store", help="popstore Zarr store (path or fsspec URL)")
+    p.add_argument("--repair", action="store_true",
+                   help="clear 'done' of the damaged blocks so that 'popstore generate' remakes exactly those")
+    p.set_defaults(func=_verify)
+
     p = sub.add_parser("export", help="export a store to HDF5 or to the legacy .npy + CSV layout")
     p.add_argument("store", help="popstore Zarr store (path or fsspec URL: s3://, gs://, memory://, file://)")
     p.add_argument("-o", "--output", required=True, help="HDF5 file, or folder for --format legacy (path or fsspec URL)")
@@ -171,9 +184,8 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="turn a legacy .npy + CSV folder into a store")
     p.add_argument("folder", help="legacy folder (dataset_full.csv, maps/), path or fsspec URL")
-    p.add_argument("-o", "--output", required=True, help="Zarr store to write (path or fsspec URL)")
+    p.add_argument("-o", "--output", required=True, help="new Zarr store to write (path or fsspec URL)")
     p.add_argument("--samples-per-chunk", type=int, help="samples per chunk (default: chosen for ~1-16 MiB chunks)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_import)
 

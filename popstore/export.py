@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from fsspec.implementations.local import LocalFileSystem
 from tqdm.auto import tqdm
 from tqdm.dask import TqdmCallback
 
+from popstore.errors import UserError
 from popstore.splits import SUBSETS, label_statistics
 from popstore.store import (
     SCHEMA_VERSION,
@@ -46,8 +48,11 @@ from popstore.store import (
     layout_of,
     open_store,
     consolidate,
+    store_exists,
     store_location,
+    temporary_path,
     text_array,
+    with_checksums,
     write_variables,
 )
 
@@ -63,15 +68,24 @@ def _returned(location: str | os.PathLike) -> Path | str:
     return loc if "://" in loc else Path(loc)
 
 
-def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: bool = True) -> Path | str:
+def _check_output(location: str | Path, overwrite: bool) -> None:
+    if store_exists(location) and not overwrite:
+        raise UserError(f"{location} exists; choose another output path or pass overwrite=True (--overwrite)")
+
+
+def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: bool = True,
+            overwrite: bool = False) -> Path | str:
     """Write the whole store to one netCDF-4/HDF5 file (h5netcdf), same variables and attrs.
 
     Booleans are stored as int8 and read back as bool. Strings are written as
     CF character arrays (an extra ``<name>_strlen`` dim, ``_Encoding = "utf-8"``),
-    which netCDF tools and the CF checker read, and come back as strings. A URL
-    ``path`` is written to a local temporary file first, then uploaded.
-    ``progress``: a bar over the chunks written.
+    which netCDF tools and the CF checker read, and come back as strings. An
+    existing ``path`` is refused unless ``overwrite``. The file is written under
+    a temporary name and then renamed (a URL ``path``: uploaded), so an
+    interrupted export never leaves a partial file at ``path``. ``progress``: a
+    bar over the chunks written.
     """
+    _check_output(path, overwrite)
     ds = open_store(store)
     block = layout_of(ds).block
     ds = ds.drop_encoding()
@@ -90,13 +104,14 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: b
         if name in ds.coords or name in bounds:  # CF: no missing values in coordinates and cell bounds
             encoding.setdefault(name, {})["_FillValue"] = None
     fs, target = _fs(path)
-    with TqdmCallback(desc="HDF5 export", unit="task", disable=not progress):
-        if isinstance(fs, LocalFileSystem):
-            ds.to_netcdf(target, engine="h5netcdf", encoding=encoding)
+    local = isinstance(fs, LocalFileSystem)
+    with tempfile.TemporaryDirectory(dir=Path(target).parent if local else None) as tmp:
+        with TqdmCallback(desc="HDF5 export", unit="task", disable=not progress):
+            ds.to_netcdf(f"{tmp}/out.nc", engine="h5netcdf", encoding=encoding)
+        if local:
+            os.replace(f"{tmp}/out.nc", target)
         else:
-            with tempfile.TemporaryDirectory() as tmp:
-                ds.to_netcdf(f"{tmp}/out.nc", engine="h5netcdf", encoding=encoding)
-                fs.put_file(f"{tmp}/out.nc", target)
+            fs.put_file(f"{tmp}/out.nc", target)
     return _returned(path)
 
 
@@ -112,10 +127,19 @@ def _legacy_maps(ds: xr.Dataset) -> dict[str, tuple[str, dict]]:
     return out
 
 
-def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> Path | str:
-    """Write the legacy layout (see module docstring); returns the folder."""
-    ds = open_store(store)
+def to_legacy(store: str | Path, folder: str | Path, progress: bool = True, overwrite: bool = False) -> Path | str:
+    """Write the legacy layout (see module docstring); returns the folder.
+
+    An existing ``folder`` is refused unless ``overwrite``, which replaces it
+    only if it is a legacy export (holds ``dataset_full.csv``), never another folder.
+    """
+    _check_output(folder, overwrite)
     fs, root = _fs(folder)
+    if fs.exists(root):
+        if not fs.exists(f"{root}/dataset_full.csv"):
+            raise UserError(f"{folder} exists and is not a legacy export (no dataset_full.csv); not replacing it")
+        fs.rm(root, recursive=True)
+    ds = open_store(store)
     done = ds["done"].values
     samples = np.flatnonzero(done)
     labels = label_names(ds)
@@ -168,36 +192,32 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
                 progress: bool = True) -> xr.Dataset:
     """Turn a legacy folder into a store (with coordinates when ``popstore.json`` is present).
 
-    ``progress``: a bar over the maps read and the chunks written.
-
     Without ``popstore.json`` (genuine research-code output) each map becomes a
     variable over ``(sample, <map>_y, <map>_x)`` with index coordinates, and
-    labels carry no units.
+    labels carry no units. ``progress``: a bar over the maps read and the chunks written.
+
+    Refused before anything is written (:class:`UserError`): an existing
+    ``store``, a missing ``dataset_full.csv``, no rows, non-numeric labels,
+    a listed ``.npy`` file that does not exist. A map whose shape or dtype
+    differs from the first of its column stops the import with the file named.
+    A local store is built under a temporary name and renamed when complete, so
+    a failed import leaves no store.
     """
     fs, root = _fs(folder)
-
-    def read_csv(name: str) -> pd.DataFrame:
-        with fs.open(f"{root}/{name}") as f:
-            return pd.read_csv(f)
-
-    def load(rel: str) -> np.ndarray:
-        with fs.open(f"{root}/{rel}") as f:
-            return np.load(f)
-
-    table = read_csv("dataset_full.csv")
+    table = _legacy_table(fs, root, folder, store)
     source = root if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(root)
     map_cols = [c for c in table.columns if c.startswith("input:")]
     labels = [c for c in table.columns if not c.startswith("input:")]
-    if not map_cols:
-        raise ValueError(f"{folder}/dataset_full.csv has no input:<map> columns")
     meta = json.loads(fs.cat_file(f"{root}/popstore.json")) if fs.exists(f"{root}/popstore.json") else None
     n = len(table)
 
     def stacked(col: str) -> da.Array:
-        first = load(table[col].iloc[0])
-        parts = [da.from_delayed(dask.delayed(load)(p), first.shape, first.dtype) for p in table[col]]
+        first = _load_map(fs, f"{root}/{table[col].iloc[0]}")
+        if first.ndim != 2:
+            raise UserError(f"{folder}/{table[col].iloc[0]}: a map must be 2D, got shape {first.shape}")
+        parts = [da.from_delayed(dask.delayed(_load_map)(fs, f"{root}/{p}", first.shape, first.dtype), first.shape,
+                                 first.dtype) for p in table[col]]
         return da.stack(parts).transpose(0, 2, 1)  # legacy x-first -> store (y, x)
-
     arrays = {c.removeprefix("input:"): stacked(c) for c in map_cols}
     if meta:
         static = {k: xr.Variable(v["dims"], v["data"], v["attrs"]) for k, v in meta["static"].items()}
@@ -241,24 +261,81 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     for k, v in out.variables.items():
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))
-    with dask.config.set(scheduler="threads"), TqdmCallback(desc="legacy import", unit="task", disable=not progress):
-        out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(
-            store_location(store), mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
-    consolidate(store)
-    splits_present = all(fs.exists(f"{root}/dataset_{s}.csv") for s in SUBSETS)
-    if splits_present:
-        subset = np.full(n, "excluded", dtype=object)
-        key = table[map_cols[0]]
-        for s in SUBSETS:
-            subset[key.isin(read_csv(f"dataset_{s}.csv")[map_cols[0]]).to_numpy()] = s
-        stats = np.stack([label_statistics(table[labels].to_numpy()),
-                          label_statistics(table[labels].to_numpy()[subset == "train"])])
-        write_variables(store, {
-            "split": xr.DataArray(subset, dims="sample", attrs={"long_name": "dataset subset", "imported": 1,
-                                                                **(meta or {}).get("split_attrs", {})}),
-            "label_stats": xr.DataArray(stats, dims=("subset", "label", "statistic"),
-                                        coords={"subset": ["full", "train"], "label": labels,
-                                                "statistic": list(STATISTICS)}),
-        })
+    loc = store_location(store)
+    target = loc if "://" in loc else temporary_path(loc)
+    if "://" not in loc and target.exists():
+        shutil.rmtree(target)
+    try:
+        with dask.config.set(scheduler="threads"), TqdmCallback(desc="legacy import", unit="task",
+                                                                disable=not progress):
+            out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(
+                target, mode="w-", zarr_format=3, consolidated=False, encoding=with_checksums(out, encoding))
+        _import_splits(fs, root, target, table, map_cols, labels, (meta or {}).get("split_attrs", {}))
+        consolidate(target)
+    except BaseException:
+        if "://" not in loc:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    if "://" not in loc:
+        os.replace(target, loc)
     return open_store(store)
 
+
+def _legacy_table(fs, root: str, folder: str | Path, store: str | Path) -> pd.DataFrame:
+    """``dataset_full.csv`` of a legacy folder, checked (see :func:`from_legacy`)."""
+    if store_exists(store):
+        raise UserError(f"{store} exists; choose a new store path")
+    csv = f"{root}/dataset_full.csv"
+    if not fs.isfile(csv):
+        raise UserError(f"{folder}/dataset_full.csv not found: not a legacy folder (maps/ + dataset_full.csv)")
+    with fs.open(csv) as f:
+        table = pd.read_csv(f)
+    map_cols = [c for c in table.columns if c.startswith("input:")]
+    labels = [c for c in table.columns if not c.startswith("input:")]
+    if not map_cols:
+        raise UserError(f"{folder}/dataset_full.csv has no input:<map> columns")
+    if table.empty:
+        raise UserError(f"{folder}/dataset_full.csv lists no samples")
+    numeric = table[labels].apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & table[labels].notna()
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise UserError(f"{folder}/dataset_full.csv: line {row + 2}: label {labels[col]} = "
+                        f"{table[labels[col]].iloc[row]!r} is not a number")
+    listed = pd.concat([table[c] for c in map_cols], ignore_index=True).astype(str)
+    present = {os.path.normpath(p) for p in fs.find(root) if p.endswith(".npy")}
+    absent = listed[~listed.map(lambda p: os.path.normpath(f"{root}/{p}")).isin(present)]
+    if len(absent):
+        raise UserError(f"{folder}: {len(absent)} listed maps are missing, first {absent.iloc[0]}")
+    return table
+
+
+def _load_map(fs, path: str, shape: tuple[int, ...] | None = None, dtype: np.dtype | None = None) -> np.ndarray:
+    """One legacy map, refused (UserError naming the file) unless it has the ``shape`` and ``dtype`` of its column."""
+    with fs.open(path) as f:
+        arr = np.load(f, allow_pickle=False)
+    if shape is not None and (arr.shape != shape or arr.dtype != dtype):
+        raise UserError(f"{path}: map of shape {arr.shape} and dtype {arr.dtype}; the first map of its column has "
+                        f"{shape} {dtype}")
+    return arr
+
+
+def _import_splits(fs, root: str, store: str | Path, table: pd.DataFrame, map_cols: list[str], labels: list[str],
+                   split_attrs: dict) -> None:
+    """The legacy ``dataset_{train,valid,test}.csv`` as the store's ``split`` and ``label_stats``, if all present."""
+    if not all(fs.exists(f"{root}/dataset_{s}.csv") for s in SUBSETS):
+        return
+    subset = np.full(len(table), "excluded", dtype=object)
+    key = table[map_cols[0]]
+    for s in SUBSETS:
+        with fs.open(f"{root}/dataset_{s}.csv") as f:
+            subset[key.isin(pd.read_csv(f)[map_cols[0]]).to_numpy()] = s
+    stats = np.stack([label_statistics(table[labels].to_numpy()),
+                      label_statistics(table[labels].to_numpy()[subset == "train"])])
+    write_variables(store, {
+        "split": xr.DataArray(subset, dims="sample", attrs={"long_name": "dataset subset", "imported": 1,
+                                                            **split_attrs}),
+        "label_stats": xr.DataArray(stats, dims=("subset", "label", "statistic"),
+                                    coords={"subset": ["full", "train"], "label": labels,
+                                            "statistic": list(STATISTICS)}),
+    })

@@ -10,9 +10,21 @@ killed job resumes where it stopped; since every sample's random numbers come
 from its stored seed, the resumed store is bit-identical to an uninterrupted
 one.
 
-A sample whose simulation raises is left ``done=False`` (its maps hold the
-fill value) and reported by index and seed; the rest of its block is written.
-Tasks whose worker dies are retried by Dask.
+A sample whose simulation raises, or returns NaN/inf in an output declared
+finite (:attr:`popstore.Output.finite`), is left ``done=False`` (its maps
+hold the fill value) and reported by index and seed; the rest of its block is
+written. A task whose worker dies (a segfaulting simulator) is retried by
+Dask; only that block is lost if it keeps killing workers (the simulator
+reaches the workers as a task result, which the scheduler recomputes, never
+as scattered data that a dead worker takes with it), and its samples are
+reported by index and seed.
+
+Safety: the parameter table is checked against the priors before anything
+runs (:func:`popstore.priors.check_table`); one writer at a time holds
+``<store>.lock`` (:class:`popstore.lock.StoreLock`); the template is created
+atomically (:func:`popstore.store.create_store`); on resume, blocks marked
+done whose chunk files are missing are remade (the cheap part of
+:func:`popstore.verify.verify`).
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from popstore.cluster import cluster_client
+from popstore.codecs import CorruptChunkError
+from popstore.lock import DEFAULT_STALE_AFTER, NoLock, StoreLock
+from popstore.priors import check_table
 from popstore.simulator import Simulator
 from popstore.store import (
     DEFAULT_COMPRESSION,
@@ -45,6 +60,7 @@ from popstore.store import (
     store_exists,
     store_location,
 )
+from popstore.verify import blocks_missing_chunks, clear_done
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +114,17 @@ def simulate_block(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray
                 out[o.name] = np.asarray(stacked[o.name]).astype(o.dtype, copy=False)
                 if out[o.name].shape != (n, *(sizes[d] for d in o.dims)):
                     raise ValueError(f"simulate_batch: {o.name} has shape {out[o.name].shape}")
-            return out, np.ones(n, dtype=bool), []
+            finite = simulator.finite_rows(out, batched=True)
+            ok = np.logical_and.reduce([np.ones(n, dtype=bool), *finite.values()])
+            failures = [
+                {"sample": start + j, "seed": int(seeds[j]),
+                 "error": f"ValueError: {simulator.name}: non-finite values (NaN or inf) in outputs "
+                          f"{[k for k, v in finite.items() if not v[j]]} declared finite"}
+                for j in np.flatnonzero(~ok)
+            ]
+            for o in simulator.outputs:  # failed rows hold the fill value, as in the per-sample path
+                out[o.name][~ok] = _fill(np.dtype(o.dtype))
+            return out, ok, failures
         except Exception:
             log.debug("batch of samples %d-%d failed; retrying one by one", start, start + n - 1, exc_info=True)
     sizes = simulator.dim_sizes()
@@ -125,10 +151,18 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     """One Dask task: simulate ``block`` and write its region (maps first, ``done`` last)."""
     stacks, ok, failures = simulate_block(simulator, params, seeds, block.start)
     outputs = {o.name: (("sample", *o.dims), stacks[o.name]) for o in simulator.outputs}
+    # labels and seeds too, so that a block whose label chunk was damaged is remade whole (popstore.verify)
+    outputs.update({name: ("sample", params[name].to_numpy(dtype=np.float64)) for name in params.columns})
+    outputs["seed"] = ("sample", np.asarray(seeds, dtype=np.int64))
     region = {"sample": block}
-    xr.Dataset(outputs).to_zarr(store_location(path), region=region, mode="r+", zarr_format=3, consolidated=False)
-    xr.Dataset({"done": ("sample", ok)}).to_zarr(store_location(path), region=region, mode="r+", zarr_format=3, consolidated=False)
+    kw = dict(region=region, mode="r+", zarr_format=3, consolidated=False, write_empty_chunks=True)
+    xr.Dataset(outputs).to_zarr(store_location(path), **kw)
+    xr.Dataset({"done": ("sample", ok)}).to_zarr(store_location(path), **kw)
     return failures
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
@@ -166,6 +200,7 @@ def prepare_store(
     if missing:
         raise ValueError(f"parameter table lacks columns {missing} needed by simulator {simulator.name!r}")
     params = params[list(simulator.parameter_names)]
+    check_table(simulator.parameters, params)
     seeds = sample_seeds(seed, len(params))
     layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
     if not store_exists(path):
@@ -179,7 +214,19 @@ def prepare_store(
             "refusing to resume into it (use a new path or delete it)"
         )
     _clean_partial_files(path)
-    return params, layout, seeds, ds["done"].values
+    try:
+        done = ds["done"].values
+    except CorruptChunkError as err:
+        raise CorruptChunkError(f"{err}; run `popstore verify {path} --repair` first") from None
+    if ds.attrs.get("chunks_always_written"):
+        outputs = [o.name for o in simulator.outputs]
+        missing = blocks_missing_chunks(path, outputs, layout, done)
+        if missing:
+            log.warning("%s: blocks %s are marked done but have missing chunks; remaking them", path, missing)
+            clear_done(path, layout, missing)
+            for b in missing:
+                done[layout.blocks()[b]] = False
+    return params, layout, seeds, done
 
 
 def generate(
@@ -194,6 +241,7 @@ def generate(
     compression: str = DEFAULT_COMPRESSION,
     retries: int = 3,
     progress: bool = True,
+    stale_lock_after: float = DEFAULT_STALE_AFTER,
 ) -> GenerationReport:
     """Fill ``store`` with one simulated sample per row of ``params``.
 
@@ -225,8 +273,28 @@ def generate(
         Times Dask reruns a task whose worker died.
     progress
         Show a progress bar of samples done.
+    stale_lock_after
+        Seconds after which the lock of a writer on another host that stopped
+        refreshing it is taken over (see :class:`popstore.lock.StoreLock`).
+
+    Raises
+    ------
+    popstore.lock.StoreLockedError
+        Another live process is writing ``store``.
+    popstore.errors.UserError
+        A parameter value is not finite or lies outside its prior.
     """
-    path = store if "://" in str(store) else Path(store)
+    loc = store_location(store)
+    path = loc if "://" in loc else Path(loc)
+    # object stores have no lock files (one writer per URL store is the user's to keep)
+    with (StoreLock(path, stale_after=stale_lock_after) if isinstance(path, Path) else NoLock()) as lock:
+        return _generate(simulator, params, path, client, lock, seed, samples_per_chunk, samples_per_shard,
+                         compression, retries, progress)
+
+
+def _generate(simulator: Simulator, params: pd.DataFrame, path: Path | str, client: Any, lock: StoreLock | NoLock,
+              seed: int, samples_per_chunk: int | None, samples_per_shard: int | None, compression: str, retries: int,
+              progress: bool) -> GenerationReport:
     params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk, samples_per_shard,
                                                 compression)
     todo = [b for b in layout.blocks() if not done[b].all()]
@@ -239,12 +307,16 @@ def generate(
     with _client(client, len(todo)) as c:
         from distributed import as_completed
 
-        sim_future = c.scatter(simulator, broadcast=True)
+        # the simulator as the result of a task, not scattered: a scattered copy that dies with its workers
+        # is gone for good and cancels every task depending on it (one crashing sample cost 70 of 100
+        # samples); a task result is recomputed by the scheduler, so a dead worker costs its own block only
+        sim = c.submit(_identity, simulator, pure=False)
         futures = {
-            c.submit(_write_block, sim_future, store_location(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
+            c.submit(_write_block, sim, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
             for b in todo
         }
         for fut in as_completed(futures):
+            lock.refresh()
             b = futures[fut]
             try:
                 block_failures = fut.result()

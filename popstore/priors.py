@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from popstore.errors import UserError
 from popstore.simulator import Parameter
 
 Design = Literal["uniform", "latin_hypercube"]
@@ -65,6 +66,9 @@ def sample_table(
         unknown = set(ranges) - {p.name for p in params}
         if unknown:
             raise KeyError(f"ranges given for unknown parameters {sorted(unknown)}")
+        for p in params:
+            if p.name in ranges:
+                check_range(p, ranges[p.name])
         params = [
             Parameter(p.name, *map(float, ranges[p.name]), log=p.log, units=p.units, long_name=p.long_name)
             if p.name in ranges
@@ -74,3 +78,33 @@ def sample_table(
     table = scale(unit_cube(n, len(params), seed, design), params)
     table.attrs["ranges"] = {p.name: (p.low, p.high) for p in params}
     return table
+
+
+def check_range(parameter: Parameter, bounds: Sequence[float]) -> None:
+    """Raise :class:`UserError` unless ``bounds`` is a finite ``(low, high)`` with low < high inside the prior."""
+    try:
+        low, high = map(float, bounds)
+    except (TypeError, ValueError):
+        raise UserError(f"range of {parameter.name!r} must be two numbers [low, high], got {bounds!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise UserError(f"range of {parameter.name!r} must be finite with low < high, got [{low}, {high}]")
+    if low < parameter.low or high > parameter.high:
+        raise UserError(f"range [{low}, {high}] of {parameter.name!r} is wider than its prior "
+                        f"[{parameter.low}, {parameter.high}]")
+
+
+def check_table(parameters: Sequence[Parameter], table: pd.DataFrame) -> None:
+    """Raise :class:`UserError` unless every value of ``table`` is finite and inside its parameter's prior.
+
+    Names the parameter, the first offending row and its value, so a typo in
+    a fixed value or a custom table is caught before any simulation runs.
+    """
+    for p in parameters:
+        values = pd.to_numeric(table[p.name], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < p.low) | (values > p.high)
+        if bad.any():
+            i = int(np.argmax(bad))
+            what = "is not a finite number" if not np.isfinite(values[i]) else \
+                f"lies outside the prior [{p.low}, {p.high}]"
+            raise UserError(f"parameter {p.name!r}: {int(bad.sum())} values, first row {i} = {float(values[i])}, "
+                            f"{what}")

@@ -25,6 +25,7 @@ derived from it) and nothing else.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Parameter:
     long_name: str = ""
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"parameter {self.name!r}: prior range must be finite, got [{self.low}, {self.high}]")
         if not self.low < self.high:
             raise ValueError(f"parameter {self.name!r}: need low < high, got [{self.low}, {self.high}]")
         if self.log and self.low <= 0:
@@ -123,7 +126,10 @@ class Output:
     or a plain dimension given a length in ``sizes`` (e.g. ``star``).
     ``role`` is ``"input"`` for maps a network reads, ``"diagnostic"`` for
     bookkeeping numbers (stars simulated, detected), ``"catalogue"`` for
-    per-object tables.
+    per-object tables. ``finite``: every value must be finite (no NaN or
+    inf); a sample that breaks it fails like a raising one and is never
+    marked done. ``None`` (default) means finite for ``role="input"`` (maps a
+    network reads) and unchecked otherwise.
     """
 
     name: str
@@ -134,6 +140,12 @@ class Output:
     role: Role = "input"
     fill_value: float | int | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    finite: bool | None = None
+
+    @property
+    def must_be_finite(self) -> bool:
+        """Whether non-finite values fail a sample (see ``finite``)."""
+        return self.role == "input" if self.finite is None else bool(self.finite)
 
 
 class Simulator(ABC):
@@ -212,4 +224,22 @@ class Simulator(ABC):
             if a.shape != shape:
                 raise ValueError(f"{self.name}: output {o.name!r} has shape {a.shape}, expected {shape} for dims {o.dims}")
             out[o.name] = a.astype(o.dtype, copy=False)
+        bad = [name for name, ok in self.finite_rows(out).items() if not ok.all()]
+        if bad:
+            raise ValueError(f"{self.name}: non-finite values (NaN or inf) in outputs {bad} declared finite")
+        return out
+
+    def finite_rows(self, arrays: Mapping[str, np.ndarray], batched: bool = False) -> dict[str, np.ndarray]:
+        """For each output declared finite, whether each sample of ``arrays`` is finite everywhere.
+
+        ``batched``: ``arrays`` carry a leading sample axis (as from
+        ``simulate_batch``); the result holds one bool per sample, else a 0-d bool.
+        """
+        out = {}
+        for o in self.outputs:
+            if o.must_be_finite and np.dtype(o.dtype).kind in "fc":
+                a = np.asarray(arrays[o.name])
+                n = len(a) if batched else 1
+                ok = np.isfinite(a.reshape(n, math.prod(a.shape[1:] if batched else a.shape))).all(1)
+                out[o.name] = ok if batched else ok[0]
         return out

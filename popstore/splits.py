@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from popstore.errors import UserError
 from popstore.store import STATISTICS, label_names, open_store, write_variables
 
 SUBSETS = ("train", "valid", "test")
@@ -30,18 +31,44 @@ SUBSETS = ("train", "valid", "test")
 
 def assign_splits(n: int, test: float, valid: float, seed: int) -> np.ndarray:
     """Subset name for each of ``n`` items (mlpoppyns semantics, see module docstring)."""
-    if not (0 <= test < 1 and 0 <= valid < 1):
-        raise ValueError(f"fractions must lie in [0, 1): test={test}, valid={valid}")
+    check_fractions(test, valid)
     rng = np.random.default_rng(seed)
     n_test = int(round(test * n))
     n_valid = int(round(valid * (n - n_test)))
     if n - n_test - n_valid < 1:
-        raise ValueError(f"fractions test={test}, valid={valid} leave no training item out of {n}")
+        raise UserError(f"fractions test={test}, valid={valid} leave no training item out of {n}")
     order = rng.permutation(n)
     out = np.full(n, "train", dtype=object)
     out[order[:n_test]] = "test"
     out[order[n_test:n_test + n_valid]] = "valid"
     return out
+
+
+def check_fractions(test: float, valid: float) -> None:
+    """Raise :class:`UserError` unless both fractions lie in [0, 1) and ``test + valid < 1``.
+
+    ``valid`` is a fraction of the remainder, so any pair in [0, 1) is
+    computable; but a sum of 1 or more (``--test 0.6 --valid 0.6`` keeps 16 %
+    for training) means the fractions were read as shares of the whole, which
+    cannot add up: refused rather than training on a sliver of the data.
+    """
+    for name, f in (("test", test), ("valid", valid)):
+        if not (isinstance(f, (int, float, np.integer, np.floating)) and 0 <= f < 1):
+            raise UserError(f"{name} fraction must lie in [0, 1), got {f!r}")
+    if test + valid >= 1:
+        raise UserError(f"test={test} + valid={valid} >= 1 would leave training only "
+                        f"{(1 - test) * (1 - valid):.1%} of the samples; use smaller fractions "
+                        "(test: share of all samples, valid: share of the rest)")
+
+
+def _sample_variable(ds: xr.Dataset, name: str, option: str) -> np.ndarray:
+    """Values of the per-sample variable ``name`` (``groups``/``exclude``), refusing maps and unknown names."""
+    if name not in ds.variables:
+        per_sample = [k for k, v in ds.variables.items() if v.dims == ("sample",) and k not in ("sample", "done")]
+        raise UserError(f"{option}={name!r}: no such variable; per-sample variables: {per_sample}")
+    if ds[name].dims != ("sample",):
+        raise UserError(f"{option}={name!r} has dims {ds[name].dims}; it needs one value per sample, dims ('sample',)")
+    return ds[name].values
 
 
 def label_statistics(labels: np.ndarray) -> np.ndarray:
@@ -76,13 +103,16 @@ def split(
         Name of a variable along ``sample`` (e.g. the ``aborted`` flag of
         ``pulsar_surveys``); samples where it is non-zero are ``"excluded"``.
     """
+    check_fractions(test, valid)
     ds = open_store(store)
+    excluded = _sample_variable(ds, exclude, "exclude") if exclude else None
+    group_keys = _sample_variable(ds, groups, "groups") if groups else None
     done = ds["done"].values
     if not done.all() and not allow_incomplete:
-        raise ValueError(f"{store}: {int((~done).sum())} samples are not done; finish generation "
-                         "or pass allow_incomplete=True")
-    usable = done & (ds[exclude].values == 0) if exclude else done
-    keys = ds[groups].values[usable] if groups else np.arange(int(usable.sum()))
+        raise UserError(f"{store}: {int((~done).sum())} samples are not done; finish generation "
+                        "or pass allow_incomplete=True")
+    usable = done & (excluded == 0) if exclude else done
+    keys = group_keys[usable] if groups else np.arange(int(usable.sum()))
     unique, inverse = np.unique(keys, return_inverse=True)
     values = np.full(ds.sizes["sample"], "excluded", dtype=object)
     values[usable] = assign_splits(len(unique), test, valid, seed)[inverse]

@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,10 +55,11 @@ import xarray as xr
 import zarr
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.errors import ZarrUserWarning
 
 from popstore import __version__
+from popstore.codecs import checked
 from popstore.errors import UserError
 from popstore.simulator import Axis, Simulator
 
@@ -87,6 +89,8 @@ COMPRESSION = {
     "none": None,
 }
 DEFAULT_COMPRESSION = "lz4"
+# labels, seeds, coordinates and other small arrays: Zarr 3's own default compressor
+DEFAULT_SMALL_COMPRESSORS = (ZstdCodec(level=0),)
 
 
 class SchemaError(UserError):
@@ -174,6 +178,14 @@ def json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` as plain Python (dicts, lists, str, int, float, bool, None), numpy scalars and arrays included.
+
+    What checkpoints store besides tensors, so that :func:`popstore.checkpoints.load_checkpoint` reads them.
+    """
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 def text_array(values: Any) -> np.ndarray:
@@ -335,7 +347,7 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
     encoding: dict[str, dict] = {k: {"_FillValue": None} for k in coords if k != "sample"}
 
     def chunking(shape_tail: tuple[int, ...]) -> dict:
-        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": COMPRESSION[compression]}
+        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": checked(COMPRESSION[compression])}
         if layout.sharded:
             enc["shards"] = (layout.block, *shape_tail)
         return enc
@@ -377,10 +389,26 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         "samples_per_shard": layout.block if layout.sharded else 0,
         "compression": compression,
         "config_fingerprint": fingerprint(simulator, params, seeds, layout),
+        "chunks_always_written": 1,  # empty chunks are written too: an absent chunk is damage (popstore.verify)
         "labels": list(simulator.parameter_names),
         "inputs": [o.name for o in simulator.outputs if o.role == "input"],
+        "finite_outputs": [o.name for o in simulator.outputs if o.must_be_finite],
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs), encoding
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return ds, with_checksums(ds, encoding)
+
+
+def with_checksums(ds: xr.Dataset, encoding: Mapping[str, dict]) -> dict[str, dict]:
+    """``encoding`` with every variable of ``ds`` ending its codecs in ``crc32c`` (:func:`popstore.codecs.checked`).
+
+    Variables without ``compressors`` get Zarr's default (Zstandard) first.
+    """
+    out = {name: dict(enc) for name, enc in encoding.items()}
+    for name in ds.variables:
+        enc = out.setdefault(str(name), {})
+        if "compressors" not in enc:
+            enc["compressors"] = checked(DEFAULT_SMALL_COMPRESSORS)
+    return out
 
 
 def create_store(
@@ -393,11 +421,35 @@ def create_store(
 ) -> None:
     """Write the template of a new store: labels, seeds and coordinates now, outputs later.
 
-    Fails if ``path`` exists. ``path`` may be an fsspec URL (see :func:`store_location`).
+    A local template is written under :func:`temporary_path` and renamed into place, so an
+    interrupted creation (killed, disk full) leaves no store or a complete template, never a
+    half-written one; a leftover temporary is removed first. An fsspec URL (see
+    :func:`store_location`) is written in place: object stores have no atomic rename. Fails if
+    ``path`` exists. Callers hold the store's lock (:class:`popstore.lock.StoreLock`).
     """
+    loc = store_location(path)
+    if store_exists(loc):
+        raise FileExistsError(f"{path} exists")
     ds, encoding = template(simulator, params, seeds, layout, compression)
-    ds.to_zarr(store_location(path), mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding)
-    consolidate(path)
+    target = loc if "://" in loc else temporary_path(loc)
+    if "://" not in loc and target.exists():
+        shutil.rmtree(target)
+    try:
+        ds.to_zarr(target, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding,
+                   write_empty_chunks=True)
+        consolidate(target)
+    except BaseException:
+        if "://" not in loc:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    if "://" not in loc:
+        os.replace(target, loc)
+
+
+def temporary_path(path: str | Path) -> Path:
+    """Where :func:`create_store` writes a local store's template before renaming it to ``path``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.creating")
 
 
 def layout_of(ds: xr.Dataset) -> Layout:
@@ -446,6 +498,8 @@ def check_schema(ds: xr.Dataset, where: str = "store") -> None:
     for key in ("simulator", "simulator_config", "samples_per_chunk"):
         if key not in ds.attrs:
             missing.append(f"attr {key}")
+    if not missing:
+        check_attrs(ds.attrs, where)
     if not label_names(ds):
         missing.append("label variables (role='label')")
     if missing:
@@ -453,6 +507,34 @@ def check_schema(ds: xr.Dataset, where: str = "store") -> None:
     for name, var in ds.data_vars.items():
         if var.attrs.get("role") in ("input", "label") and var.dims[:1] != ("sample",):
             raise SchemaError(f"{where}: variable {name!r} has role {var.attrs['role']!r} but dims {var.dims}")
+
+
+def check_attrs(attrs: Mapping[str, Any], where: str = "store") -> None:
+    """Raise :class:`SchemaError` naming the first root attr whose value has the wrong type or range."""
+    def bad(key: str, need: str) -> SchemaError:
+        return SchemaError(f"{where}: attr {key!r} = {attrs.get(key)!r} is not {need}")
+
+    def integer(key: str) -> int | None:
+        value = attrs.get(key)
+        return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
+
+    chunk, shard = integer("samples_per_chunk"), integer("samples_per_shard") if "samples_per_shard" in attrs else 0
+    if chunk is None or chunk < 1:
+        raise bad("samples_per_chunk", "an integer >= 1")
+    if shard is None or shard < 0 or shard % chunk:
+        raise bad("samples_per_shard", f"0 or a positive multiple of samples_per_chunk ({chunk})")
+    try:
+        config = json.loads(attrs["simulator_config"])
+    except (TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise bad("simulator_config", "a JSON object")
+    if not isinstance(attrs.get("simulator"), str):
+        raise bad("simulator", "a string")
+    for key in ("labels", "inputs", "finite_outputs"):
+        value = attrs.get(key, [])
+        if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            raise bad(key, "a list of variable names")
 
 
 def _names_with_role(ds: xr.Dataset, role: str, order_attr: str) -> list[str]:
@@ -492,6 +574,9 @@ def write_variables(path: str | Path, variables: Mapping[str, xr.DataArray | xr.
             ds[name] = var.copy(data=text_array(var.values))
         if "sample" in var.dims and name not in existing.variables:
             encoding[name] = {"chunks": tuple(layout.chunk if d == "sample" else n for d, n in var.sizes.items())}
-    ds.to_zarr(store_location(path), mode="a", zarr_format=3, consolidated=False, encoding=encoding)
+    new = ds.drop_vars([n for n in ds.variables if n in existing.variables])
+    encoding = {k: v for k, v in with_checksums(new, encoding).items() if k in new.variables}
+    ds.to_zarr(store_location(path), mode="a", zarr_format=3, consolidated=False, encoding=encoding,
+               write_empty_chunks=True)
     set_coordinates(path)
     consolidate(path)

@@ -35,7 +35,8 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
-from popstore.splits import label_statistics
+from popstore.errors import UserError
+from popstore.splits import SUBSETS, label_statistics
 from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store, open_zarr
 
 Normalize = Literal["minmax", "standard", "none"]
@@ -91,6 +92,8 @@ class MapDataset(Dataset):
         cache_chunks: int | None = None,
         read_threads: int = 2,
     ) -> None:
+        if split is not None and split not in SUBSETS:
+            raise UserError(f"split must be one of {list(SUBSETS)} or None (every done sample), got {split!r}")
         ds = open_store(store)
         self.path = str(store)
         self.inputs = list(inputs) if inputs is not None else input_names(ds)

@@ -136,6 +136,7 @@ def test_outputs_are_not_replaced_without_overwrite(pipeline_file, tmp_path, cap
     out = tmp_path / "s.h5"
     out.write_text("precious")
     assert main(["export", str(store), "-o", str(out)]) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_text() == "precious"
+    assert "exists; choose another output path or pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert out.read_text() == "precious"
     assert main(["export", str(store), "-o", str(out), "--overwrite"]) == 0
     assert out.stat().st_size > 1000

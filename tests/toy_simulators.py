@@ -17,6 +17,8 @@ class Ramp(Simulator):
 
     ``kill_marker``: the first worker to simulate sample value ``a == kill_a`` creates the
     marker file and kills its own process (a worker dying mid-task); retries then succeed.
+    ``crash_a``: every worker that simulates ``a == crash_a`` dies (a simulator that segfaults).
+    ``nan_above``: samples with ``a > nan_above`` return a NaN pixel (a simulator gone numerically wrong).
     ``delay`` seconds of sleep per sample slow it down for interruption tests.
     """
 
@@ -24,8 +26,9 @@ class Ramp(Simulator):
     version = "1"
 
     def __init__(self, n: int = 8, fail_above: float = np.inf, kill_marker: str = "", kill_a: float = -1.0,
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, crash_a: float = -1.0, nan_above: float = np.inf) -> None:
         self.n, self.fail_above, self.kill_marker, self.kill_a, self.delay = n, fail_above, kill_marker, kill_a, delay
+        self.crash_a, self.nan_above = crash_a, nan_above
 
     @property
     def parameters(self):
@@ -55,9 +58,13 @@ class Ramp(Simulator):
         if self.kill_marker and params["a"] == self.kill_a and not Path(self.kill_marker).exists():
             Path(self.kill_marker).touch()
             os._exit(1)
+        if params["a"] == self.crash_a:
+            os._exit(1)
         y, x = np.meshgrid(np.linspace(-1, 1, self.n), np.linspace(0, 1, self.n), indexing="ij")
         noise = np.random.default_rng(seed).normal(size=(2, self.n, self.n))
         image = params["a"] * x + params["b"] * y + noise
+        if params["a"] > self.nan_above:
+            image[0, 0, 0] = np.nan
         return {"image": image, "n_bright": int((image > 0).sum())}
 
 

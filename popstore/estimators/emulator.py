@@ -36,6 +36,9 @@ from nflows.utils import create_alternating_binary_mask
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from popstore.checkpoints import load_checkpoint
+from popstore.store import plain
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -172,12 +175,13 @@ class CurveEmulator:
 
     def save(self, path: str | Path) -> None:
         torch.save({"state_dict": self.flow.state_dict(), "cfg": asdict(self.cfg), "x_norm": self.x_norm.state(),
-                    "y_norm": self.y_norm.state(), "label_names": list(self.label_names),
-                    "curve_shape": list(self.curve_shape), "coords": self.coords}, Path(path))
+                    "y_norm": self.y_norm.state(), "label_names": [str(n) for n in self.label_names],
+                    "curve_shape": [int(n) for n in self.curve_shape],
+                    "coords": plain(self.coords)}, Path(path))  # plain values only: loads with weights_only=True
 
     @classmethod
     def load(cls, path: str | Path) -> "CurveEmulator":
-        d = torch.load(Path(path), weights_only=False)
+        d = load_checkpoint(path)
         cfg = EmulatorConfig(**d["cfg"])
         shape = tuple(d["curve_shape"])
         flow = build_flow(int(np.prod(shape)), len(d["label_names"]), cfg)

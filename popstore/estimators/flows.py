@@ -33,6 +33,8 @@ from nflows.transforms import (
 )
 from tqdm.auto import tqdm
 
+from popstore.checkpoints import load_checkpoint
+
 CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.csv"
 
@@ -216,7 +218,8 @@ def train_flow(
             raise FloatingPointError(f"flow seed {seed}: loss became {monitored} at epoch {epoch}")
         if monitored < best:
             best, best_epoch, stale = monitored, epoch, 0
-            torch.save({"config": asdict(cfg), "state_dict": model.state_dict(), "epoch": epoch, "seed": seed}, out / CHECKPOINT)
+            torch.save({"config": asdict(cfg), "state_dict": model.state_dict(), "epoch": int(epoch), "seed": int(seed)},
+                       out / CHECKPOINT)  # plain values only: loads with weights_only=True
         else:
             stale += 1
         sched.step(monitored)
@@ -243,7 +246,7 @@ def load_flow(path: str | Path, dtype: torch.dtype = torch.float64) -> ScaledFlo
         path = path / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no flow checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     cfg = FlowConfig(**ckpt["config"])
     sd = ckpt["state_dict"]
     model = ScaledFlow(cfg, sd["shift"].numpy(), sd["scale"].numpy(), sd["context_shift"].numpy(), sd["context_scale"].numpy())

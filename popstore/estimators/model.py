@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from popstore.checkpoints import load_checkpoint
 from popstore.estimators.cnn import O3Err, O3ErrConfig
 from popstore.estimators.preprocess import Preprocessor
 
@@ -75,7 +76,7 @@ class MomentModel(nn.Module):
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> MomentModel:
     """Load a :class:`MomentModel` written by :meth:`MomentModel.save`."""
-    blob = torch.load(path, map_location=map_location, weights_only=True)
+    blob = load_checkpoint(path, map_location)
     if blob.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported model format {blob.get('format_version')!r}")
     model = MomentModel(

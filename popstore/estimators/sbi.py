@@ -36,6 +36,7 @@ from sbi.utils import BoxUniform
 from torch import nn
 from tqdm.auto import tqdm
 
+from popstore.checkpoints import load_checkpoint
 from popstore.errors import UserError
 from popstore.estimators.cnn import O3Err, O3ErrConfig
 from popstore.estimators.preprocess import Preprocessor, fit_preprocessor
@@ -244,12 +245,12 @@ def train_npe(store: str | Path, out: str | Path, config: NPEConfig = NPEConfig(
 
 def load_posterior(path: str | Path, device: str | None = None) -> tuple[DirectPosterior, ParameterSpace, list[str]]:
     """A checkpoint of :func:`train_npe` as an sbi posterior (in the inference space), its
-    :class:`ParameterSpace` and the store variables it reads as channels. Loaded with
-    ``weights_only=True``: a checkpoint holds tensors, numbers and strings, never code."""
+    :class:`ParameterSpace` and the store variables it reads as channels. Loaded through
+    :func:`popstore.checkpoints.load_checkpoint`: a checkpoint holds tensors, numbers and strings, never code."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"no posterior checkpoint at {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_checkpoint(path)
     if blob.get("kind") != "popstore.npe" or blob.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} is not a popstore NPE checkpoint (format {FORMAT_VERSION})")
     cfg_dict = dict(blob["config"])

@@ -121,7 +121,7 @@ class KilonovaDU17(Simulator):
     @property
     def outputs(self) -> tuple[Output, ...]:
         outs = [Output("mag", ("band", "time"), units="1",
-                       long_name="DU17 absolute AB magnitude (NaN where the model is undefined)")]
+                       long_name="DU17 absolute AB magnitude (NaN where the model is undefined)", finite=False)]
         outs += [Output(n, (), dtype="float64", units=u, long_name=ln, role="diagnostic") for n, u, ln in _DIAGNOSTICS]
         if self.noisy:
             outs += [Output(f"{n}_obs", (), dtype="float64", units=p.units, long_name=f"noisy {p.long_name}",

@@ -26,11 +26,14 @@ import pandas as pd
 import xarray as xr
 
 from popstore import __version__, compat
+from popstore.errors import UserError
 from popstore.simulator import Axis
 from popstore.pulsars.config import PulsarConfig
 from popstore.pulsars.survey_maps import SURVEY_MAP_VARIABLES, survey_map_axes, survey_maps
 from popstore.pulsars.surveys import SkyArea
-from popstore.store import axis_coords, consolidate, label_names, simulator_config, store_exists, store_location
+from popstore.store import (
+    axis_coords, consolidate, label_names, simulator_config, store_exists, store_location, with_checksums,
+)
 
 #: ASSOC prefixes of pulsars in globular clusters or the Magellanic Clouds (dropped).
 EXCLUDED_ASSOCIATIONS: tuple[str, ...] = (
@@ -65,20 +68,40 @@ def read_atnf(path: str | Path) -> pd.DataFrame:
     """Read an ATNF web-form export: ';'-delimited, a row of names then a row of units, NAN for nulls.
 
     Numeric columns are floats (NaN for nulls); PSRJ, ASSOC and SURVEY are strings ("" for nulls).
+    Refused with a :class:`UserError` naming the line: text that is not UTF-8, a row with more
+    fields than the header, a non-numeric value in a numeric column, no rows, a pulsar listed twice.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no ATNF export at {path} (see catalogs/README.md for how to make one)")
-    df = pd.read_csv(path, sep=";", skiprows=[1], na_values=["NAN", "*"], keep_default_na=False, dtype=str)
+    try:
+        df = pd.read_csv(path, sep=";", skiprows=[1], na_values=["NAN", "*"], keep_default_na=False, dtype=str,
+                         encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"{path}: not a ';'-delimited ATNF export: {str(err).strip()}") from None
     df = df.loc[:, [c for c in df.columns if c and not c.startswith("Unnamed")]]
     missing = [c for c in ("PSRJ", "P0", "P1", "Gl", "Gb", "RAJD", "DECJD", "ASSOC", "SURVEY") if c not in df]
     if missing:
-        raise ValueError(f"{path}: not an ATNF export with the required columns; missing {missing}")
+        raise UserError(f"{path}: not an ATNF export with the required columns; missing {missing}")
+    if df.empty:
+        raise UserError(f"{path}: the ATNF export holds no pulsars (header only)")
     for c in NUMERIC_COLUMNS:
         if c in df:
-            df[c] = pd.to_numeric(df[c], errors="raise")
+            values = pd.to_numeric(df[c], errors="coerce")
+            bad = values.isna() & df[c].notna()
+            if bad.any():
+                i = int(np.argmax(bad.to_numpy()))
+                raise UserError(f"{path}: line {i + 3}: column {c} holds {df[c].iloc[i]!r}, not a number")
+            df[c] = values
     for c in ("PSRJ", "ASSOC", "SURVEY"):
         df[c] = df[c].fillna("").astype(str)
+    repeated = df["PSRJ"].duplicated()
+    if repeated.any():
+        i = int(np.argmax(repeated.to_numpy()))
+        raise UserError(f"{path}: {int(repeated.sum())} pulsars listed more than once (first {df['PSRJ'].iloc[i]} "
+                        f"again on line {i + 3}); each would be counted twice in the survey maps")
     return df
 
 
@@ -132,6 +155,9 @@ def flux_subsets(subsets: Mapping[str, pd.DataFrame], meerkat: pd.DataFrame | No
     With a MeerKAT table: inner join on PSRJ (ATNF S1400 replaced by the TPA 1429 MHz flux).
     Without one: the ATNF S1400 column (mJy -> Jy), rows with a value only — a FALLBACK,
     not the papers' choice (different telescope, epochs and calibration)."""
+    if meerkat is None and any("S1400" not in v for v in subsets.values()):
+        raise UserError("the ATNF export has no S1400 column (1400 MHz flux, mJy) and no MeerKAT table was given: "
+                        "add S1400 to the export or pass the MeerKAT TPA table")
     if meerkat is not None:
         mk = meerkat.rename(columns={"S1400": "S1400_Jy"})
         return ({k: v.merge(mk, on="PSRJ", how="inner") for k, v in subsets.items()},
@@ -209,7 +235,7 @@ def write_observed_store(ds: xr.Dataset, path: str | Path) -> None:
     """Write an observed dataset as a Zarr 3 store readable by :func:`popstore.open_store`."""
     if store_exists(path):
         raise FileExistsError(f"{path} exists; remove it or choose another output path")
-    ds.to_zarr(store_location(path), mode="w-", zarr_format=3, consolidated=False)
+    ds.to_zarr(store_location(path), mode="w-", zarr_format=3, consolidated=False, encoding=with_checksums(ds, {}))
     consolidate(path)
 
 

@@ -172,7 +172,8 @@ class PulsarSurveys(Simulator):
 
     @property
     def outputs(self) -> tuple[Output, ...]:
-        maps = tuple(Output(name, dims, units=units, long_name=ln, role="input", attrs=attrs)
+        # finite=False: a sample aborted by the birth-rate cap holds NaN maps by design (flagged by `aborted`)
+        maps = tuple(Output(name, dims, units=units, long_name=ln, role="input", attrs=attrs, finite=False)
                      for name, (dims, units, ln, attrs) in survey_map_outputs(self.pulsar).items())
         return (*maps,
                 Output("n_created", (), "int64", long_name="stars drawn to reach the targets", role="diagnostic"),

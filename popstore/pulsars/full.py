@@ -61,7 +61,8 @@ class PulsarFull(Simulator):
         outs = [
             Output(name, s.dims, "float32", s.units, s.long_name, "input",
                    attrs={"empty_bin_value": fills[s.kind], "smoothing_sigma_bins": self.cfg.smooth_sigma_bins,
-                          "statistic": "count" if s.kind == "count" else "mean"})
+                          "statistic": "count" if s.kind == "count" else "mean"},
+                   finite=bool(np.isfinite(fills[s.kind])))  # a NaN fill marks empty bins: NaN is then valid
             for name, s in MAP_SPECS.items()
         ]
         outs += [
