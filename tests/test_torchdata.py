@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import popstore
+from popstore.errors import UserError
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
 from popstore.store import open_store
@@ -123,12 +124,12 @@ def test_dataset_pickles_without_open_store(store):
     data = popstore.MapDataset(store, split="train")
     data[0]
     clone = pickle.loads(pickle.dumps(data))
-    assert clone._ds is None and not clone._cache
+    assert not clone._readers and not clone._cache
     torch.testing.assert_close(clone[3][0], data[3][0])
 
 
 def test_clear_errors(store, tmp_path):
-    with pytest.raises(KeyError, match="no variables"):
+    with pytest.raises(UserError, match="no variables"):
         popstore.MapDataset(store, inputs=["nope"])
     with pytest.raises(ValueError, match="normalize"):
         popstore.MapDataset(store, normalize="zscore")
