@@ -455,54 +455,103 @@ class ChunkBatch(list):
         self.read_ahead = tuple(read_ahead)
 
 
-class ChunkBatchSampler(Sampler[ChunkBatch]):
-    """Batches that keep reads chunk-aligned.
+def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``(rank, world_size)``: as given, else from an initialised ``torch.distributed`` group, else ``(0, 1)``."""
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if world_size is None:
+        world_size = torch.distributed.get_world_size() if initialised else 1
+    if rank is None:
+        rank = torch.distributed.get_rank() if initialised else 0
+    if not 0 <= rank < world_size:
+        raise UserError(f"rank must lie in [0, world_size={world_size}), got {rank}")
+    return rank, world_size
 
-    Chunks are dealt once (with ``seed``) to ``num_workers`` streams, one per
-    DataLoader worker. Each epoch, every stream shuffles the order of its
-    chunks, cuts it into buffers of ``buffer_chunks`` chunks, shuffles the
-    samples inside each buffer and cuts batches; the streams' batches are
-    interleaved in the order DataLoader dispatches them to workers, so each
-    worker reads, decodes and caches its own chunks only. Inside a batch the
-    positions are grouped by chunk (the order within a batch does not change a
-    gradient), and each batch names the chunks of the batch one buffer ahead in
-    its stream as :attr:`ChunkBatch.read_ahead`.
+
+def _deal(sizes: np.ndarray, n_slots: int, rng: np.random.Generator) -> np.ndarray:
+    """Slot of each chunk: chunks in random order, each to the slot holding the fewest samples so far."""
+    slot = np.empty(len(sizes), dtype=np.int64)
+    load = np.zeros(n_slots, dtype=np.int64)
+    for c in rng.permutation(len(sizes)):  # one step per chunk, not per sample
+        slot[c] = np.argmin(load)
+        load[slot[c]] += sizes[c]
+    return slot
+
+
+class ChunkBatchSampler(Sampler[ChunkBatch]):
+    """Batches that keep reads chunk-aligned, for one rank of a distributed job.
+
+    Chunks are dealt once (with ``seed``) to ``world_size * num_workers``
+    streams, balancing their sample counts: rank ``r`` owns streams
+    ``r * num_workers ...``, one per DataLoader worker, so the ranks' shares of
+    chunks are disjoint and fixed across epochs (each process's chunk cache stays
+    useful). Each epoch, every stream shuffles the order of its chunks, cuts it
+    into buffers of ``buffer_chunks`` chunks, shuffles the samples inside each
+    buffer and cuts batches; the streams' batches are interleaved in the order
+    DataLoader dispatches them to workers, so each worker reads, decodes and
+    caches its own chunks only. Inside a batch the positions are grouped by chunk
+    (the order within a batch does not change a gradient), and each batch names
+    the chunks of the batch one buffer ahead in its stream as
+    :attr:`ChunkBatch.read_ahead`.
+
+    With ``world_size > 1`` every stream of every rank serves the same number of
+    samples, so all ranks run the same number of batches (DDP needs this):
+    ``drop_last=False`` pads a short stream with samples drawn again from its
+    own last buffer (every sample is seen at least once per epoch; the padding
+    is less than one chunk per stream), ``drop_last=True`` drops the surplus
+    samples of the longer streams (those are not seen that epoch) and the last
+    partial batch. ``rank`` and ``world_size`` default to those of an
+    initialised ``torch.distributed`` process group.
     """
 
     def __init__(self, dataset: MapDataset, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 buffer_chunks: int = 4, num_workers: int = 0, drop_last: bool = False) -> None:
+                 buffer_chunks: int = 4, num_workers: int = 0, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None) -> None:
         if batch_size < 1 or buffer_chunks < 1:
-            raise ValueError("batch_size and buffer_chunks must be >= 1")
+            raise UserError("batch_size and buffer_chunks must be >= 1")
         self.groups = dataset.chunk_groups()
         self.chunk_of = dataset.indices // dataset.chunk
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.buffer_chunks, self.n_streams, self.drop_last = buffer_chunks, max(num_workers, 1), drop_last
+        self.rank, self.world_size = _distributed(rank, world_size)
+        if len(self.groups) < self.world_size * self.n_streams and self.world_size > 1:
+            raise UserError(f"{len(self.groups)} chunks cannot be shared among {self.world_size} ranks x "
+                            f"{self.n_streams} workers; use fewer workers or smaller chunks")
         self.lookahead = max(1, -(-buffer_chunks * dataset.chunk // batch_size))  # batches per buffer
         self.epoch = 0
+        # chunk -> stream assignment is fixed for all epochs, so caches stay warm
+        sizes = np.array([len(g) for g in self.groups], dtype=np.int64)
+        self.stream_of = _deal(sizes, self.world_size * self.n_streams, np.random.default_rng(self.seed))
+        load = np.bincount(self.stream_of, weights=sizes, minlength=self.world_size * self.n_streams).astype(np.int64)
+        #: samples per stream and epoch (``None``: as many as the stream holds)
+        self.per_stream = None if self.world_size == 1 else int(load.min() if drop_last else load.max())
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch whose shuffle comes next (it advances by one per iteration)."""
         self.epoch = epoch
 
+    def _stream(self, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """The batches of stream ``k`` this epoch."""
+        chunks = np.flatnonzero(self.stream_of == k)
+        if self.shuffle:
+            chunks = rng.permutation(chunks)
+        buffers = [np.concatenate([self.groups[g] for g in chunks[i:i + self.buffer_chunks]])
+                   for i in range(0, len(chunks), self.buffer_chunks)]
+        buffers = [rng.permutation(b) if self.shuffle else b for b in buffers]
+        pos = np.concatenate(buffers) if buffers else np.empty(0, dtype=np.int64)
+        if self.per_stream is not None:
+            pad = self.per_stream - len(pos)
+            pos = np.concatenate([pos, np.resize(buffers[-1], max(pad, 0))])[:self.per_stream]
+        n_full = len(pos) // self.batch_size
+        batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
+        if not self.drop_last and len(pos) % self.batch_size:
+            batches.append(pos[n_full * self.batch_size:])
+        return [b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches]
+
     def _batches(self) -> list[list[np.ndarray]]:
-        # chunk -> stream (worker) assignment is fixed for all epochs, so worker caches stay warm
-        stream_of = np.random.default_rng(self.seed).permutation(len(self.groups)) % self.n_streams
+        """This rank's streams of batches this epoch (the same shuffles on every rank)."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        out = []
-        for k in range(self.n_streams):
-            chunks = np.flatnonzero(stream_of == k)
-            if self.shuffle:
-                chunks = rng.permutation(chunks)
-            buffers = [np.concatenate([self.groups[g] for g in chunks[i:i + self.buffer_chunks]])
-                       for i in range(0, len(chunks), self.buffer_chunks)]
-            pos = np.concatenate([rng.permutation(b) if self.shuffle else b for b in buffers]) if buffers \
-                else np.empty(0, dtype=np.int64)
-            n_full = len(pos) // self.batch_size
-            batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
-            if not self.drop_last and len(pos) % self.batch_size:
-                batches.append(pos[n_full * self.batch_size:])
-            out.append([b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches])
-        return out
+        streams = [self._stream(k, rng) for k in range(self.world_size * self.n_streams)]
+        return streams[self.rank * self.n_streams:(self.rank + 1) * self.n_streams]
 
     def _with_read_ahead(self, batches: list[np.ndarray]) -> list[ChunkBatch]:
         """Batch ``i`` of a stream names the chunks of batch ``i + lookahead``; the first names all up to it."""
@@ -523,18 +572,27 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
     def __len__(self) -> int:
         return sum(map(len, self._batches()))
 
+    def chunks_per_batch(self) -> float:
+        """Mean number of store chunks a batch of the next epoch mixes (shuffling quality)."""
+        return float(np.mean([len(np.unique(self.chunk_of[b])) for s in self._batches() for b in s]))
+
 
 def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True, num_workers: int = 0,
-                seed: int = 0, buffer_chunks: int = 4, drop_last: bool = False, **kwargs) -> DataLoader:
+                seed: int = 0, buffer_chunks: int = 4, drop_last: bool = False, rank: int | None = None,
+                world_size: int | None = None, **kwargs) -> DataLoader:
     """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader).
 
     ``num_workers=0`` (the default) reads in the training process, with the dataset's
     ``read_threads`` decoding ahead; worker processes add the cost of moving every batch
     between processes (``benchmarks/bench_loading.py``), so they pay off only when a
-    ``transform`` is expensive.
+    ``transform`` is expensive. ``rank``/``world_size`` (default: from ``torch.distributed``)
+    give this process its share of the chunks; see :class:`ChunkBatchSampler` for how
+    ranks are kept to equal batch counts. Batches are pinned when CUDA is available.
     """
-    sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last)
+    sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last,
+                                rank, world_size)
     if num_workers > 0:
         kwargs.setdefault("persistent_workers", True)
     kwargs.setdefault("collate_fn", collate)
+    kwargs.setdefault("pin_memory", dataset.pin_memory)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **kwargs)
