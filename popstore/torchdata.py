@@ -278,7 +278,7 @@ class MapDataset(Dataset):
     def _read_part(self, v: str, c: int, pool: _ArrayPool) -> np.ndarray:
         """Rows of store chunk ``c`` of input ``v`` as ``(n, channels, *map_shape)`` float32."""
         reader = self._readers[v]
-        n = reader.rows(c)
+        n = min(self.chunk, reader.array.shape[0] - c * self.chunk)
         if reader.chunk == self.chunk and reader.dtype == np.float32:
             a = reader.read(c, lambda shape, dtype: pool.empty(shape))
         else:  # chunked differently from the first input, or not float32: zarr assembles the rows

@@ -10,7 +10,7 @@ them through every codec of the array's codec pipeline in order, synchronously
 (the codecs' own ``_decode_sync``, zarr's ``SupportsSyncCodec`` protocol), so
 checksums (``crc32c``) are verified and any filter the store names is applied;
 a Blosc stage whose output is the raw array writes straight into a recycled
-array. Arrays this cannot handle (sharded, chunked along other axes, codecs
+array, and so does the file read of an uncompressed chunk. Arrays this cannot handle (sharded, chunked along other axes, codecs
 without a synchronous decode, irregular grids) fall back to
 ``zarr.Array.__getitem__`` on the chunk-aligned slice, which is just as honest,
 only slower.
@@ -18,6 +18,9 @@ only slower.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +60,7 @@ class ChunkReader:
         self._prototype = default_buffer_prototype()
         self._path = Path(a.store_path.store.root) / a.store_path.path \
             if isinstance(a.store_path.store, LocalStore) else None
+        self._buffers = threading.local()  # per thread: compressed bytes that a Blosc stage consumes
         pipeline = a.codec_pipeline
         self.direct = (
             a.metadata.zarr_format == 3
@@ -70,23 +74,45 @@ class ChunkReader:
             self._aa, (self._ab, ab_specs), self._bb = pipeline._codecs_with_resolved_metadata_batched([spec])
             self._ab_spec = ab_specs[0]
             self._spec = spec
-            # Blosc as the last byte stage before a plain little-endian array: decode into the output array
-            self._blosc_into = (bool(self._bb) and isinstance(self._bb[0][0], BloscCodec) and not self._aa
-                                and isinstance(self._ab, BytesCodec) and np.dtype(self.dtype).isnative)
+            # the raw array comes out of the last byte stage (or the file itself): decode/read straight into
+            # the output array. Otherwise each codec's own decode, in order, allocating as zarr does.
+            plain = (not self._aa and isinstance(self._ab, BytesCodec)
+                     and (self._ab.endian is None or self._ab.endian.value == sys.byteorder))
+            self._blosc_into = plain and bool(self._bb) and isinstance(self._bb[0][0], BloscCodec)
+            self._read_into = plain and not self._bb and self._path is not None
 
     def rows(self, c: int) -> int:
         """Number of array rows in chunk ``c`` (the last chunk may be short)."""
         return min(self.chunk, self.array.shape[0] - c * self.chunk)
 
-    def _get(self, key: str):
-        """The stored bytes of one chunk key (``None`` if the chunk was never written)."""
-        if self._path is not None:
-            try:
-                data = np.fromfile(self._path / key, dtype=np.uint8)
-            except FileNotFoundError:
-                return None
-            return self._prototype.buffer.from_array_like(data)
-        return sync((self._store_path / key).get(self._prototype))
+    def _get(self, key: str, reuse: bool):
+        """The stored bytes of one chunk key (``None`` if the chunk was never written). ``reuse``: into
+        this thread's buffer, which the next call overwrites (only when decoding copies them out)."""
+        if self._path is None:
+            return sync((self._store_path / key).get(self._prototype))
+        try:
+            with open(self._path / key, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                buf = getattr(self._buffers, "data", None) if reuse else None
+                if buf is None or len(buf) < size:
+                    buf = np.empty(size, dtype=np.uint8)
+                    if reuse:
+                        self._buffers.data = buf
+                data = buf[:f.readinto(buf[:size])]
+        except FileNotFoundError:
+            return None
+        return self._prototype.buffer.from_array_like(data)
+
+    def _read_raw(self, c: int, out: np.ndarray) -> np.ndarray:
+        """An uncompressed chunk file read straight into ``out`` (the fill value if it was never written)."""
+        try:
+            with open(self._path / self._metadata.encode_chunk_key((c,) + (0,) * (out.ndim - 1)), "rb",
+                      buffering=0) as f:
+                if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
+                    raise ValueError(f"{self._path}: chunk {c} is not {out.nbytes} bytes long")
+        except FileNotFoundError:
+            out[...] = self._spec.fill_value
+        return out
 
     def read(self, c: int, empty: Allocator = _empty) -> np.ndarray:
         """Chunk ``c`` decoded: shape ``(rows(c), *array.shape[1:])``; ``empty`` allocates the output."""
@@ -94,7 +120,9 @@ class ChunkReader:
         if not self.direct:
             return self.array[c * self.chunk:c * self.chunk + n]
         shape = (self.chunk, *self.array.shape[1:])
-        data = self._get(self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1)))
+        if self._read_into:
+            return self._read_raw(c, empty(shape, np.dtype(self.dtype)))[:n]
+        data = self._get(self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1)), self._blosc_into)
         if data is None:
             out = empty(shape, np.dtype(self.dtype))
             out[...] = self._spec.fill_value
