@@ -15,7 +15,7 @@ alike (``--rounds`` rounds; median and best of them are printed):
   (the files are in the OS page cache, as they are for the limit);
 - ``chunk-aware, later epochs``: one loader whose decoded-chunk cache holds the
   split, past its first epoch;
-- ``chunk-aware, streaming``: a cache of two buffers (8 of the 32 chunks), so
+- ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
   every epoch decodes every chunk again, as for a dataset larger than memory;
 - ``loose .npy + CSV``: the research codes' Dataset (a CSV row and one
   ``np.load`` per map per sample).
@@ -110,22 +110,24 @@ class RawLimit:
             if self.codec is not None:
                 self.codec.decode(memoryview(raw)[:n], out=out.reshape(-1).view(np.uint8))
 
-    def rate(self, threads: int | None = None) -> float:
-        """Decoded bytes per second over every input chunk file."""
+    def rate(self, threads: int | None = None) -> tuple[float, float]:
+        """Decoded bytes per second over every input chunk file, and CPU seconds (all threads) per byte."""
         threads = threads or self.threads
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         list(self.pool.map(self._work, [self.files[i::threads] for i in range(threads)]))
-        return self.decoded_bytes / (time.perf_counter() - t0)
+        return self.decoded_bytes / (time.perf_counter() - t0), (time.process_time() - c0) / self.decoded_bytes
 
 
-def epoch_rate(loader: DataLoader) -> float:
-    """Samples per second over one pass (after the first batch, which includes worker start-up)."""
+def epoch_rate(loader: DataLoader) -> tuple[float, float]:
+    """Samples per second over one pass (after the first batch, which includes worker start-up), and
+    CPU seconds of this process (all its threads) per sample: the work done, which other users of a
+    shared machine slow down far less than the rate."""
     it = iter(loader)
     next(it)
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     for x, _ in it:
         n += len(x)
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
 
 
 def per_chunk_ms(stages: dict, n_chunks: int, repeats: int = 5) -> dict[str, float]:
@@ -194,7 +196,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=8, help="measurements of every figure, interleaved (>= 2)")
     ap.add_argument("--read-threads", type=int, default=None, help="MapDataset decode threads (default: cores)")
-    ap.add_argument("--chunk", type=int, default=64, help="samples per store chunk")
+    ap.add_argument("--chunk", type=int, default=64, help="samples per store chunk (0: popstore's default layout)")
+    ap.add_argument("--buffer-chunks", type=int, default=4, help="chunks shuffled together (streaming cache: 2 buffers)")
     ap.add_argument("--compression", default="lz4", choices=["zstd", "lz4", "none"])
     args = ap.parse_args()
     if args.rounds < 2:
@@ -205,22 +208,22 @@ def main() -> None:
         store = work / "fields.zarr"
         sim = get_simulator("gaussian_fields", npix=args.npix)
         t0 = time.perf_counter()
-        popstore.generate(sim, sample_table(sim.parameters, args.n, seed=0), store, samples_per_chunk=args.chunk,
+        popstore.generate(sim, sample_table(sim.parameters, args.n, seed=0), store, samples_per_chunk=args.chunk or None,
                           compression=args.compression, progress=False)
         popstore.split(store, test=0.0, valid=0.0, seed=0)
         sample_bytes = len(INPUTS) * args.npix ** 2 * 4
-        print(f"generated {args.n} samples of {len(INPUTS)} x {args.npix}^2 float32 ({args.compression}, "
-              f"{args.chunk} per chunk = {args.chunk * sample_bytes / len(INPUTS) / 2**20:.1f} MiB per variable) "
-              f"in {time.perf_counter() - t0:.1f} s; {_cores()} cores")
         folder = to_legacy(store, work / "loose", progress=False)
         reader = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none", cache_chunks=0,
                                      read_threads=0)
+        print(f"generated {args.n} samples of {len(INPUTS)} x {args.npix}^2 float32 ({args.compression}, "
+              f"{reader.chunk} per chunk = {reader.chunk * sample_bytes / len(INPUTS) / 2**20:.2f} MiB per variable) "
+              f"in {time.perf_counter() - t0:.1f} s; {_cores()} cores")
         memory = TensorDataset(torch.from_numpy(reader.read_inputs(np.arange(len(reader)))), reader.y)
 
         def chunk_aware(cache_chunks: int | None = None) -> DataLoader:
             data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none",
                                        cache_chunks=cache_chunks, read_threads=args.read_threads)
-            return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=4)
+            return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=args.buffer_chunks)
 
         limit = RawLimit(store, _cores())
         cached = chunk_aware()
@@ -228,41 +231,50 @@ def main() -> None:
             "in-memory tensor": DataLoader(memory, batch_size=args.batch, shuffle=True),
             "chunk-aware, first epoch": None,  # a fresh loader every round
             "chunk-aware, later epochs": cached,
-            "chunk-aware, streaming": chunk_aware(8),
+            "chunk-aware, streaming": chunk_aware(2 * args.buffer_chunks),
             "loose .npy + CSV": DataLoader(LooseFiles(folder), batch_size=args.batch, shuffle=True),
         }
         rates = {"read+decode limit": [], "read+decode limit, 1 thread": [], **{k: [] for k in loaders}}
-        cached_first = epoch_rate(cached)
+        cached_first = epoch_rate(cached)[0]
+        cpu = {k: [] for k in rates}
         for _ in range(args.rounds):
-            rates["read+decode limit"].append(limit.rate() / sample_bytes)
-            rates["read+decode limit, 1 thread"].append(limit.rate(1) / sample_bytes)
+            for name, threads in (("read+decode limit", None), ("read+decode limit, 1 thread", 1)):
+                r, c = limit.rate(threads)
+                rates[name].append(r / sample_bytes)
+                cpu[name].append(c * sample_bytes)
             for name, loader in loaders.items():
-                rates[name].append(epoch_rate(loader or chunk_aware(8)))
+                r, c = epoch_rate(loader or chunk_aware(2 * args.buffer_chunks))
+                rates[name].append(r)
+                cpu[name].append(c)
         median = {k: float(np.median(r)) for k, r in rates.items()}
         best = {k: max(r) for k, r in rates.items()}
+        cost = {k: 1e6 * float(np.median(c)) for k, c in cpu.items()}
 
         print(f"\n{'samples/s (' + str(args.rounds) + ' rounds, interleaved)':<44}{'median':>10}{'best':>10}"
-              f"{'MB/s median':>14}")
+              f"{'MB/s median':>14}{'CPU us/sample':>15}")
         for name in rates:
-            print(f"{name:<44}{median[name]:>10.0f}{best[name]:>10.0f}{median[name] * sample_bytes / 1e6:>14.0f}")
-        print(f"(the cached loader's own first epoch: {cached_first:.0f} samples/s)")
+            print(f"{name:<44}{median[name]:>10.0f}{best[name]:>10.0f}{median[name] * sample_bytes / 1e6:>14.0f}"
+                  f"{cost[name]:>15.1f}")
+        print(f"(the cached loader's own first epoch: {cached_first:.0f} samples/s; CPU time counts every thread "
+              "of this process, medians)")
 
-        print("\nratios of medians (targets for streaming and first epochs: >= 0.5x in-memory, >= 10x loose, "
-              ">= 0.5x the limit)")
+        print("\nratios of median rates (targets for streaming and first epochs: >= 0.5x in-memory, >= 10x loose, "
+              ">= 0.5x the limit); last column: the limit's CPU cost per sample / the loader's")
         mem, loose, lim = median["in-memory tensor"], median["loose .npy + CSV"], median["read+decode limit"]
-        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, later epochs"):
+        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, later epochs",
+                     "in-memory tensor"):
             r = median[name]
-            print(f"  {name:<28}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit")
-        print(f"  {'in-memory tensor':<28}{1:6.2f}x in-memory {mem / loose:7.1f}x loose {mem / lim:6.2f}x the limit")
+            print(f"  {name:<28}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
+                  f"{cost['read+decode limit'] / cost[name]:8.2f}")
 
         data = cached.dataset
         n_chunks = len(np.unique(data.indices // data.chunk))
         uniform = n_chunks * (1 - (1 - 1 / n_chunks) ** args.batch)
         print(f"\nshuffling: a batch of {args.batch} mixes {cached.batch_sampler.chunks_per_batch():.1f} of "
-              f"{n_chunks} chunks with buffer_chunks=4 (a uniform shuffle: {uniform:.1f}); "
+              f"{n_chunks} chunks with buffer_chunks={args.buffer_chunks} (a uniform shuffle: {uniform:.1f}); "
               + ", ".join(f"buffer_chunks={b}: {ChunkBatchSampler(data, args.batch, buffer_chunks=b).chunks_per_batch():.1f}"
                           for b in (1, 8, 16)))
-        breakdown(store, args.chunk, args.npix)
+        breakdown(store, reader.chunk, args.npix)
         profile_streaming(store, args.batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

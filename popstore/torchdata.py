@@ -59,7 +59,10 @@ BATCH_BUFFERS = 4
 
 def open_group(path: str | Path) -> zarr.Group:
     """The root group of a Zarr store, read-only: the one place this module opens a store."""
-    return zarr.open_group(str(path), mode="r")
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except FileNotFoundError:  # zarr's GroupNotFoundError
+        raise UserError(f"no Zarr store at {path}") from None
 
 
 def _cores() -> int:

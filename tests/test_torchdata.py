@@ -297,6 +297,8 @@ def test_dataset_on_a_store_written_by_plain_xarray(plain_store):
 
 def test_plain_store_errors_name_the_fix(plain_store):
     path, _ = plain_store
+    with pytest.raises(UserError, match="no Zarr store at"):
+        popstore.MapDataset(path.parent / "absent.zarr", inputs=["maps"], labels=["omega_m"])
     with pytest.raises(UserError, match="pass inputs"):
         popstore.MapDataset(path, split=None)
     with pytest.raises(UserError, match="no variable 'split'"):
