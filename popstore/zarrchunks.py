@@ -9,8 +9,8 @@ breakdown). :class:`ChunkReader` reads a chunk's bytes from the store and runs
 them through every codec of the array's codec pipeline in order, synchronously
 (the codecs' own ``_decode_sync``, zarr's ``SupportsSyncCodec`` protocol), so
 checksums (``crc32c``) are verified and any filter the store names is applied;
-a Blosc stage whose output is the raw array writes straight into a recycled
-array, and so does the file read of an uncompressed chunk. Arrays this cannot handle (sharded, chunked along other axes, codecs
+a Blosc or Zstd stage whose output is the raw array writes straight into a
+recycled array, and so does the file read of an uncompressed chunk. Arrays this cannot handle (sharded, chunked along other axes, codecs
 without a synchronous decode, irregular grids) fall back to
 ``zarr.Array.__getitem__`` on the chunk-aligned slice, which is just as honest,
 only slower.
@@ -27,13 +27,15 @@ from pathlib import Path
 import numpy as np
 import zarr
 from zarr.abc.codec import SupportsSyncCodec
-from zarr.codecs import BloscCodec, BytesCodec
+from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+#: zarr codecs whose numcodecs codec (this attribute) can decode into a given array
+DECODE_INTO = {BloscCodec: "_blosc_codec", ZstdCodec: "_zstd_codec"}
 #: Allocates an uninitialised array of a shape and dtype (e.g. from a pool of recycled arrays).
 Allocator = Callable[[tuple[int, ...], np.dtype], np.ndarray]
 
@@ -78,7 +80,8 @@ class ChunkReader:
             # the output array. Otherwise each codec's own decode, in order, allocating as zarr does.
             plain = (not self._aa and isinstance(self._ab, BytesCodec)
                      and (self._ab.endian is None or self._ab.endian.value == sys.byteorder))
-            self._blosc_into = plain and bool(self._bb) and isinstance(self._bb[0][0], BloscCodec)
+            self._decode_into = getattr(self._bb[0][0], DECODE_INTO[type(self._bb[0][0])]) \
+                if plain and self._bb and type(self._bb[0][0]) in DECODE_INTO else None
             self._read_into = plain and not self._bb and self._path is not None
 
     def rows(self, c: int) -> int:
@@ -122,15 +125,16 @@ class ChunkReader:
         shape = (self.chunk, *self.array.shape[1:])
         if self._read_into:
             return self._read_raw(c, empty(shape, np.dtype(self.dtype)))[:n]
-        data = self._get(self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1)), self._blosc_into)
+        data = self._get(self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1)),
+                         self._decode_into is not None)
         if data is None:
             out = empty(shape, np.dtype(self.dtype))
             out[...] = self._spec.fill_value
             return out[:n]
         for i, (codec, specs) in enumerate(self._bb[::-1]):
-            if self._blosc_into and i == len(self._bb) - 1:
+            if self._decode_into is not None and i == len(self._bb) - 1:
                 out = empty(shape, np.dtype(self.dtype))
-                codec._blosc_codec.decode(data.as_numpy_array(), out=out.reshape(-1).view(np.uint8))
+                self._decode_into.decode(data.as_numpy_array(), out=out.reshape(-1).view(np.uint8))
                 return out[:n]
             data = codec._decode_sync(data, specs[0])
         array = self._ab._decode_sync(data, self._ab_spec)
