@@ -59,3 +59,16 @@ def test_a_corrupted_chunk_fails_its_checksum(tmp_path):
     np.testing.assert_array_equal(reader.read(0), np.arange(40.0).reshape(8, 5))
     with pytest.raises(ValueError, match="checksum"):
         reader.read(1)
+
+
+def test_stores_other_than_local_files_are_read_through_the_store(tmp_path):
+    """A memory store has no files: chunk bytes come from the store's own ``get``, then the same codecs."""
+    values = np.random.default_rng(2).normal(size=(20, 6)).astype(np.float32)
+    array = zarr.create_array(zarr.storage.MemoryStore(), shape=values.shape, chunks=(8, 6), dtype="float32",
+                              compressors=[BloscCodec(cname="lz4"), Crc32cCodec()])
+    array[:] = values
+    reader = ChunkReader(array)
+    assert reader.direct and reader._path is None
+    pooled = np.empty((8, 6), dtype=np.float32)
+    for c in range(3):
+        np.testing.assert_array_equal(reader.read(c, lambda shape, dtype: pooled), values[8 * c:8 * c + 8])
