@@ -1,55 +1,68 @@
-"""Training-loader throughput: chunk-aware store reads vs loose .npy files vs an in-memory array.
+"""Training-loader throughput against the read+decode limit, in-memory tensors and loose .npy files.
 
 Builds one gaussian_fields dataset three ways (a popstore store, the legacy
-loose-file layout of one .npy per map + CSV index, and a tensor in memory) and
-times shuffled epochs through a torch DataLoader for each:
+loose-file layout of one .npy per map + CSV index, and a tensor in memory), then
+measures, round-robin so that the drifts of a shared machine hit every figure
+alike (``--rounds`` rounds; median and best of them are printed):
 
-- ``in-memory``: ``TensorDataset`` over the whole array (the usual baseline; with
-  workers it measures the cost of moving batches between processes);
-- ``chunk-aware store``: :class:`popstore.MapDataset` + :func:`popstore.make_loader`,
-  decoding ahead on ``--read-threads`` background threads. Its first epoch
-  decodes every chunk; later epochs are served from the decoded-chunk cache
-  (this split fits in the default budget);
-- ``chunk-aware, streaming``: the same with a cache of two buffers only, so
-  every epoch decodes every chunk again (a dataset larger than memory);
+- ``read+decode limit``: the store's input chunk files read with plain file
+  reads into a reused buffer and decoded with the same Blosc codec into a reused
+  array, in a tight loop on a pool of one thread per core (and on one thread).
+  No loader can beat it: it is the hardware's rate for this data and codec;
+- ``in-memory``: ``TensorDataset`` over the whole array, shuffled batches;
+- ``chunk-aware, first epoch``: a fresh :class:`popstore.MapDataset` +
+  :func:`popstore.make_loader` every round, so every chunk is read and decoded
+  (the files are in the OS page cache, as they are for the limit);
+- ``chunk-aware, later epochs``: one loader whose decoded-chunk cache holds the
+  split, past its first epoch;
+- ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
+  every epoch decodes every chunk again, as for a dataset larger than memory;
 - ``loose .npy + CSV``: the research codes' Dataset (a CSV row and one
-  ``np.load`` per map per sample);
-- ``naive per-sample store``: one store read per sample, no chunk cache (what
-  a plain map-style Dataset over Zarr does); a few batches, after the others.
+  ``np.load`` per map per sample).
 
-Epochs of the other loaders are interleaved round-robin, so that the drifts of a
-shared machine hit every loader alike; one-process loaders run before the
-multi-worker ones. The first epoch is reported apart from the later ones
-(training runs many epochs, so the later epochs are the training throughput),
-and those by their median and by their best (timeit's convention: slower runs
-measure interference). On small VMs much of the interference is glibc handing
-freed batch memory back to the kernel and faulting it in afresh for the next
-batch. MapDataset reuses its own arrays; for the other loaders
-``MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=1073741824`` in the
-environment keeps freed memory for reuse.
+Then it prints how many store chunks a batch mixes (shuffling quality), and
+where the streaming time goes: the cost of each stage per chunk in tight loops
+(file read, codec decode through :class:`popstore.zarrchunks.ChunkReader`,
+stacking the inputs as channels, gathering batches; and what the same chunk
+costs through ``zarr.Array.__getitem__`` and xarray, the earlier read path), and
+a cProfile of a streaming epoch read on the training thread alone.
 
-Targets (issue 2): chunk-aware >= 10x loose files and >= 0.5x in-memory.
+On small VMs fresh memory is expensive to fault in; MapDataset reuses its
+arrays, and for the other loaders ``MALLOC_MMAP_THRESHOLD_=67108864
+MALLOC_TRIM_THRESHOLD_=1073741824`` in the environment keeps freed memory for
+reuse. Targets (issue 20): streaming and first epochs >= 0.5x in-memory, >= 10x
+loose files and >= 50% of the read+decode limit.
 
-    python benchmarks/bench_loading.py [--n 2048] [--npix 128] [--workers 2] [--epochs 4]
+    python benchmarks/bench_loading.py [--n 2048] [--npix 128] [--rounds 8] [--compression lz4]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import json
+import pstats
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numcodecs
 import numpy as np
 import pandas as pd
 import torch
+import xarray as xr
+import zarr
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import popstore
 from popstore.export import to_legacy
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
+from popstore.torchdata import ChunkBatchSampler, _cores
+from popstore.zarrchunks import ChunkReader
 
 INPUTS = ["density", "temperature"]
 
@@ -72,29 +85,108 @@ class LooseFiles(Dataset):
         return torch.from_numpy(x), torch.tensor(row[self.label_cols].to_numpy(dtype=np.float32))
 
 
-class PerSample(Dataset):
-    """One store read per sample (no chunk cache, no batched reads)."""
+class RawLimit:
+    """Plain file reads + the store's own Blosc settings in a tight loop, buffers reused: the ceiling."""
 
-    def __init__(self, data: popstore.MapDataset) -> None:
-        self.data = data
+    def __init__(self, store: Path, threads: int) -> None:
+        self.files = sorted(f for v in INPUTS for f in (store / v / "c").rglob("*") if f.is_file())
+        meta = json.loads((store / INPUTS[0] / "zarr.json").read_text())
+        blosc = [c["configuration"] for c in meta["codecs"] if c["name"] == "blosc"]
+        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+        self.codec = numcodecs.Blosc(cname=blosc[0]["cname"], clevel=blosc[0]["clevel"],
+                                     shuffle=shuffle[blosc[0]["shuffle"]]) if blosc else None
+        self.chunk_shape = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        self.decoded_bytes = 4 * int(np.prod(self.chunk_shape)) * len(self.files)
+        self.pool = ThreadPoolExecutor(threads)
+        self.threads = threads
+        numcodecs.blosc.use_threads = False  # one core per decode, as in the loader (zarr sets the same)
 
-    def __len__(self) -> int:
-        return len(self.data)
+    def _work(self, files: list[Path]) -> None:
+        raw = bytearray(max(f.stat().st_size for f in self.files))
+        out = np.empty(self.chunk_shape, dtype=np.float32)
+        for f in files:
+            with open(f, "rb", buffering=0) as fh:
+                n = fh.readinto(raw)
+            if self.codec is not None:
+                self.codec.decode(memoryview(raw)[:n], out=out.reshape(-1).view(np.uint8))
 
-    def __getitem__(self, i: int):
-        return self.data[i]
+    def rate(self, threads: int | None = None) -> tuple[float, float]:
+        """Decoded bytes per second over every input chunk file, and CPU seconds (all threads) per byte."""
+        threads = threads or self.threads
+        t0, c0 = time.perf_counter(), time.process_time()
+        list(self.pool.map(self._work, [self.files[i::threads] for i in range(threads)]))
+        return self.decoded_bytes / (time.perf_counter() - t0), (time.process_time() - c0) / self.decoded_bytes
 
 
-def epoch_rate(loader: DataLoader, max_batches: int | None = None) -> float:
-    """Samples per second over one pass (after the first batch, which includes worker start-up)."""
+def epoch_rate(loader: DataLoader) -> tuple[float, float]:
+    """Samples per second over one pass (after the first batch, which includes worker start-up), and
+    CPU seconds of this process (all its threads) per sample: the work done, which other users of a
+    shared machine slow down far less than the rate."""
     it = iter(loader)
     next(it)
-    n, t0 = 0, time.perf_counter()
-    for b, (x, _) in enumerate(it):
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    for x, _ in it:
         n += len(x)
-        if max_batches and b + 1 >= max_batches:
-            break
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+
+
+def per_chunk_ms(stages: dict, n_chunks: int, repeats: int = 5) -> dict[str, float]:
+    """Best mean milliseconds of each ``fn(c)`` over all chunks, the stages measured round-robin."""
+    best = dict.fromkeys(stages, np.inf)
+    for _ in range(repeats):
+        for name, fn in stages.items():
+            t0 = time.perf_counter()
+            for c in range(n_chunks):
+                fn(c)
+            best[name] = min(best[name], (time.perf_counter() - t0) / n_chunks)
+    return {name: 1e3 * t for name, t in best.items()}
+
+
+def breakdown(store: Path, chunk: int, npix: int) -> None:
+    """Single-thread cost of each stage of a streaming read, per chunk of ``chunk`` samples."""
+    group = zarr.open_group(store, mode="r")
+    readers = [ChunkReader(group[v]) for v in INPUTS]
+    n_chunks = readers[0].n_chunks
+    part = np.empty((chunk, npix, npix), dtype=np.float32)
+    stacked = np.empty((chunk, len(INPUTS), npix, npix), dtype=np.float32)
+    batch = np.empty_like(stacked)
+    rows = np.random.default_rng(0).permutation(chunk)
+    ds = xr.open_zarr(store, consolidated=False, chunks=None)
+    stages = {
+        "file read (np.fromfile)": lambda c: [np.fromfile(store / v / "c" / str(c) / "0" / "0", np.uint8)
+                                              for v in INPUTS],
+        "read + decode (ChunkReader, recycled arrays)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
+        "read + decode (ChunkReader, fresh arrays)": lambda c: [r.read(c) for r in readers],
+        "stack inputs as channels": lambda c: [stacked.__setitem__((slice(None), slice(i, i + 1)), part[:, None])
+                                               for i in range(len(INPUTS))],
+        "gather a batch's rows (np.take)": lambda c: np.take(stacked, rows, axis=0, out=batch, mode="clip"),
+        "earlier path: zarr.Array.__getitem__": lambda c: [group[v][c * chunk:(c + 1) * chunk] for v in INPUTS],
+        "earlier path: xarray .isel().values": lambda c: [ds[v].isel(sample=slice(c * chunk, (c + 1) * chunk)).values
+                                                          for v in INPUTS],
+    }
+    print(f"\nwhere the time goes: one thread, ms per chunk of {chunk} samples x {len(INPUTS)} inputs "
+          f"({chunk * len(INPUTS) * npix * npix * 4 / 2**20:.0f} MiB decoded)")
+    for name, ms in per_chunk_ms(stages, n_chunks).items():
+        print(f"  {name:<48}{ms:8.2f}")
+
+
+def profile_streaming(store: Path, batch: int) -> None:
+    """cProfile of one streaming epoch read entirely on the training thread (read_threads=0)."""
+    data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none", cache_chunks=8, read_threads=0)
+    loader = popstore.make_loader(data, batch, seed=3)
+    for _ in loader:  # first epoch: open the store, fill the pools
+        pass
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in loader:
+        pass
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(8)
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    start = next(i for i, ln in enumerate(lines) if "ncalls" in ln)
+    print("\ncProfile of one streaming epoch on the training thread alone (read_threads=0), top 8 by own time:")
+    print("\n".join([lines[1]] + lines[start:start + 9]))
 
 
 def main() -> None:
@@ -102,77 +194,88 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2048, help="samples")
     ap.add_argument("--npix", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=8, help="epochs per loader (>= 2)")
-    ap.add_argument("--read-threads", type=int, default=2, help="MapDataset background decode threads")
-    ap.add_argument("--chunk", type=int, default=64, help="samples per store chunk")
+    ap.add_argument("--rounds", type=int, default=8, help="measurements of every figure, interleaved (>= 2)")
+    ap.add_argument("--read-threads", type=int, default=None, help="MapDataset decode threads (default: cores)")
+    ap.add_argument("--chunk", type=int, default=64, help="samples per store chunk (0: popstore's default layout)")
+    ap.add_argument("--buffer-chunks", type=int, default=4, help="chunks shuffled together (streaming cache: 2 buffers)")
     ap.add_argument("--compression", default="lz4", choices=["zstd", "lz4", "none"])
     args = ap.parse_args()
-    if args.epochs < 2:
-        ap.error("--epochs must be >= 2 (the first epoch is reported apart)")
+    if args.rounds < 2:
+        ap.error("--rounds must be >= 2 (the first epoch of the cached loader is reported apart)")
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="popstore-bench-"))
     try:
         store = work / "fields.zarr"
         sim = get_simulator("gaussian_fields", npix=args.npix)
         t0 = time.perf_counter()
-        popstore.generate(sim, sample_table(sim.parameters, args.n, seed=0), store, samples_per_chunk=args.chunk,
-                          compression=args.compression)
+        popstore.generate(sim, sample_table(sim.parameters, args.n, seed=0), store, samples_per_chunk=args.chunk or None,
+                          compression=args.compression, progress=False)
         popstore.split(store, test=0.0, valid=0.0, seed=0)
-        print(f"generated {args.n} samples of 2 x {args.npix}^2 ({args.compression}, {args.chunk} per chunk) "
-              f"in {time.perf_counter() - t0:.1f} s")
-        folder = to_legacy(store, work / "loose")
+        sample_bytes = len(INPUTS) * args.npix ** 2 * 4
+        folder = to_legacy(store, work / "loose", progress=False)
         reader = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none", cache_chunks=0,
                                      read_threads=0)
+        print(f"generated {args.n} samples of {len(INPUTS)} x {args.npix}^2 float32 ({args.compression}, "
+              f"{reader.chunk} per chunk = {reader.chunk * sample_bytes / len(INPUTS) / 2**20:.2f} MiB per variable) "
+              f"in {time.perf_counter() - t0:.1f} s; {_cores()} cores")
         memory = TensorDataset(torch.from_numpy(reader.read_inputs(np.arange(len(reader)))), reader.y)
 
-        def chunk_aware(cache_chunks: int | None = None) -> popstore.MapDataset:
-            return popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none",
+        def chunk_aware(cache_chunks: int | None = None) -> DataLoader:
+            data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none",
                                        cache_chunks=cache_chunks, read_threads=args.read_threads)
+            return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=args.buffer_chunks)
 
-        buffer_chunks = 4
-        rates, naive_rate = {}, {}
-        for nw in sorted({0, args.workers}):  # one process first: forked workers would share its pages
-            loaders = {
-                f"in-memory, {nw} workers": DataLoader(memory, batch_size=args.batch, shuffle=True, num_workers=nw,
-                                                      persistent_workers=nw > 0),
-                f"chunk-aware store, {nw} workers": popstore.make_loader(
-                    chunk_aware(), args.batch, num_workers=nw, seed=1, buffer_chunks=buffer_chunks),
-                f"chunk-aware, streaming, {nw} workers": popstore.make_loader(
-                    chunk_aware(2 * buffer_chunks), args.batch, num_workers=nw, seed=1, buffer_chunks=buffer_chunks),
-                f"loose .npy + CSV, {nw} workers": DataLoader(LooseFiles(folder), batch_size=args.batch, shuffle=True,
-                                                             num_workers=nw, persistent_workers=nw > 0),
-            }
-            for name in loaders:
-                rates[name] = []
-            for _ in range(args.epochs):
-                for name, loader in loaders.items():
-                    rates[name].append(epoch_rate(loader))
-            del loaders  # stops persistent workers
-            # an abandoned multi-worker epoch leaves its workers busy for a while, so this comes last
-            naive_rate[nw] = epoch_rate(DataLoader(PerSample(reader), batch_size=args.batch, shuffle=True,
-                                                   num_workers=nw), max_batches=8)
-        first = {name: r[0] for name, r in rates.items()}
-        median = {name: float(np.median(r[1:])) for name, r in rates.items()}
-        best = {name: max(r[1:]) for name, r in rates.items()}
+        limit = RawLimit(store, _cores())
+        cached = chunk_aware()
+        loaders = {
+            "in-memory tensor": DataLoader(memory, batch_size=args.batch, shuffle=True),
+            "chunk-aware, first epoch": None,  # a fresh loader every round
+            "chunk-aware, later epochs": cached,
+            "chunk-aware, streaming": chunk_aware(2 * args.buffer_chunks),
+            "loose .npy + CSV": DataLoader(LooseFiles(folder), batch_size=args.batch, shuffle=True),
+        }
+        rates = {"read+decode limit": [], "read+decode limit, 1 thread": [], **{k: [] for k in loaders}}
+        cached_first = epoch_rate(cached)[0]
+        cpu = {k: [] for k in rates}
+        for _ in range(args.rounds):
+            for name, threads in (("read+decode limit", None), ("read+decode limit, 1 thread", 1)):
+                r, c = limit.rate(threads)
+                rates[name].append(r / sample_bytes)
+                cpu[name].append(c * sample_bytes)
+            for name, loader in loaders.items():
+                r, c = epoch_rate(loader or chunk_aware(2 * args.buffer_chunks))
+                rates[name].append(r)
+                cpu[name].append(c)
+        median = {k: float(np.median(r)) for k, r in rates.items()}
+        best = {k: max(r) for k, r in rates.items()}
+        cost = {k: 1e6 * float(np.median(c)) for k, c in cpu.items()}
 
-        print(f"\n{'loader (samples/s)':<44}{'first epoch':>12}{'later: median':>15}{'best':>9}")
+        print(f"\n{'samples/s (' + str(args.rounds) + ' rounds, interleaved)':<44}{'median':>10}{'best':>10}"
+              f"{'MB/s median':>14}{'CPU us/sample':>15}")
         for name in rates:
-            print(f"{name:<44}{first[name]:>12.0f}{median[name]:>15.0f}{best[name]:>9.0f}")
+            print(f"{name:<44}{median[name]:>10.0f}{best[name]:>10.0f}{median[name] * sample_bytes / 1e6:>14.0f}"
+                  f"{cost[name]:>15.1f}")
+        print(f"(the cached loader's own first epoch: {cached_first:.0f} samples/s; CPU time counts every thread "
+              "of this process, medians)")
 
-        print("\nratios, same number of DataLoader workers (targets: >= 10x loose files, >= 0.5x in-memory)")
-        for nw in sorted({0, args.workers}):
-            mem, loose = f"in-memory, {nw} workers", f"loose .npy + CSV, {nw} workers"
-            for kind in ("chunk-aware store", "chunk-aware, streaming"):
-                name = f"{kind}, {nw} workers"
-                print(f"{name:<38} later epochs (median | best): {median[name] / median[loose]:5.1f}x | "
-                      f"{best[name] / best[loose]:5.1f}x loose, {median[name] / median[mem]:.2f}x | "
-                      f"{best[name] / best[mem]:.2f}x in-memory; first epoch: {first[name] / first[loose]:.1f}x loose, "
-                      f"{first[name] / first[mem]:.2f}x in-memory")
-            in_memory = f"{median[mem] / median[loose]:5.1f}x | {best[mem] / best[loose]:5.1f}x loose"
-            print(f"{'in-memory':<38} later epochs (median | best): {in_memory}")
-            naive = naive_rate[nw]
-            print(f"{'naive per-sample store':<38} {naive:.0f} samples/s = {naive / median[loose]:.2f}x loose")
+        print("\nratios of median rates (targets for streaming and first epochs: >= 0.5x in-memory, >= 10x loose, "
+              ">= 0.5x the limit); last column: the limit's CPU cost per sample / the loader's")
+        mem, loose, lim = median["in-memory tensor"], median["loose .npy + CSV"], median["read+decode limit"]
+        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, later epochs",
+                     "in-memory tensor"):
+            r = median[name]
+            print(f"  {name:<28}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
+                  f"{cost['read+decode limit'] / cost[name]:8.2f}")
+
+        data = cached.dataset
+        n_chunks = len(np.unique(data.indices // data.chunk))
+        uniform = n_chunks * (1 - (1 - 1 / n_chunks) ** args.batch)
+        print(f"\nshuffling: a batch of {args.batch} mixes {cached.batch_sampler.chunks_per_batch():.1f} of "
+              f"{n_chunks} chunks with buffer_chunks={args.buffer_chunks} (a uniform shuffle: {uniform:.1f}); "
+              + ", ".join(f"buffer_chunks={b}: {ChunkBatchSampler(data, args.batch, buffer_chunks=b).chunks_per_batch():.1f}"
+                          for b in (1, 8, 16)))
+        breakdown(store, reader.chunk, args.npix)
+        profile_streaming(store, args.batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

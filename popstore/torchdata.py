@@ -8,12 +8,21 @@ batches through ``__getitems__``; :class:`ChunkBatchSampler` shuffles the order
 of chunks, then samples within a buffer of chunks, and hands every buffer to a
 single DataLoader worker so each chunk is decompressed once per epoch.
 
-Each batch from the sampler names the chunks its worker will need a few batches
-later (:class:`ChunkBatch`); the dataset decodes those on background threads
-(Blosc and file reads release the GIL), so reading overlaps with the training
-step, and the batch itself is gathered from the decoded chunks with one
-contiguous copy per chunk. Batches and decoded chunks reuse arrays that nothing
-holds any more, so memory is not faulted in afresh for every batch.
+Chunks are read by :class:`popstore.zarrchunks.ChunkReader`: the chunk's bytes
+go through every codec of the array's own codec pipeline (checksums included)
+without zarr's async machinery, into recycled arrays. Each batch from the
+sampler names the chunks its worker will need a few batches later
+(:class:`ChunkBatch`); the dataset decodes those on a pool of threads, one per
+core (Blosc and file reads release the GIL), so reading overlaps with the
+training step, and the batch itself is gathered from the decoded chunks with
+one contiguous copy per chunk. Batches and decoded chunks reuse arrays that
+nothing holds any more, so memory is not faulted in afresh for every batch; on
+CUDA machines the batch arrays are page-locked, so ``.to(device,
+non_blocking=True)`` copies asynchronously.
+
+Any Zarr store xarray can read works (explicit ``inputs``/``labels``); popstore
+stores supply defaults. For distributed data-parallel training each rank's
+sampler takes a disjoint share of the chunks (:class:`ChunkBatchSampler`).
 
 The store is opened lazily in each process: a dataset holds only a path and
 small index/label arrays, so it pickles for spawn/forkserver workers.
@@ -33,11 +42,13 @@ from typing import Literal
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from popstore.errors import UserError
 from popstore.splits import SUBSETS, label_statistics
-from popstore.store import STATISTICS, input_names, label_names, layout_of, open_store, open_zarr
+from popstore.store import STATISTICS, check_schema, input_names, label_names, store_location
+from popstore.zarrchunks import ChunkReader
 
 Normalize = Literal["minmax", "standard", "none"]
 #: Default memory budget of the decoded-chunk cache, per process.
@@ -46,27 +57,75 @@ CACHE_BYTES = 2**30
 BATCH_BUFFERS = 4
 
 
+def open_group(path: str | Path) -> zarr.Group:
+    """The root group of a Zarr store, read-only: the one place this module opens a store."""
+    try:
+        return zarr.open_group(store_location(path), mode="r")
+    except FileNotFoundError:  # zarr's GroupNotFoundError
+        raise UserError(f"no Zarr store at {path}") from None
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _selection(ds: xr.Dataset, split: str | Sequence[int] | np.ndarray | None, split_variable: str,
+               dim: str, where: str) -> np.ndarray:
+    """Boolean mask along ``dim`` of the samples a dataset serves (see :class:`MapDataset`)."""
+    n = ds.sizes[dim]
+    selected = ds["done"].values.astype(bool) if "done" in ds.variables and ds["done"].dims == (dim,) \
+        else np.ones(n, dtype=bool)
+    if split is None:
+        return selected
+    if isinstance(split, str):
+        if split in ds.variables and ds[split].dtype == bool and ds[split].dims == (dim,):
+            return selected & ds[split].values
+        if split_variable not in ds.variables:
+            raise UserError(f"{where}: no variable {split_variable!r} to take split {split!r} from "
+                            "(run popstore.split, name a boolean variable, or pass sample indices)")
+        values = ds[split_variable].values
+        if split not in SUBSETS and split not in set(values.tolist()):  # a typo ("training", "Train") is no subset
+            raise UserError(f"{where}: split must be one of {list(SUBSETS)} or None (every done sample), a value of "
+                            f"{split_variable!r} or a boolean variable; got {split!r}")
+        return selected & (values == split)
+    split = np.asarray(split)
+    if split.dtype == bool:
+        if split.shape != (n,):
+            raise UserError(f"{where}: a boolean split needs {n} values, got shape {split.shape}")
+        return selected & split
+    if split.dtype.kind not in "iu" or split.ndim != 1 or (split.size and not 0 <= split.min() <= split.max() < n):
+        raise UserError(f"{where}: split indices must be integers in [0, {n}), got {split.dtype} values")
+    mask = np.zeros(n, dtype=bool)
+    mask[split] = True
+    return selected & mask
+
+
 class MapDataset(Dataset):
-    """Samples ``(x, y)`` of one split of a store.
+    """Samples ``(x, y)`` of one split of a Zarr store.
 
     Parameters
     ----------
     store
-        Path of a popstore store.
+        Path of a popstore store, or of any Zarr store xarray can open (then
+        name ``inputs`` and ``labels``).
     split
-        ``"train"``, ``"valid"``, ``"test"`` (needs :func:`popstore.split`), or
-        ``None`` for every done sample.
+        Which samples: ``"train"``, ``"valid"``, ``"test"`` (the values of
+        ``split_variable``, written by :func:`popstore.split`); the name of a
+        boolean variable along the sample dimension; an array of sample indices
+        or a boolean mask; or ``None`` for every sample. Samples whose ``done``
+        flag is false (popstore stores being generated) are left out.
     inputs
         Input variables stacked as channels, in this order (default: every
         ``role="input"`` variable). Dims of a variable beyond its last
-        ``spatial_ndim`` are folded into channels (e.g. ``survey``).
+        ``spatial_ndim`` are folded into channels (e.g. ``survey``). The sample
+        dimension must be each variable's first.
     labels
-        Label variables (default: every ``role="label"`` variable).
+        Label variables along the sample dimension (default: every ``role="label"`` variable).
     normalize
         ``"minmax"`` maps each label's training range to [0, 1],
         ``"standard"`` subtracts the training mean and divides by the training
-        std, ``"none"`` keeps physical units. Statistics come from the store's
-        ``label_stats`` (training split), so every split is normalised alike.
+        std, ``"none"`` keeps physical units.
     transform
         Optional callable applied to each batch of inputs ``(B, C, ...)``
         (e.g. log10 and standardisation).
@@ -76,65 +135,96 @@ class MapDataset(Dataset):
         Chunks kept decoded per process; ``None`` keeps as many as fit in
         :data:`CACHE_BYTES`, ``0`` disables the cache.
     read_threads
-        Background threads per process that decode the chunks named by
-        :attr:`ChunkBatch.read_ahead` (``0``: read only on demand).
+        Threads per process that decode the chunks named by
+        :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read only
+        on demand, in the calling thread).
+    split_variable
+        The variable holding subset names for a string ``split``.
+    label_stats
+        Label statistics ``(L, 4)``: mean, std, min, max per label, used for
+        ``normalize``. Default: the store's ``label_stats`` (training split)
+        if it has them for these labels, else computed from the samples whose
+        ``split_variable`` is ``"train"``, else from the selected samples (pass
+        ``label_stats=train.stats`` to normalise a validation set alike).
+    pin_memory
+        Put batches made in the training process in page-locked memory, so
+        copies to the GPU can be asynchronous (default: when CUDA is available).
     """
 
     def __init__(
         self,
         store: str | Path,
-        split: str | None = "train",
+        split: str | Sequence[int] | np.ndarray | None = "train",
         inputs: Sequence[str] | None = None,
         labels: Sequence[str] | None = None,
         normalize: Normalize = "minmax",
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         spatial_ndim: int = 2,
         cache_chunks: int | None = None,
-        read_threads: int = 2,
+        read_threads: int | None = None,
+        split_variable: str = "split",
+        label_stats: np.ndarray | None = None,
+        pin_memory: bool | None = None,
     ) -> None:
-        if split is not None and split not in SUBSETS:
-            raise UserError(f"split must be one of {list(SUBSETS)} or None (every done sample), got {split!r}")
-        ds = open_store(store)
+        group = open_group(store)
+        ds = xr.open_zarr(group.store_path, consolidated=False, chunks=None)
+        if "popstore_schema_version" in ds.attrs:
+            check_schema(ds, str(store))
         self.path = str(store)
         self.inputs = list(inputs) if inputs is not None else input_names(ds)
         self.labels = list(labels) if labels is not None else label_names(ds)
-        missing = [v for v in self.inputs + self.labels if v not in ds.data_vars]
+        missing = [v for v in self.inputs + self.labels if v not in ds.variables]
         if missing:
-            raise KeyError(f"{store}: no variables {missing}; inputs available: {input_names(ds)}, "
-                           f"labels: {label_names(ds)}")
-        if not self.inputs:
-            raise ValueError(f"{store}: no input variables to read")
+            raise UserError(f"{store}: no variables {missing}; data variables: {list(ds.data_vars)}")
+        if not self.inputs or not self.labels:
+            raise UserError(f"{store}: no {'input' if not self.inputs else 'label'} variables given or marked "
+                            f"(role attribute); pass inputs=[...] and labels=[...] from {list(ds.data_vars)}")
+        self.sample_dim = ds[self.inputs[0]].dims[0]
+        wrong = [v for v in self.inputs if ds[v].dims[:1] != (self.sample_dim,) or ds[v].ndim <= spatial_ndim]
+        wrong += [v for v in self.labels if ds[v].dims != (self.sample_dim,)]
+        if wrong:
+            raise UserError(f"{store}: variables {wrong} do not run along {self.sample_dim!r} first "
+                            f"(inputs: ({self.sample_dim}, ..., {spatial_ndim} map dims); labels: ({self.sample_dim},))")
         shapes = {v: ds[v].shape[1:] for v in self.inputs}
         spatial = {s[len(s) - spatial_ndim:] for s in shapes.values()}
         if len(spatial) != 1:
-            raise ValueError(f"inputs have different map shapes: {shapes}")
+            raise UserError(f"{store}: inputs have different map shapes: {shapes}")
         self.map_shape = spatial.pop()
         self.channels = [f"{v}[{i}]" if np.prod(s[:len(s) - spatial_ndim]) > 1 else v
                          for v, s in shapes.items() for i in range(int(np.prod(s[:len(s) - spatial_ndim])))]
-        selected = ds["done"].values.copy()
-        if split is not None:
-            if "split" not in ds.coords:
-                raise ValueError(f"{store} has no split; run popstore.split first")
-            selected &= ds["split"].values == split
-        self.split = split
+        self.split = split if isinstance(split, str) or split is None else "indices"
+        selected = _selection(ds, split, split_variable, self.sample_dim, str(store))
         self.indices = np.flatnonzero(selected)
-        self.chunk = layout_of(ds).chunk
-        raw = np.stack([ds[n].values for n in self.labels], axis=1).astype(np.float64)[self.indices]
-        self.stats = self._training_stats(ds, raw)
+        self.chunk = int(group[self.inputs[0]].chunks[0])
+        table = np.stack([ds[n].values for n in self.labels], axis=1).astype(np.float64)
+        self.stats = self._training_stats(ds, table, selected, split_variable, label_stats)
         self.normalize = normalize
-        self.y = torch.from_numpy(self.normalize_labels(raw)).float()
+        self.y = torch.from_numpy(self.normalize_labels(table[self.indices])).float()
         self.transform = transform
         self.spatial_ndim = spatial_ndim
         chunk_bytes = 4 * self.chunk * len(self.channels) * int(np.prod(self.map_shape))
         self.cache_chunks = max(1, CACHE_BYTES // chunk_bytes) if cache_chunks is None else cache_chunks
-        self.read_threads = read_threads
+        self.read_threads = _cores() if read_threads is None else read_threads
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self._reset_process_state()
 
     # -- labels ------------------------------------------------------------
-    def _training_stats(self, ds: xr.Dataset, raw: np.ndarray) -> np.ndarray:
-        if "label_stats" in ds:
+    def _training_stats(self, ds: xr.Dataset, table: np.ndarray, selected: np.ndarray, split_variable: str,
+                        given: np.ndarray | None) -> np.ndarray:
+        if given is not None:
+            given = np.asarray(given, dtype=np.float64)
+            if given.shape != (len(self.labels), len(STATISTICS)):
+                raise UserError(f"label_stats must have shape ({len(self.labels)}, {len(STATISTICS)}) "
+                                f"({', '.join(STATISTICS)} per label), got {given.shape}")
+            return given
+        if "label_stats" in ds and set(self.labels) <= set(ds["label_stats"].label.values.tolist()):
             return ds["label_stats"].sel(subset="train", label=self.labels, statistic=list(STATISTICS)).values
-        return label_statistics(raw)
+        train = selected
+        if split_variable in ds.variables and ds[split_variable].dims == (self.sample_dim,):
+            train = ds[split_variable].values == "train"
+        if not train.any():
+            raise UserError(f"{self.path}: no samples to compute label statistics from; pass label_stats=")
+        return label_statistics(table[train])
 
     def _scale(self) -> tuple[np.ndarray, np.ndarray]:
         mean, std, lo, hi = self.stats.T
@@ -144,7 +234,7 @@ class MapDataset(Dataset):
             return mean, std
         if self.normalize == "none":
             return np.zeros_like(mean), np.ones_like(std)
-        raise ValueError(f"normalize must be 'minmax', 'standard' or 'none', got {self.normalize!r}")
+        raise UserError(f"normalize must be 'minmax', 'standard' or 'none', got {self.normalize!r}")
 
     def normalize_labels(self, y: np.ndarray) -> np.ndarray:
         """Physical labels (n, L) -> network targets."""
@@ -162,51 +252,65 @@ class MapDataset(Dataset):
         sigma = sigma.detach().cpu().numpy() if isinstance(sigma, torch.Tensor) else np.asarray(sigma)
         return sigma.astype(np.float64) * self._scale()[1]
 
+
     # -- per-process store access ---------------------------------------------
     def _reset_process_state(self) -> None:
         self._pid: int | None = None
-        self._ds: xr.Dataset | None = None
+        self._readers: dict[str, ChunkReader] = {}
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
-        self._batch_arrays = _ArrayPool(BATCH_BUFFERS)
+        self._batch_arrays = _ArrayPool(BATCH_BUFFERS, pinned=self.pin_memory and get_worker_info() is None)
         # cached + decoding ahead + in use: evicted chunks are decoded into again
-        self._chunk_arrays = _ArrayPool(self.cache_chunks + 2 * max(self.read_threads, 1) + 8)
+        in_flight = 2 * max(self.read_threads, 1) + 8
+        self._chunk_arrays = _ArrayPool(self.cache_chunks + in_flight)
+        # one variable's chunk before it is stacked with the others' (single-input stores decode in place)
+        self._part_arrays = _ArrayPool(len(self.inputs) * (max(self.read_threads, 1) + 1))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_pid=None, _ds=None, _cache=OrderedDict(), _pool=None, _pending={}, _batch_arrays=None,
-                     _chunk_arrays=None)
+        state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _batch_arrays=None,
+                     _chunk_arrays=None, _part_arrays=None)
         return state
 
-    def _store(self) -> xr.Dataset:
+    def _open(self) -> None:
         if self._pid != os.getpid():  # first use in this process (or a forked worker): nothing inherited
             self._reset_process_state()
-            self._ds = open_zarr(self.path, chunks=None)
+            group = open_group(self.path)
+            self._readers = {v: ChunkReader(group[v]) for v in self.inputs}
             if self.read_threads > 0:
                 self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
             self._pid = os.getpid()
-        return self._ds
+
+    def _read_part(self, v: str, c: int, pool: _ArrayPool) -> np.ndarray:
+        """Rows of store chunk ``c`` of input ``v`` as ``(n, channels, *map_shape)`` float32."""
+        reader = self._readers[v]
+        n = min(self.chunk, reader.array.shape[0] - c * self.chunk)
+        if reader.chunk == self.chunk and reader.dtype == np.float32:
+            a = reader.read(c, lambda shape, dtype: pool.empty(shape))
+        else:  # chunked differently from the first input, or not float32: zarr assembles the rows
+            a = np.asarray(reader.array[c * self.chunk:c * self.chunk + n], dtype=np.float32)
+        return a.reshape(n, -1, *self.map_shape)
 
     def _decode_chunk(self, c: int) -> np.ndarray:
         """Store chunk ``c`` decoded: ``(n, C, *map_shape)`` float32, the inputs stacked as channels."""
-        ds = self._store()
-        sl = slice(c * self.chunk, (c + 1) * self.chunk)
-        parts = [ds[v].isel(sample=sl).values for v in self.inputs]
-        n = len(parts[0])
-        if len(parts) == 1:
-            return parts[0].reshape(n, -1, *self.map_shape).astype(np.float32, copy=False)
-        out = self._chunk_arrays.empty((n, len(self.channels), *self.map_shape))
+        self._open()
+        if len(self.inputs) == 1:
+            return self._read_part(self.inputs[0], c, self._chunk_arrays)
+        out = None
         ch = 0
-        for a in parts:
-            a = a.reshape(n, -1, *self.map_shape)
-            out[:, ch:ch + a.shape[1]] = a
-            ch += a.shape[1]
+        for v in self.inputs:
+            part = self._read_part(v, c, self._part_arrays)
+            if out is None:
+                out = self._chunk_arrays.empty((len(part), len(self.channels), *self.map_shape))
+            out[:, ch:ch + part.shape[1]] = part
+            ch += part.shape[1]
+            del part  # its array goes back to the pool
         return out
 
     def read_ahead(self, chunks: Iterable[int]) -> None:
         """Start decoding store chunks on the background threads (those not cached or already started)."""
-        self._store()
+        self._open()
         if self._pool is None:
             return
         for c in chunks:
@@ -269,7 +373,7 @@ class MapDataset(Dataset):
         the array of one of the last :data:`BATCH_BUFFERS` batches once nothing holds that batch
         any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
         """
-        self._store()  # per-process state first: a new process starts with no arrays to reuse
+        self._open()  # per-process state first: a new process starts with no arrays to reuse
         shape = (len(positions), len(self.channels), *self.map_shape)
         if get_worker_info() is None:
             x = torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
@@ -294,10 +398,11 @@ class _ArrayPool:
     """Float32 arrays for reuse. :meth:`empty` hands out again an array that nothing but the pool
     holds any more (no tensor made by ``torch.from_numpy``, view, cache entry or caller): on
     machines where fresh pages are expensive to fault in, this keeps batches and decoded chunks
-    in memory that is already mapped. Keeps the ``size`` most recently handed-out arrays."""
+    in memory that is already mapped. Keeps the ``size`` most recently handed-out arrays;
+    ``pinned`` ones live in page-locked memory (CUDA's host allocator)."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, pinned: bool = False) -> None:
+        self.size, self.pinned = size, pinned
         self._arrays: list[np.ndarray] = []
         self._lock = threading.Lock()
 
@@ -309,7 +414,10 @@ class _ArrayPool:
                 if a.shape == shape and sys.getrefcount(a) == 3:  # this list, `a`, getrefcount's argument
                     self._arrays.insert(0, self._arrays.pop(i))
                     return a
-            a = np.empty(shape, dtype=np.float32)
+            if self.pinned:
+                a = torch.empty(int(np.prod(shape)), dtype=torch.float32, pin_memory=True).numpy().reshape(shape)
+            else:
+                a = np.empty(shape, dtype=np.float32)
             self._arrays = [a, *self._arrays[:self.size - 1]]
             return a
 
@@ -354,54 +462,103 @@ class ChunkBatch(list):
         self.read_ahead = tuple(read_ahead)
 
 
-class ChunkBatchSampler(Sampler[ChunkBatch]):
-    """Batches that keep reads chunk-aligned.
+def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``(rank, world_size)``: as given, else from an initialised ``torch.distributed`` group, else ``(0, 1)``."""
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if world_size is None:
+        world_size = torch.distributed.get_world_size() if initialised else 1
+    if rank is None:
+        rank = torch.distributed.get_rank() if initialised else 0
+    if not 0 <= rank < world_size:
+        raise UserError(f"rank must lie in [0, world_size={world_size}), got {rank}")
+    return rank, world_size
 
-    Chunks are dealt once (with ``seed``) to ``num_workers`` streams, one per
-    DataLoader worker. Each epoch, every stream shuffles the order of its
-    chunks, cuts it into buffers of ``buffer_chunks`` chunks, shuffles the
-    samples inside each buffer and cuts batches; the streams' batches are
-    interleaved in the order DataLoader dispatches them to workers, so each
-    worker reads, decodes and caches its own chunks only. Inside a batch the
-    positions are grouped by chunk (the order within a batch does not change a
-    gradient), and each batch names the chunks of the batch one buffer ahead in
-    its stream as :attr:`ChunkBatch.read_ahead`.
+
+def _deal(sizes: np.ndarray, n_slots: int, rng: np.random.Generator) -> np.ndarray:
+    """Slot of each chunk: chunks in random order, each to the slot holding the fewest samples so far."""
+    slot = np.empty(len(sizes), dtype=np.int64)
+    load = np.zeros(n_slots, dtype=np.int64)
+    for c in rng.permutation(len(sizes)):  # one step per chunk, not per sample
+        slot[c] = np.argmin(load)
+        load[slot[c]] += sizes[c]
+    return slot
+
+
+class ChunkBatchSampler(Sampler[ChunkBatch]):
+    """Batches that keep reads chunk-aligned, for one rank of a distributed job.
+
+    Chunks are dealt once (with ``seed``) to ``world_size * num_workers``
+    streams, balancing their sample counts: rank ``r`` owns streams
+    ``r * num_workers ...``, one per DataLoader worker, so the ranks' shares of
+    chunks are disjoint and fixed across epochs (each process's chunk cache stays
+    useful). Each epoch, every stream shuffles the order of its chunks, cuts it
+    into buffers of ``buffer_chunks`` chunks, shuffles the samples inside each
+    buffer and cuts batches; the streams' batches are interleaved in the order
+    DataLoader dispatches them to workers, so each worker reads, decodes and
+    caches its own chunks only. Inside a batch the positions are grouped by chunk
+    (the order within a batch does not change a gradient), and each batch names
+    the chunks of the batch one buffer ahead in its stream as
+    :attr:`ChunkBatch.read_ahead`.
+
+    With ``world_size > 1`` every stream of every rank serves the same number of
+    samples, so all ranks run the same number of batches (DDP needs this):
+    ``drop_last=False`` pads a short stream with samples drawn again from its
+    own last buffer (every sample is seen at least once per epoch; the padding
+    is less than one chunk per stream), ``drop_last=True`` drops the surplus
+    samples of the longer streams (those are not seen that epoch) and the last
+    partial batch. ``rank`` and ``world_size`` default to those of an
+    initialised ``torch.distributed`` process group.
     """
 
     def __init__(self, dataset: MapDataset, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 buffer_chunks: int = 4, num_workers: int = 0, drop_last: bool = False) -> None:
+                 buffer_chunks: int = 4, num_workers: int = 0, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None) -> None:
         if batch_size < 1 or buffer_chunks < 1:
-            raise ValueError("batch_size and buffer_chunks must be >= 1")
+            raise UserError("batch_size and buffer_chunks must be >= 1")
         self.groups = dataset.chunk_groups()
         self.chunk_of = dataset.indices // dataset.chunk
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.buffer_chunks, self.n_streams, self.drop_last = buffer_chunks, max(num_workers, 1), drop_last
+        self.rank, self.world_size = _distributed(rank, world_size)
+        if len(self.groups) < self.world_size * self.n_streams and self.world_size > 1:
+            raise UserError(f"{len(self.groups)} chunks cannot be shared among {self.world_size} ranks x "
+                            f"{self.n_streams} workers; use fewer workers or smaller chunks")
         self.lookahead = max(1, -(-buffer_chunks * dataset.chunk // batch_size))  # batches per buffer
         self.epoch = 0
+        # chunk -> stream assignment is fixed for all epochs, so caches stay warm
+        sizes = np.array([len(g) for g in self.groups], dtype=np.int64)
+        self.stream_of = _deal(sizes, self.world_size * self.n_streams, np.random.default_rng(self.seed))
+        load = np.bincount(self.stream_of, weights=sizes, minlength=self.world_size * self.n_streams).astype(np.int64)
+        #: samples per stream and epoch (``None``: as many as the stream holds)
+        self.per_stream = None if self.world_size == 1 else int(load.min() if drop_last else load.max())
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch whose shuffle comes next (it advances by one per iteration)."""
         self.epoch = epoch
 
+    def _stream(self, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """The batches of stream ``k`` this epoch."""
+        chunks = np.flatnonzero(self.stream_of == k)
+        if self.shuffle:
+            chunks = rng.permutation(chunks)
+        buffers = [np.concatenate([self.groups[g] for g in chunks[i:i + self.buffer_chunks]])
+                   for i in range(0, len(chunks), self.buffer_chunks)]
+        buffers = [rng.permutation(b) if self.shuffle else b for b in buffers]
+        pos = np.concatenate(buffers) if buffers else np.empty(0, dtype=np.int64)
+        if self.per_stream is not None:
+            pad = self.per_stream - len(pos)
+            pos = np.concatenate([pos, np.resize(buffers[-1], max(pad, 0))])[:self.per_stream]
+        n_full = len(pos) // self.batch_size
+        batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
+        if not self.drop_last and len(pos) % self.batch_size:
+            batches.append(pos[n_full * self.batch_size:])
+        return [b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches]
+
     def _batches(self) -> list[list[np.ndarray]]:
-        # chunk -> stream (worker) assignment is fixed for all epochs, so worker caches stay warm
-        stream_of = np.random.default_rng(self.seed).permutation(len(self.groups)) % self.n_streams
+        """This rank's streams of batches this epoch (the same shuffles on every rank)."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        out = []
-        for k in range(self.n_streams):
-            chunks = np.flatnonzero(stream_of == k)
-            if self.shuffle:
-                chunks = rng.permutation(chunks)
-            buffers = [np.concatenate([self.groups[g] for g in chunks[i:i + self.buffer_chunks]])
-                       for i in range(0, len(chunks), self.buffer_chunks)]
-            pos = np.concatenate([rng.permutation(b) if self.shuffle else b for b in buffers]) if buffers \
-                else np.empty(0, dtype=np.int64)
-            n_full = len(pos) // self.batch_size
-            batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
-            if not self.drop_last and len(pos) % self.batch_size:
-                batches.append(pos[n_full * self.batch_size:])
-            out.append([b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches])
-        return out
+        streams = [self._stream(k, rng) for k in range(self.world_size * self.n_streams)]
+        return streams[self.rank * self.n_streams:(self.rank + 1) * self.n_streams]
 
     def _with_read_ahead(self, batches: list[np.ndarray]) -> list[ChunkBatch]:
         """Batch ``i`` of a stream names the chunks of batch ``i + lookahead``; the first names all up to it."""
@@ -422,18 +579,27 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
     def __len__(self) -> int:
         return sum(map(len, self._batches()))
 
+    def chunks_per_batch(self) -> float:
+        """Mean number of store chunks a batch of the next epoch mixes (shuffling quality)."""
+        return float(np.mean([len(np.unique(self.chunk_of[b])) for s in self._batches() for b in s]))
+
 
 def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True, num_workers: int = 0,
-                seed: int = 0, buffer_chunks: int = 4, drop_last: bool = False, **kwargs) -> DataLoader:
+                seed: int = 0, buffer_chunks: int = 4, drop_last: bool = False, rank: int | None = None,
+                world_size: int | None = None, **kwargs) -> DataLoader:
     """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader).
 
     ``num_workers=0`` (the default) reads in the training process, with the dataset's
     ``read_threads`` decoding ahead; worker processes add the cost of moving every batch
     between processes (``benchmarks/bench_loading.py``), so they pay off only when a
-    ``transform`` is expensive.
+    ``transform`` is expensive. ``rank``/``world_size`` (default: from ``torch.distributed``)
+    give this process its share of the chunks; see :class:`ChunkBatchSampler` for how
+    ranks are kept to equal batch counts. Batches are pinned when CUDA is available.
     """
-    sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last)
+    sampler = ChunkBatchSampler(dataset, batch_size, shuffle, seed, buffer_chunks, num_workers, drop_last,
+                                rank, world_size)
     if num_workers > 0:
         kwargs.setdefault("persistent_workers", True)
     kwargs.setdefault("collate_fn", collate)
+    kwargs.setdefault("pin_memory", dataset.pin_memory)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, **kwargs)

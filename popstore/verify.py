@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
+from fsspec.core import url_to_fs
 
 from popstore.codecs import CorruptChunkError
 from popstore.lock import StoreLock
-from popstore.store import Layout, SchemaError, check_attrs
+from popstore.store import Layout, SchemaError, StoreNotFoundError, check_attrs, store_exists, store_location
 
 REGENERATED_ROLES = ("input", "diagnostic", "catalogue", "label")
 
@@ -109,22 +110,30 @@ def _samples(array: zarr.Array, sel: tuple[slice, ...]) -> slice | None:
 
 
 def verify(store: str | Path, repair: bool = False) -> VerifyReport:
-    """Scrub ``store`` (see module docstring); with ``repair`` clear ``done`` of the damaged blocks."""
-    path = Path(store)
-    if not path.exists():
-        raise FileNotFoundError(f"no store at {path}")
-    lock = StoreLock(path) if repair else None
+    """Scrub ``store`` (a path or fsspec URL; see module docstring); with ``repair`` clear ``done`` of the
+    damaged blocks (holding the store's lock, for a local store)."""
+    if not store_exists(store):
+        raise StoreNotFoundError(f"no store at {store}")
+    loc = store_location(store)
+    lock = StoreLock(Path(loc)) if repair and "://" not in loc else None
     if lock is not None:
         lock.acquire()
     try:
-        return _verify(path, repair)
+        return _verify(loc, repair)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _verify(path: Path, repair: bool) -> VerifyReport:
+def _chunk_files(location: str):
+    """``exists(key)`` for the chunk files of the store at ``location`` (a local path or URL), reading nothing."""
+    fs, root = url_to_fs(location)
+    return lambda key: fs.exists(f"{root}/{key}")
+
+
+def _verify(path: str, repair: bool) -> VerifyReport:
     group = zarr.open_group(path, mode="r", zarr_format=3)
+    exists = _chunk_files(path)
     attrs = dict(group.attrs)
     if "popstore_schema_version" not in attrs or "done" not in group:
         raise SchemaError(f"{path}: not a popstore store (no schema version or done flags)")
@@ -148,7 +157,7 @@ def _verify(path: Path, repair: bool) -> VerifyReport:
             samples = _samples(array, chunk.selection)
             problem = None
             has_done = samples is not None and bool(done[samples].any())
-            if not (path / chunk.key).exists():
+            if not exists(chunk.key):
                 if always_written and name != "done" and (has_done or not output):
                     problem = "missing"
             else:
@@ -180,9 +189,9 @@ def _verify(path: Path, repair: bool) -> VerifyReport:
     return report
 
 
-def clear_done(path: Path, layout: Layout, blocks: list[int]) -> None:
+def clear_done(path: str | Path, layout: Layout, blocks: list[int]) -> None:
     """Set ``done = False`` for whole writer ``blocks`` (overwriting their ``done`` chunks unread)."""
-    done = zarr.open_array(path / "done", mode="r+", zarr_format=3)
+    done = zarr.open_group(store_location(path), mode="r+", zarr_format=3)["done"]
     for b in blocks:
         region = layout.blocks()[b]
         done[region] = np.zeros(region.stop - region.start, dtype=bool)
@@ -194,13 +203,14 @@ def blocks_missing_chunks(path: str | Path, names: list[str], layout: Layout, do
     Only meaningful for stores with ``chunks_always_written``; looks at file
     names only, reads nothing.
     """
-    path = Path(path)
-    group = zarr.open_group(path, mode="r", zarr_format=3)
+    loc = store_location(path)
+    group = zarr.open_group(loc, mode="r", zarr_format=3)
+    exists = _chunk_files(loc)
     bad: set[int] = set()
     for name in names:
         array = group[name]
         for chunk in chunks_of(array):
             s = chunk.selection[0]
-            if done[s].any() and not (path / chunk.key).exists():
+            if done[s].any() and not exists(chunk.key):
                 bad.update(range(s.start // layout.block, math.ceil(s.stop / layout.block)))
     return sorted(bad)

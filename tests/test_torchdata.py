@@ -2,13 +2,17 @@
 
 import pickle
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import popstore
+from popstore.errors import UserError
 from popstore.priors import sample_table
+from popstore.splits import label_statistics
 from popstore.simulators import get_simulator
 from popstore.store import open_store
 from popstore.torchdata import ChunkBatch, ChunkBatchSampler, _ArrayPool
@@ -123,12 +127,12 @@ def test_dataset_pickles_without_open_store(store):
     data = popstore.MapDataset(store, split="train")
     data[0]
     clone = pickle.loads(pickle.dumps(data))
-    assert clone._ds is None and not clone._cache
+    assert not clone._readers and not clone._cache
     torch.testing.assert_close(clone[3][0], data[3][0])
 
 
 def test_clear_errors(store, tmp_path):
-    with pytest.raises(KeyError, match="no variables"):
+    with pytest.raises(UserError, match="no variables"):
         popstore.MapDataset(store, inputs=["nope"])
     with pytest.raises(ValueError, match="normalize"):
         popstore.MapDataset(store, normalize="zscore")
@@ -243,3 +247,160 @@ def test_streaming_reads_decode_into_recycled_chunk_arrays(fields_store, monkeyp
     assert len(recycled) >= 5 * 8  # every epoch decodes all 8 chunks ...
     # ... into arrays already in memory: fresh ones only for those alive at once (cache, read-ahead, in use)
     assert recycled.count(False) <= data.cache_chunks + 2 * 4
+
+
+@pytest.fixture(scope="module")
+def plain_store(tmp_path_factory):
+    """A store written by plain xarray (no popstore attributes): 3 fields per map, chunks of 8 along ``sim``."""
+    rng = np.random.default_rng(3)
+    n = 50
+    ds = xr.Dataset({
+        "maps": (("sim", "field", "y", "x"), rng.random((n, 3, 4, 5), dtype=np.float32)),
+        "omega_m": ("sim", rng.uniform(0.1, 0.5, n)),
+        "sigma_8": ("sim", rng.uniform(0.6, 1.0, n)),
+        "subset": ("sim", np.where(np.arange(n) % 5 == 0, "valid", "train").astype(object)),
+        "is_train": ("sim", np.arange(n) % 5 != 0),
+    })
+    path = tmp_path_factory.mktemp("plain") / "plain.zarr"
+    ds.to_zarr(path, encoding={"maps": {"chunks": (8, 3, 4, 5)}})
+    return path, ds
+
+
+def test_dataset_on_a_store_written_by_plain_xarray(plain_store):
+    path, ds = plain_store
+    kwargs = dict(inputs=["maps"], labels=["omega_m", "sigma_8"])
+    train = popstore.MapDataset(path, split="train", split_variable="subset", **kwargs)
+    train_idx = np.flatnonzero(ds.subset.values == "train")
+    np.testing.assert_array_equal(train.indices, train_idx)
+    assert train.chunk == 8 and train.channels == ["maps[0]", "maps[1]", "maps[2]"]
+    # no label_stats in the store: computed from the training rows, so minmax spans [0, 1] exactly there
+    np.testing.assert_allclose(train.y.min(0).values.numpy(), 0, atol=1e-7)
+    np.testing.assert_allclose(train.y.max(0).values.numpy(), 1, atol=1e-6)
+    valid = popstore.MapDataset(path, split="valid", split_variable="subset", **kwargs)
+    np.testing.assert_array_equal(valid.stats, train.stats)  # validation normalised like training
+    by_flag = popstore.MapDataset(path, split="is_train", **kwargs)  # a boolean variable names the split
+    np.testing.assert_array_equal(by_flag.indices, train_idx)
+    chosen = np.array([3, 17, 18, 40])
+    by_index = popstore.MapDataset(path, split=chosen, normalize="none", **kwargs)
+    np.testing.assert_array_equal(by_index.indices, chosen)
+    expected_stats = label_statistics(np.stack([ds.omega_m.values, ds.sigma_8.values], 1)[chosen])
+    np.testing.assert_allclose(by_index.stats, expected_stats)
+    x, y = by_index.batch([0, 1, 2, 3])
+    np.testing.assert_array_equal(x.numpy(), ds.maps.values[chosen])
+    np.testing.assert_allclose(y.numpy()[:, 1], ds.sigma_8.values[chosen], rtol=1e-6)
+    xs, ys = zip(*popstore.make_loader(train, batch_size=6, seed=2))  # a loader epoch covers the split once
+    x, om = torch.cat(xs).numpy(), train.denormalize_labels(torch.cat(ys))[:, 0]
+    order = np.argsort(om)
+    np.testing.assert_allclose(om[order], np.sort(ds.omega_m.values[train_idx]), rtol=1e-6)
+    np.testing.assert_array_equal(x[order], ds.maps.values[train_idx][np.argsort(ds.omega_m.values[train_idx])])
+
+
+def test_plain_store_errors_name_the_fix(plain_store):
+    path, _ = plain_store
+    with pytest.raises(UserError, match="no Zarr store at"):
+        popstore.MapDataset(path.parent / "absent.zarr", inputs=["maps"], labels=["omega_m"])
+    with pytest.raises(UserError, match="pass inputs"):
+        popstore.MapDataset(path, split=None)
+    with pytest.raises(UserError, match="no variable 'split'"):
+        popstore.MapDataset(path, split="train", inputs=["maps"], labels=["omega_m"])
+    with pytest.raises(UserError, match=r"split indices must be integers in \[0, 50\)"):
+        popstore.MapDataset(path, split=[0, 50], inputs=["maps"], labels=["omega_m"])
+
+
+def test_reads_verify_crc32c_checksums(tmp_path):
+    """Chunks go through the store's whole codec pipeline: a flipped byte fails the checksum."""
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    maps = np.random.default_rng(0).random((20, 1, 6, 6), dtype=np.float32)
+    ds = xr.Dataset({"m": (("s", "c", "y", "x"), maps), "a": ("s", np.arange(20.0))})
+    path = tmp_path / "crc.zarr"
+    ds.to_zarr(path, encoding={"m": {"chunks": (5, 1, 6, 6), "compressors": (BloscCodec(cname="lz4"), Crc32cCodec())}})
+    data = popstore.MapDataset(path, split=None, inputs=["m"], labels=["a"], normalize="none", read_threads=0)
+    np.testing.assert_array_equal(data.read_inputs(np.arange(20)), maps)
+    chunk_file = path / "m" / "c" / "1" / "0" / "0" / "0"
+    corrupted = bytearray(chunk_file.read_bytes())
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    chunk_file.write_bytes(bytes(corrupted))
+    fresh = popstore.MapDataset(path, split=None, inputs=["m"], labels=["a"], normalize="none", read_threads=0)
+    np.testing.assert_array_equal(fresh.read_inputs(np.arange(5)), maps[:5])
+    with pytest.raises(ValueError, match="checksum"):
+        fresh.read_inputs([7])
+
+
+def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(tmp_path):
+    """100 chunks of 256 KiB through a 2-chunk cache: traced allocations stay at the pools' size."""
+    n, chunk = 1600, 16
+    maps = np.random.default_rng(1).random((n, 64, 64), dtype=np.float32)  # 25 MiB
+    path = tmp_path / "big.zarr"
+    xr.Dataset({"m": (("s", "y", "x"), maps), "a": ("s", np.arange(n, dtype=float))}).to_zarr(
+        path, encoding={"m": {"chunks": (chunk, 64, 64)}})
+    data = popstore.MapDataset(path, split=None, inputs=["m"], labels=["a"], normalize="none", cache_chunks=2,
+                               read_threads=2)
+    loader = popstore.make_loader(data, batch_size=8, seed=0, buffer_chunks=1)
+    chunk_bytes = chunk * 64 * 64 * 4
+    tracemalloc.start()
+    total = 0.0
+    for x, y in loader:
+        total += float(x.double().sum())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(total, maps.sum(dtype=np.float64), rtol=1e-9)  # every sample read once
+    # pools: cache + in-flight chunk arrays, batch arrays, plus a compressed chunk per thread
+    bound = (data.cache_chunks + 2 * data.read_threads + 8) * chunk_bytes + 4 * 8 * 64 * 64 * 4 \
+        + (data.read_threads + 1) * chunk_bytes
+    assert peak < bound < maps.nbytes / 5
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_ranks_get_disjoint_chunks_and_equal_batch_counts(store, drop_last):
+    data = popstore.MapDataset(store, split="train")  # 72 samples, unevenly spread over 12 chunks
+    world = 3
+    samplers = [ChunkBatchSampler(data, batch_size=5, seed=1, num_workers=2, drop_last=drop_last, rank=r,
+                                  world_size=world) for r in range(world)]
+    for epoch in range(2):
+        batches = [list(s) for s in samplers]
+        assert len({len(b) for b in batches}) == 1 and len(batches[0]) == len(samplers[0])
+        chunk_sets = [set((data.indices[np.concatenate(b)] // data.chunk).tolist()) for b in batches]
+        assert all(not chunk_sets[i] & chunk_sets[j] for i in range(world) for j in range(i))
+        seen = np.concatenate([np.concatenate(b) for b in batches])
+        per_stream = samplers[0].per_stream
+        if drop_last:  # every stream trimmed to the shortest, then whole batches only
+            assert len(set(seen.tolist())) == len(seen) and len(seen) == world * 2 * (per_stream // 5 * 5)
+        else:  # every sample at least once; the padding repeats fewer than a chunk per stream
+            assert set(seen.tolist()) == set(range(len(data)))
+            assert len(seen) == world * 2 * per_stream and len(seen) - len(data) < world * 2 * data.chunk
+
+
+def _rank_epochs(rank: int, world_size: int, store: str, init_file: str, out: str) -> None:
+    """One process of a 2-rank gloo job: two epochs through make_loader, rank and world size from torch.distributed."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    data = popstore.MapDataset(store, split="train", normalize="none", read_threads=1)
+    loader = popstore.make_loader(data, batch_size=5, seed=7)
+    for epoch in range(2):
+        labels = torch.cat([y[:, 0] for _, y in loader])
+        counts = [None] * world_size
+        torch.distributed.all_gather_object(counts, len(loader))
+        gathered = [torch.zeros_like(labels) for _ in range(world_size)]
+        torch.distributed.all_gather(gathered, labels)  # equal lengths on every rank, as DDP needs
+        if rank == 0:
+            np.savez(f"{out}/epoch{epoch}.npz", labels=torch.stack(gathered).numpy(), counts=counts)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_ranks_together_see_every_training_sample_each_epoch(store, tmp_path):
+    torch.multiprocessing.start_processes(_rank_epochs, args=(2, str(store), str(tmp_path / "init"), str(tmp_path)),
+                                          nprocs=2, start_method="spawn")
+    ds = open_store(store)
+    train_a = ds["a"].values[ds.split.values == "train"].astype(np.float32)
+    previous = None
+    for epoch in range(2):
+        result = np.load(tmp_path / f"epoch{epoch}.npz")
+        labels, counts = result["labels"], result["counts"]
+        assert counts[0] == counts[1]
+        # padding (drop_last=False): each sample at least once, the repeats come from a rank's own chunks
+        assert set(labels.ravel().tolist()) == set(train_a.tolist())
+        assert not set(labels[0].tolist()) & set(labels[1].tolist())
+        assert labels.size - len(train_a) < 2 * 8
+        if previous is not None:
+            assert not np.array_equal(labels, previous)  # reshuffled
+        previous = labels
