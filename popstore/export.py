@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -50,7 +49,7 @@ from popstore.store import (
     consolidate,
     store_exists,
     store_location,
-    temporary_path,
+    new_store,
     text_array,
     with_checksums,
     write_variables,
@@ -261,23 +260,13 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     for k, v in out.variables.items():
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))
-    loc = store_location(store)
-    target = loc if "://" in loc else temporary_path(loc)
-    if "://" not in loc and target.exists():
-        shutil.rmtree(target)
-    try:
+    with new_store(store) as target:
         with dask.config.set(scheduler="threads"), TqdmCallback(desc="legacy import", unit="task",
                                                                 disable=not progress):
             out.chunk({**{d: -1 for d in out.dims}, "sample": layout.chunk}).to_zarr(
                 target, mode="w-", zarr_format=3, consolidated=False, encoding=with_checksums(out, encoding))
         _import_splits(fs, root, target, table, map_cols, labels, (meta or {}).get("split_attrs", {}))
         consolidate(target)
-    except BaseException:
-        if "://" not in loc:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    if "://" not in loc:
-        os.replace(target, loc)
     return open_store(store)
 
 

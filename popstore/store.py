@@ -36,13 +36,14 @@ A store is named by a local path or by any fsspec URL (``s3://bucket/x.zarr``,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -427,29 +428,43 @@ def create_store(
     :func:`store_location`) is written in place: object stores have no atomic rename. Fails if
     ``path`` exists. Callers hold the store's lock (:class:`popstore.lock.StoreLock`).
     """
-    loc = store_location(path)
-    if store_exists(loc):
+    if store_exists(path):
         raise FileExistsError(f"{path} exists")
     ds, encoding = template(simulator, params, seeds, layout, compression)
-    target = loc if "://" in loc else temporary_path(loc)
-    if "://" not in loc and target.exists():
-        shutil.rmtree(target)
-    try:
+    with new_store(path) as target:
         ds.to_zarr(target, mode="w-", compute=False, zarr_format=3, consolidated=False, encoding=encoding,
                    write_empty_chunks=True)
         consolidate(target)
-    except BaseException:
-        if "://" not in loc:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    if "://" not in loc:
-        os.replace(target, loc)
 
 
 def temporary_path(path: str | Path) -> Path:
-    """Where :func:`create_store` writes a local store's template before renaming it to ``path``."""
+    """Where :func:`new_store` builds a local store before renaming it to ``path``."""
     path = Path(path)
     return path.with_name(f".{path.name}.creating")
+
+
+@contextlib.contextmanager
+def new_store(path: str | os.PathLike) -> Iterator[str | Path]:
+    """Where to build a new store at ``path``, so that a failure leaves nothing behind.
+
+    A local store is built under :func:`temporary_path` (a leftover one from an earlier
+    failure removed first) and renamed into place when the block succeeds, or removed
+    when it fails; an fsspec URL is written in place, since object stores have no
+    atomic rename.
+    """
+    loc = store_location(path)
+    if "://" in loc:
+        yield loc
+        return
+    target = temporary_path(loc)
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        yield target
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    os.replace(target, loc)
 
 
 def layout_of(ds: xr.Dataset) -> Layout:
