@@ -1,0 +1,122 @@
+"""NPE on gaussian_fields maps: calibration, posterior widths against the moment network, and training speed
+from the store against the same training from an in-memory tensor (measured in this run).
+
+    python benchmarks/bench_sbi.py [--n-samples 5000] [--npix 32] [--epochs 60] [--out out/bench_sbi]
+
+Prints, for the test split (>= 500 maps with the defaults):
+- expected coverage of the NPE posterior at 12 credibility levels and its largest deviation from nominal,
+  the SBC KS p-value per parameter and TARP's area-to-curve;
+- the mean posterior standard deviation per parameter beside the moment network's mean sigma (o3_err,
+  trained on the same splits) and both networks' RMSE of the posterior mean;
+- seconds per training epoch with batches streamed from the store (MapDataset + make_loader) and from an
+  in-memory tensor (TensorDataset + DataLoader), interleaved, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import popstore
+from popstore.estimators.calibration import calibration_report, save_report
+from popstore.estimators.sbi import NPEConfig, _build, _epoch_loss, load_posterior, posterior_draws, train_npe
+from popstore.estimators.sbi_pipeline import held_out_pairs
+from popstore.estimators.preprocess import fit_preprocessor
+from popstore.simulators import get_simulator
+from popstore.torchdata import MapDataset, make_loader
+
+
+def epoch_seconds(store: Path, cfg: NPEConfig, space, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds of one training epoch with store batches and with in-memory batches (same estimator)."""
+    train = MapDataset(store, "train", list(cfg.inputs), list(space.names), normalize="none")
+    store_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=0, drop_last=True)
+    x, y = next(iter(make_loader(train, len(train), shuffle=False)))
+    memory_loader = DataLoader(TensorDataset(x.clone(), y.clone()), batch_size=cfg.batch_size, shuffle=True,
+                               drop_last=True)
+    pre = fit_preprocessor([x], cfg.log10)
+    est = _build(cfg, space, pre, tuple(x.shape[2:]), space.to_inference(y[:2048].float()), x[:2048])
+    opt = torch.optim.Adam(est.parameters(), lr=cfg.lr)
+    times: dict[str, list[float]] = {"store": [], "memory": []}
+    for _ in range(repeats):
+        for name, loader in (("store", store_loader), ("memory", memory_loader)):
+            t = time.perf_counter()
+            _epoch_loss(est, loader, space, torch.device("cpu"), opt)
+            times[name].append(time.perf_counter() - t)
+    return float(np.median(times["store"])), float(np.median(times["memory"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-samples", type=int, default=5000)
+    ap.add_argument("--npix", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--moment-epochs", type=int, default=20)
+    ap.add_argument("--n-draws", type=int, default=1000)
+    ap.add_argument("--out", default="out/bench_sbi")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    store = out / "fields.zarr"
+    sim = get_simulator("gaussian_fields", npix=args.npix)
+    table = sim.parameter_table(args.n_samples, seed=1, design="latin_hypercube")
+    table["smoothing"] = 1.0
+    table.attrs["fixed"] = ["smoothing"]
+    t = time.perf_counter()
+    popstore.generate(sim, table, store, progress=False)
+    if "split" not in popstore.open_store(store).coords:
+        popstore.split(store, test=0.12, valid=0.1, seed=1)
+    print(f"store: {args.n_samples} maps of {args.npix}^2 ({time.perf_counter() - t:.0f} s)")
+
+    cfg = NPEConfig(inputs=("density",), model="maf", embedding="cnn", summary=32, max_epochs=args.epochs, patience=10,
+                    batch_size=128, lr=1e-3, threads=1)
+    ckpt = out / "npe.pt"
+    if not ckpt.exists():
+        t = time.perf_counter()
+        res = train_npe(store, ckpt, cfg, progress=False)
+        print(f"NPE: {len(res.valid_loss)} epochs, best {res.best_epoch} (valid loss {min(res.valid_loss):.3f}), "
+              f"{time.perf_counter() - t:.0f} s")
+    posterior, space, inputs = load_posterior(ckpt)
+    theta, x = held_out_pairs(store, space, inputs)
+    report = calibration_report(posterior, theta, x, space.names, args.n_draws)
+    save_report(report, out / "calibration")
+    print(f"\ncalibration on {report.attrs['n_test']} test maps ({args.n_draws} draws each):")
+    print("  level    " + " ".join(f"{v:6.3f}" for v in report.level.values))
+    print("  coverage " + " ".join(f"{v:6.3f}" for v in report.coverage.values))
+    print(f"  max |coverage - level| = {report.attrs['max_coverage_error']:.3f}")
+    for name, p in zip(space.names, report.sbc_ks_pvalue.values):
+        print(f"  SBC KS p-value {name}: {p:.3f}")
+    print(f"  TARP ATC {report.attrs['tarp_atc']:.3f}, KS p {report.attrs['tarp_ks_pvalue']:.3f}")
+
+    draws = space.to_physical(torch.as_tensor(posterior_draws(posterior, x, 1000, seed=1))).numpy()
+    truth = space.to_physical(theta).numpy()
+    npe_sd, npe_rmse = draws.std(0).mean(0), np.sqrt(((draws.mean(0) - truth) ** 2).mean(0))
+
+    from popstore.estimators.data import DataConfig, train_on_store
+    from popstore.estimators.evaluate import predict
+    from popstore.estimators.model import load_model
+    from popstore.estimators.train import TrainConfig
+
+    moment_dir = out / "moment"
+    if not (moment_dir / "model.pt").exists():
+        train_on_store(store, moment_dir, 8, 0.2, DataConfig(inputs=["density"], labels=list(space.names)),
+                       TrainConfig(epochs=args.moment_epochs, threads=1, progress=False))
+    pred = predict(load_model(moment_dir / "model.pt"), store, "test", orientations=8)
+    mom_sd = pred.sigma.mean(("sample", "orientation")).values
+    mom_rmse = np.sqrt(((pred["mean"].mean("orientation") - pred.truth) ** 2).mean("sample")).values
+    print("\nposterior width on the test split (physical units):")
+    print(f"  {'label':10s} {'NPE mean sd':>12s} {'moment sigma':>13s} {'NPE RMSE':>9s} {'moment RMSE':>12s}")
+    for i, n in enumerate(space.names):
+        print(f"  {n:10s} {npe_sd[i]:12.4f} {mom_sd[i]:13.4f} {npe_rmse[i]:9.4f} {mom_rmse[i]:12.4f}")
+
+    s_store, s_memory = epoch_seconds(store, cfg, space)
+    print(f"\ntraining epoch: store {s_store:.2f} s, in-memory tensor {s_memory:.2f} s; "
+          f"store speed / in-memory speed = {s_memory / s_store:.2f}")
+
+
+if __name__ == "__main__":
+    main()
