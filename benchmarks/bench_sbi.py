@@ -1,7 +1,7 @@
 """NPE on gaussian_fields maps: calibration, posterior widths against the moment network, and training speed
 from the store against the same training from an in-memory tensor (measured in this run).
 
-    python benchmarks/bench_sbi.py [--n-samples 5000] [--npix 32] [--epochs 60] [--out out/bench_sbi]
+    python benchmarks/bench_sbi.py [--n-samples 5000] [--npix 32] [--epochs 150] [--out out/bench_sbi]
 
 Prints, for the test split (>= 500 maps with the defaults):
 - expected coverage of the NPE posterior at 12 credibility levels and its largest deviation from nominal,
@@ -54,7 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-samples", type=int, default=5000)
     ap.add_argument("--npix", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=150, help="most NPE epochs")
+    ap.add_argument("--patience", type=int, default=20, help="NPE early stopping (sbi's default: 20 epochs)")
+    ap.add_argument("--lr", type=float, default=5e-4, help="NPE learning rate (sbi's default: 5e-4)")
     ap.add_argument("--moment-epochs", type=int, default=20)
     ap.add_argument("--n-draws", type=int, default=1000)
     ap.add_argument("--out", default="out/bench_sbi")
@@ -72,8 +74,8 @@ def main() -> None:
         popstore.split(store, test=0.12, valid=0.1, seed=1)
     print(f"store: {args.n_samples} maps of {args.npix}^2 ({time.perf_counter() - t:.0f} s)")
 
-    cfg = NPEConfig(inputs=("density",), model="maf", embedding="cnn", summary=32, max_epochs=args.epochs, patience=10,
-                    batch_size=128, lr=1e-3, threads=1)
+    cfg = NPEConfig(inputs=("density",), model="maf", embedding="cnn", summary=32, max_epochs=args.epochs,
+                    patience=args.patience, batch_size=128, lr=args.lr, threads=1)
     ckpt = out / "npe.pt"
     if not ckpt.exists():
         t = time.perf_counter()
