@@ -63,7 +63,8 @@ def _import(args: argparse.Namespace) -> int:
     from popstore import export
     from popstore.info import describe
 
-    export.from_legacy(args.folder, args.store, samples_per_chunk=args.samples_per_chunk)
+    export.from_legacy(args.folder, args.store, samples_per_chunk=args.samples_per_chunk,
+                       allow_outside=args.allow_outside)
     print(describe(args.store))
     return 0
 
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path)
     p.add_argument("store", type=Path)
     p.add_argument("--samples-per-chunk", type=int)
+    p.add_argument("--allow-outside", action="store_true",
+                   help="read map paths of the CSV that resolve outside the folder (refused by default)")
     p.set_defaults(func=_import)
 
     p = sub.add_parser("demo", help="the main job: gaussian_fields store on a LocalCluster, split, PNG, small CNN")

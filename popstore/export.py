@@ -27,6 +27,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from popstore.errors import UserError
 from popstore.splits import SUBSETS, label_statistics
 from popstore.store import (
     SCHEMA_VERSION,
@@ -120,19 +121,35 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True) -> P
     return folder
 
 
-def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None) -> xr.Dataset:
+def _check_inside(folder: Path, table: pd.DataFrame, map_cols: list[str]) -> None:
+    """Refuse map paths of ``dataset_full.csv`` that resolve (symlinks and ``..`` followed) outside ``folder``."""
+    root = folder.resolve()
+    for col in map_cols:
+        resolved = [(folder / p).resolve() for p in table[col].astype(str)]
+        outside = [i for i, p in enumerate(resolved) if not p.is_relative_to(root)]
+        if outside:
+            i = outside[0]
+            raise UserError(f"{folder}/dataset_full.csv row {i + 1}, {col}: {table[col].iloc[i]} is outside {root} "
+                            f"({len(outside)} such rows; pass allow_outside=True / --allow-outside to read them)")
+
+
+def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None,
+                allow_outside: bool = False) -> xr.Dataset:
     """Turn a legacy folder into a store (with coordinates when ``popstore.json`` is present).
 
     Without ``popstore.json`` (genuine research-code output) each map becomes a
     variable over ``(sample, <map>_y, <map>_x)`` with index coordinates, and
-    labels carry no units.
+    labels carry no units. Map paths that resolve outside ``folder`` are
+    refused unless ``allow_outside``.
     """
     folder = Path(folder)
     table = pd.read_csv(folder / "dataset_full.csv")
     map_cols = [c for c in table.columns if c.startswith("input:")]
     labels = [c for c in table.columns if not c.startswith("input:")]
     if not map_cols:
-        raise ValueError(f"{folder}/dataset_full.csv has no input:<map> columns")
+        raise UserError(f"{folder}/dataset_full.csv has no input:<map> columns")
+    if not allow_outside:
+        _check_inside(folder, table, map_cols)
     meta_path = folder / "popstore.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     n = len(table)

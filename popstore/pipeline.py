@@ -39,7 +39,6 @@ Other stages (training, searches) read their own sections of the same file.
 from __future__ import annotations
 
 import contextlib
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 
 import pandas as pd
 
-from popstore.cluster import cluster_client
+from popstore.cluster import cluster_client, expand_vars
 from popstore.generate import GenerationReport, generate
 from popstore.store import DEFAULT_COMPRESSION
 from popstore.simulator import Simulator
@@ -80,7 +79,7 @@ class Pipeline:
         value = self.sections.get(section, {}).get(key)
         if value is None:
             raise ValueError(f"{self.path}: [{section}] needs '{key}'")
-        p = Path(os.path.expandvars(value)).expanduser()
+        p = Path(expand_vars(value, f"{self.path}: [{section}] {key}")).expanduser()
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     @property
