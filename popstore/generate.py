@@ -129,6 +129,10 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     return failures
 
 
+def _identity(x: Any) -> Any:
+    return x
+
+
 def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
     if client is not None:
         return contextlib.nullcontext(client)
@@ -232,13 +236,15 @@ def generate(
     with _client(client, len(todo)) as c:
         from distributed import as_completed
 
-        sim_future = c.scatter(simulator, broadcast=True)
+        # a task, not a scatter: an adaptive (SLURM) cluster starts with no workers to scatter to, and a task's
+        # result is recomputed when the workers holding it leave (cancelled jobs, --lifetime)
+        sim_future = c.submit(_identity, simulator, pure=False)
         futures = {
             c.submit(_write_block, sim_future, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
             for b in todo
         }
         for fut in as_completed(futures):
-            b = futures[fut]
+            b = futures.pop(fut)  # forget it: a result kept on a worker that leaves would be recomputed
             try:
                 block_failures = fut.result()
             except Exception as exc:  # the task died for good (e.g. KilledWorker): nothing of it is done
