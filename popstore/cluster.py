@@ -123,6 +123,19 @@ def _jobqueue(kind: str, cfg: dict[str, Any]) -> Any:
     return cluster
 
 
+def _identity(x: Any) -> Any:
+    return x
+
+
+def put(client: Any, obj: Any) -> Any:
+    """A future of ``obj`` for tasks to depend on, made by a task rather than ``client.scatter``.
+
+    An adaptive (SLURM/PBS) cluster starts with no worker to scatter to, and scattered data is lost for good
+    when the workers holding it leave (a cancelled job, ``--lifetime``); a task's result is recomputed.
+    """
+    return client.submit(_identity, obj, pure=False)
+
+
 @contextlib.contextmanager
 def cluster_client(cfg: dict[str, Any] | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` on the cluster described by a ``[cluster]`` table (see module docstring)."""

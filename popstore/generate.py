@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from popstore.cluster import cluster_client
+from popstore.cluster import cluster_client, put
 from popstore.simulator import Simulator
 from popstore.store import (
     DEFAULT_COMPRESSION,
@@ -127,10 +127,6 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     xr.Dataset(outputs).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
     xr.Dataset({"done": ("sample", ok)}).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
     return failures
-
-
-def _identity(x: Any) -> Any:
-    return x
 
 
 def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
@@ -236,9 +232,7 @@ def generate(
     with _client(client, len(todo)) as c:
         from distributed import as_completed
 
-        # a task, not a scatter: an adaptive (SLURM) cluster starts with no workers to scatter to, and a task's
-        # result is recomputed when the workers holding it leave (cancelled jobs, --lifetime)
-        sim_future = c.submit(_identity, simulator, pure=False)
+        sim_future = put(c, simulator)
         futures = {
             c.submit(_write_block, sim_future, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
             for b in todo

@@ -4,11 +4,11 @@ import json
 import subprocess
 import sys
 
-import psutil
 import pytest
 from distributed import Client
 from distributed.security import Security
 
+from cluster_checks import listening, refused
 from popstore.cluster import cluster_client, expand_vars
 from popstore.errors import UserError
 
@@ -38,27 +38,13 @@ def test_local_cluster_listens_only_on_loopback():
     assert info["dashboard"].startswith("http://127.0.0.1:")
 
 
-def _listening() -> set[tuple[str, int]]:
-    return {(s.laddr.ip, s.laddr.port) for s in psutil.Process().net_connections(kind="inet")
-            if s.status == psutil.CONN_LISTEN}
-
-
-def _refused(address: str, security: Security | None) -> bool:
-    try:
-        with Client(address, security=security, timeout="3s") as c:
-            c.submit(sum, [1, 2]).result(timeout=3)
-    except (OSError, TimeoutError, ValueError, TypeError):
-        return True
-    return False
-
-
 def test_tls_cluster_refuses_clients_without_its_credentials():
     with cluster_client({"kind": "local", "n_workers": 1, "security": True}) as client:
         address = client.scheduler.address
         assert address.startswith("tls://127.0.0.1:")
-        assert _refused(address, None)  # no credentials at all
-        assert _refused(address.replace("tls://", "tcp://"), None)  # plain TCP to the TLS port
-        assert _refused(address, Security.temporary())  # certificates of another run (another CA)
+        assert refused(address, None)  # no credentials at all
+        assert refused(address.replace("tls://", "tcp://"), None)  # plain TCP to the TLS port
+        assert refused(address, Security.temporary())  # certificates of another run (another CA)
         with Client(address, security=client.cluster.security, timeout="10s") as owner:
             assert owner.submit(sum, [1, 2, 3]).result() == 6
 
@@ -92,12 +78,12 @@ def test_slurm_table_refuses_unsafe_settings(monkeypatch, cfg, message):
 
 def test_slurm_cluster_defaults_to_tls_and_a_loopback_dashboard(tmp_path):
     pytest.importorskip("dask_jobqueue")
-    before = _listening()
+    before = listening()
     with cluster_client({"kind": "slurm", "cores": 1, "memory": "1GB", "shared_temp_directory": str(tmp_path)}) as c:
         script = c.cluster.job_script()
         assert c.scheduler.address.startswith("tls://")
         scheduler_port = int(c.scheduler.address.rsplit(":", 1)[1])
-        new = _listening() - before
+        new = listening() - before
         dumped = list(tmp_path.iterdir())  # the workers' certificate and key, for the job script
         assert len(dumped) >= 2 and all(p.stat().st_mode & 0o077 == 0 for p in dumped)
     # the scheduler listens for the worker jobs (with TLS); everything else (the dashboard) only on loopback
