@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
+import zarr
 from tqdm.auto import tqdm
 
 from popstore.cluster import cluster_client, put
@@ -122,10 +122,11 @@ def simulate_block(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray
 def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataFrame, seeds: np.ndarray) -> list[dict]:
     """One Dask task: simulate ``block`` and write its region (maps first, ``done`` last)."""
     stacks, ok, failures = simulate_block(simulator, params, seeds, block.start)
-    outputs = {o.name: (("sample", *o.dims), stacks[o.name]) for o in simulator.outputs}
-    region = {"sample": block}
-    xr.Dataset(outputs).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
-    xr.Dataset({"done": ("sample", ok)}).to_zarr(path, region=region, mode="r+", zarr_format=3, consolidated=False)
+    # straight into the arrays the template made (same dims, dtypes, no encoding): opening the store through
+    # xarray reads every array's metadata, which made writes the bottleneck of many workers (bench_scaling.py)
+    for o in simulator.outputs:
+        zarr.open_array(f"{path}/{o.name}", mode="r+")[block] = stacks[o.name]
+    zarr.open_array(f"{path}/done", mode="r+")[block] = ok
     return failures
 
 

@@ -50,6 +50,7 @@ def finish(proc: subprocess.Popen, name: str, timeout: float = 300) -> tuple[str
         cancel(name)
 
 
+@pytest.mark.slow
 def test_generate_finishes_after_a_worker_job_is_cancelled(slurm, tmp_path, reference):
     name = f"ps-cancel-{os.getpid()}"
     pipe = write_pipeline(tmp_path / "cancel.toml", SLEEP, N, CHUNK, slurm_cluster(tmp_path, name))
@@ -68,6 +69,7 @@ def test_generate_finishes_after_a_worker_job_is_cancelled(slurm, tmp_path, refe
     assert_same_store(store, reference)
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_on_rerun(slurm, tmp_path, reference):
     name = f"ps-resume-{os.getpid()}"
     pipe = write_pipeline(tmp_path / "resume.toml", SLEEP, N, CHUNK, slurm_cluster(tmp_path, name))
@@ -105,6 +107,7 @@ def test_workers_leaving_before_walltime_are_replaced(slurm, tmp_path, reference
     assert_same_store(pipe.with_suffix(".zarr"), reference)
 
 
+@pytest.mark.slow
 def test_driver_submitted_with_sbatch(slurm, tmp_path, client):
     """`sbatch pipelines/slurm_driver.sh PIPELINE`: the driver job submits the worker jobs itself."""
     name = f"ps-sbatch-{os.getpid()}"
