@@ -12,7 +12,14 @@ reports
 - the cost of the machinery per task: lost worker time per task,
   ``(workers * wall - samples * delay) / tasks``;
 - the scheduler's own cost per task: wall time of 2,000 empty tasks through
-  the same cluster, divided by 2,000.
+  the same cluster, divided by 2,000;
+- the CPU time per task of the driver (client and scheduler) and the worker
+  processes together: sleeping costs none, so this is all bookkeeping,
+  result transfer and writing. Here every worker shares the machine's cores,
+  and the tasks of a wave all end together, so that CPU time is paid in a
+  burst at each wave's end: the lost time per task grows with the workers.
+  On a cluster each worker has its own core and only the scheduler's share
+  is serial.
 
 Then, on the largest cluster: the store's write throughput (the same pipeline
 with no sleep and ``--npix-write`` maps: bytes written / wall time, and the
@@ -31,7 +38,8 @@ tasks, chunk files, metadata and driver memory that follow.
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -46,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from sleep_simulator import Sleep  # noqa: E402
 
 import popstore  # noqa: E402
+from popstore.cluster import cluster_client  # noqa: E402
 
 TARGET_OVERHEAD = 0.05
 PROJECT_WORKERS, PROJECT_SAMPLES = 1000, 10**7
@@ -61,16 +70,21 @@ def _warm() -> None:
     import zarr  # noqa: F401
 
 
+@contextlib.contextmanager
 def cluster(workers: int, processes: int):
-    """A LocalCluster of ``workers`` single-sample threads spread over at most ``processes`` processes."""
-    from distributed import Client, LocalCluster
-
+    """popstore's LocalCluster of ``workers`` threads spread over at most ``processes`` processes, warmed up."""
     n_proc = min(workers, processes)
-    lc = LocalCluster(n_workers=n_proc, threads_per_worker=workers // n_proc, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR)
-    client = Client(lc)
-    client.run(_warm)
-    return lc, client
+    cfg = {"kind": "local", "n_workers": n_proc, "threads_per_worker": workers // n_proc, "processes": True,
+           "dashboard_address": None}
+    with cluster_client(cfg) as client:
+        client.run(_warm)
+        yield client
+
+
+def cpu_seconds() -> dict[int, float]:
+    """User + system CPU seconds of this process and of each of its children, by pid."""
+    procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
+    return {p.pid: sum(p.cpu_times()[:2]) for p in procs}
 
 
 def run_generate(client, sim: Sleep, n_samples: int, chunk: int, path: Path) -> float:
@@ -134,39 +148,33 @@ def main() -> None:
     rows = []
     try:
         # first, while this process has freed nothing it could reuse: driver memory per submitted task
-        lc, client = cluster(max(args.workers), args.processes)
-        try:
-            with PeakRSS() as rss:
-                m = args.memory_tasks
-                run_generate(client, Sleep(npix=4, delay=0.0), m, 1, tmp / "memory.zarr")
-            per_task = (rss.peak - rss.base) / m
-        finally:
-            client.close()
-            lc.close()
-        print(f"sleep {args.delay} s/sample, {chunk} samples/block, {args.waves} blocks per worker, "
+        with cluster(max(args.workers), args.processes) as client, PeakRSS() as rss:
+            m = args.memory_tasks
+            run_generate(client, Sleep(npix=4, delay=0.0), m, 1, tmp / "memory.zarr")
+        per_task = (rss.peak - rss.base) / m
+        print(f"{psutil.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+              f"sleep {args.delay} s/sample, {chunk} samples/block, {args.waves} blocks per worker, "
               f"workers = threads in <= {args.processes} processes\n")
         print(f"{'workers':>7} {'samples':>7} {'tasks':>6} {'wall s':>7} {'samples/s':>9} {'ideal':>7} "
-              f"{'efficiency':>10} {'lost s/task':>11} {'sched ms/task':>13}")
+              f"{'efficiency':>10} {'lost s/task':>11} {'sched ms/task':>13} {'cpu ms/task':>11}")
         for w in args.workers:
-            lc, client = cluster(w, args.processes)
-            try:
+            with cluster(w, args.processes) as client:
                 n = w * args.waves * chunk
+                cpu0 = cpu_seconds()
                 wall = run_generate(client, Sleep(npix=args.npix, delay=args.delay), n, chunk, tmp / f"w{w}.zarr")
+                cpu1 = cpu_seconds()
                 sched = scheduler_cost(client)
-            finally:
-                client.close()
-                lc.close()
             tasks = n // chunk
             ideal = n * args.delay / w
             lost = (w * wall - n * args.delay) / tasks
+            cpu = sum(cpu1[p] - cpu0.get(p, 0.0) for p in cpu1) / tasks  # sleeping costs none: all of it is overhead
             rows.append((w, wall, ideal, lost, sched))
             print(f"{w:>7} {n:>7} {tasks:>6} {wall:>7.2f} {n / wall:>9.2f} {w / args.delay:>7.2f} "
-                  f"{ideal / wall:>10.3f} {lost:>11.3f} {sched * 1e3:>13.2f}")
+                  f"{ideal / wall:>10.3f} {lost:>11.3f} {sched * 1e3:>13.2f} {cpu * 1e3:>11.0f}")
             shutil.rmtree(tmp / f"w{w}.zarr")
 
         w = max(args.workers)
-        lc, client = cluster(w, args.processes)
-        try:
+        with cluster(w, args.processes) as client:
             n = w * args.waves * chunk
             path = tmp / "write.zarr"
             wall = run_generate(client, Sleep(npix=args.npix_write, delay=0.0), n, chunk, path)
@@ -177,9 +185,6 @@ def main() -> None:
             files_per_block = sum(1 for p in path.rglob("*") if p.is_file() and p.name != "zarr.json") / (n // chunk)
             shutil.rmtree(path)
             sched = scheduler_cost(client)
-        finally:
-            client.close()
-            lc.close()
         print(f"\nwrite throughput ({w} workers, no sleep, {args.npix_write}x{args.npix_write} float32 maps): "
               f"{raw / wall / 2**20:.1f} MiB/s of maps ({data / wall / 2**20:.1f} MiB/s compressed), "
               f"{n / wall:.0f} samples/s; {block_write * 1e3:.0f} ms of a core per {chunk}-sample block")
