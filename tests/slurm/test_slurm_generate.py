@@ -50,14 +50,24 @@ def finish(proc: subprocess.Popen, name: str, timeout: float = 300) -> tuple[str
         cancel(name)
 
 
-@pytest.mark.slow
-def test_generate_finishes_after_a_worker_job_is_cancelled(slurm, tmp_path, reference):
-    name = f"ps-cancel-{os.getpid()}"
-    pipe = write_pipeline(tmp_path / "cancel.toml", SLEEP, N, CHUNK, slurm_cluster(tmp_path, name))
+def start_sleep_pipeline(tmp_path, tag: str, fraction: float):
+    """Start the driver of the sleep pipeline on SLURM; return once ``fraction`` of the samples are written."""
+    name = f"ps-{tag}-{os.getpid()}"
+    pipe = write_pipeline(tmp_path / f"{tag}.toml", SLEEP, N, CHUNK, slurm_cluster(tmp_path, name))
     store = pipe.with_suffix(".zarr")
     proc = driver(pipe)
     try:
-        wait_until(lambda: n_done(store) >= N // 4, 240, "a quarter of the samples written")
+        wait_until(lambda: n_done(store) >= N * fraction, 240, f"{fraction:.0%} of the samples written")
+    except BaseException:
+        finish(proc, name)
+        raise
+    return name, pipe, store, proc
+
+
+@pytest.mark.slow
+def test_generate_finishes_after_a_worker_job_is_cancelled(slurm, tmp_path, reference):
+    name, _, store, proc = start_sleep_pipeline(tmp_path, "cancel", fraction=1 / 4)
+    try:
         victim = next(j for j, s in jobs(name).items() if s == "RUNNING")
         subprocess.run(["scancel", victim], check=True)
     finally:
@@ -71,12 +81,8 @@ def test_generate_finishes_after_a_worker_job_is_cancelled(slurm, tmp_path, refe
 
 @pytest.mark.slow
 def test_killed_driver_resumes_on_rerun(slurm, tmp_path, reference):
-    name = f"ps-resume-{os.getpid()}"
-    pipe = write_pipeline(tmp_path / "resume.toml", SLEEP, N, CHUNK, slurm_cluster(tmp_path, name))
-    store = pipe.with_suffix(".zarr")
-    proc = driver(pipe)
+    name, pipe, store, proc = start_sleep_pipeline(tmp_path, "resume", fraction=1 / 3)
     try:
-        wait_until(lambda: n_done(store) >= N // 3, 240, "a third of the samples written")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
