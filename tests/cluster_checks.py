@@ -16,7 +16,7 @@ def listening() -> set[tuple[str, int]]:
 def refused(address: str, security: Security | None) -> bool:
     """Whether a client with ``security`` (``None``: no credentials) fails to connect and run a task."""
     try:
-        with Client(address, security=security, timeout="3s") as c:
+        with Client(address, security=security, timeout="3s", set_as_default=False) as c:
             c.submit(sum, [1, 2]).result(timeout=3)
     except (OSError, TimeoutError, ValueError, TypeError):
         return True

@@ -33,7 +33,7 @@ def test_slurm_scheduler_refuses_clients_without_the_runs_credentials(slurm, tmp
                 assert refused(target, None)  # no credentials
                 assert refused(target.replace("tls://", "tcp://"), None)  # plain TCP
                 assert refused(target, Security.temporary())  # another run's certificates
-            with Client(address, security=client.cluster.security, timeout="10s") as owner:
+            with Client(address, security=client.cluster.security, timeout="10s", set_as_default=False) as owner:
                 assert owner.submit(sum, [1, 2, 3]).result(timeout=60) == 6
     finally:
         cancel(name)
