@@ -94,7 +94,10 @@ def _local(cfg: dict[str, Any]) -> Any:
     from distributed import LocalCluster
 
     security = security_of(cfg.pop("security", False))
-    cfg.setdefault("host", LOOPBACK)
+    if cfg.get("processes", True) or security is not None:
+        cfg.setdefault("host", LOOPBACK)
+    else:  # threads only: in-process comms, but the worker's HTTP server would listen on every interface
+        cfg.setdefault("worker_dashboard_address", f"{LOOPBACK}:0")
     cfg.setdefault("threads_per_worker", 1)
     cfg.setdefault("dashboard_address", f"{LOOPBACK}:0")
     cfg.setdefault("silence_logs", logging.ERROR)

@@ -38,6 +38,14 @@ def test_local_cluster_listens_only_on_loopback():
     assert info["dashboard"].startswith("http://127.0.0.1:")
 
 
+def test_threads_only_local_cluster_listens_only_on_loopback():
+    before = listening()
+    with cluster_client({"kind": "local", "n_workers": 1, "processes": False}) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        new = listening() - before
+    assert len(new) >= 2 and {ip for ip, _ in new} == {"127.0.0.1"}, new  # scheduler and worker HTTP servers
+
+
 def test_tls_cluster_refuses_clients_without_its_credentials():
     with cluster_client({"kind": "local", "n_workers": 1, "security": True}) as client:
         address = client.scheduler.address
