@@ -104,7 +104,8 @@ def _import(args: argparse.Namespace) -> int:
     from popstore import export
     from popstore.info import describe
 
-    export.from_legacy(args.folder, args.output, samples_per_chunk=args.samples_per_chunk, progress=not args.quiet)
+    export.from_legacy(args.folder, args.output, samples_per_chunk=args.samples_per_chunk, progress=not args.quiet,
+                       allow_outside=args.allow_outside)
     print(describe(args.output))
     return 0
 
@@ -187,6 +188,8 @@ def _add_core_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="new Zarr store to write (path or fsspec URL)")
     p.add_argument("--samples-per-chunk", type=int, help="samples per chunk (default: chosen for ~1-16 MiB chunks)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="read map paths of the CSV that resolve outside the folder (refused by default)")
     p.set_defaults(func=_import)
 
     p = sub.add_parser("demo", help="the main job: gaussian_fields store on a LocalCluster, split, PNG, small CNN")

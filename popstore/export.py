@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import posixpath
 import tempfile
 from pathlib import Path
 
@@ -187,8 +188,24 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True, over
     return _returned(folder)
 
 
+def _check_inside(fs, root: str, folder: str | Path, table: pd.DataFrame, map_cols: list[str]) -> None:
+    """Refuse map paths of ``dataset_full.csv`` that resolve outside ``folder`` (``..`` and absolute paths, and on a
+    local disk symlinks, followed)."""
+    local = isinstance(fs, LocalFileSystem)
+    base = os.path.realpath(root) if local else posixpath.normpath(root)
+    for col in map_cols:
+        paths = table[col].astype(str)
+        resolved = [os.path.realpath(os.path.join(root, p)) if local else posixpath.normpath(posixpath.join(root, p))
+                    for p in paths]
+        outside = [i for i, p in enumerate(resolved) if os.path.commonpath([base, p]) != base]
+        if outside:
+            i = outside[0]
+            raise UserError(f"{folder}/dataset_full.csv row {i + 1}, {col}: {paths.iloc[i]} is outside {base} "
+                            f"({len(outside)} such rows; pass allow_outside=True / --allow-outside to read them)")
+
+
 def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | None = None,
-                progress: bool = True) -> xr.Dataset:
+                progress: bool = True, allow_outside: bool = False) -> xr.Dataset:
     """Turn a legacy folder into a store (with coordinates when ``popstore.json`` is present).
 
     Without ``popstore.json`` (genuine research-code output) each map becomes a
@@ -200,10 +217,11 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     a listed ``.npy`` file that does not exist. A map whose shape or dtype
     differs from the first of its column stops the import with the file named.
     A local store is built under a temporary name and renamed when complete, so
-    a failed import leaves no store.
+    a failed import leaves no store. Map paths that resolve outside ``folder``
+    are refused unless ``allow_outside``.
     """
     fs, root = _fs(folder)
-    table = _legacy_table(fs, root, folder, store)
+    table = _legacy_table(fs, root, folder, store, allow_outside)
     source = root if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(root)
     map_cols = [c for c in table.columns if c.startswith("input:")]
     labels = [c for c in table.columns if not c.startswith("input:")]
@@ -211,11 +229,12 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     n = len(table)
 
     def stacked(col: str) -> da.Array:
-        first = _load_map(fs, f"{root}/{table[col].iloc[0]}")
+        first = _load_map(fs, posixpath.join(root, table[col].iloc[0]))
         if first.ndim != 2:
             raise UserError(f"{folder}/{table[col].iloc[0]}: a map must be 2D, got shape {first.shape}")
-        parts = [da.from_delayed(dask.delayed(_load_map)(fs, f"{root}/{p}", first.shape, first.dtype), first.shape,
-                                 first.dtype) for p in table[col]]
+        load = dask.delayed(_load_map)
+        parts = [da.from_delayed(load(fs, posixpath.join(root, p), first.shape, first.dtype), first.shape, first.dtype)
+                 for p in table[col]]
         return da.stack(parts).transpose(0, 2, 1)  # legacy x-first -> store (y, x)
     arrays = {c.removeprefix("input:"): stacked(c) for c in map_cols}
     if meta:
@@ -270,7 +289,7 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     return open_store(store)
 
 
-def _legacy_table(fs, root: str, folder: str | Path, store: str | Path) -> pd.DataFrame:
+def _legacy_table(fs, root: str, folder: str | Path, store: str | Path, allow_outside: bool) -> pd.DataFrame:
     """``dataset_full.csv`` of a legacy folder, checked (see :func:`from_legacy`)."""
     if store_exists(store):
         raise UserError(f"{store} exists; choose a new store path")
@@ -291,9 +310,12 @@ def _legacy_table(fs, root: str, folder: str | Path, store: str | Path) -> pd.Da
         row, col = np.argwhere(bad.to_numpy())[0]
         raise UserError(f"{folder}/dataset_full.csv: line {row + 2}: label {labels[col]} = "
                         f"{table[labels[col]].iloc[row]!r} is not a number")
+    if not allow_outside:
+        _check_inside(fs, root, folder, table, map_cols)
     listed = pd.concat([table[c] for c in map_cols], ignore_index=True).astype(str)
     present = {os.path.normpath(p) for p in fs.find(root) if p.endswith(".npy")}
-    absent = listed[~listed.map(lambda p: os.path.normpath(f"{root}/{p}")).isin(present)]
+    absent = listed[~listed.map(lambda p: os.path.normpath(posixpath.join(root, p))).isin(present)]
+    absent = absent[~absent.map(lambda p: fs.exists(posixpath.join(root, p)))]  # maps outside (allow_outside)
     if len(absent):
         raise UserError(f"{folder}: {len(absent)} listed maps are missing, first {absent.iloc[0]}")
     return table

@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
+import zarr
 from tqdm.auto import tqdm
 
-from popstore.cluster import cluster_client
+from popstore.cluster import cluster_client, put
 from popstore.codecs import CorruptChunkError
 from popstore.lock import DEFAULT_STALE_AFTER, NoLock, StoreLock
 from popstore.priors import check_table
@@ -150,19 +150,19 @@ def simulate_block(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray
 def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataFrame, seeds: np.ndarray) -> list[dict]:
     """One Dask task: simulate ``block`` and write its region (maps first, ``done`` last)."""
     stacks, ok, failures = simulate_block(simulator, params, seeds, block.start)
-    outputs = {o.name: (("sample", *o.dims), stacks[o.name]) for o in simulator.outputs}
+    values = {o.name: stacks[o.name] for o in simulator.outputs}
     # labels and seeds too, so that a block whose label chunk was damaged is remade whole (popstore.verify)
-    outputs.update({name: ("sample", params[name].to_numpy(dtype=np.float64)) for name in params.columns})
-    outputs["seed"] = ("sample", np.asarray(seeds, dtype=np.int64))
-    region = {"sample": block}
-    kw = dict(region=region, mode="r+", zarr_format=3, consolidated=False, write_empty_chunks=True)
-    xr.Dataset(outputs).to_zarr(store_location(path), **kw)
-    xr.Dataset({"done": ("sample", ok)}).to_zarr(store_location(path), **kw)
+    values.update({name: params[name].to_numpy(dtype=np.float64) for name in params.columns})
+    values["seed"] = np.asarray(seeds, dtype=np.int64)
+    # straight into the arrays the template made (one read of the consolidated metadata): writing through
+    # xarray re-read every array's metadata twice per block, the bottleneck of many workers (bench_scaling.py);
+    # empty chunks are written too, so that a missing chunk file always means damage (popstore.verify)
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        group = zarr.open_group(store_location(path), mode="r+", zarr_format=3)
+        for name, v in values.items():
+            group[name][block] = v
+        group["done"][block] = ok  # last: it vouches for the maps above
     return failures
-
-
-def _identity(x: Any) -> Any:
-    return x
 
 
 def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
@@ -307,17 +307,16 @@ def _generate(simulator: Simulator, params: pd.DataFrame, path: Path | str, clie
     with _client(client, len(todo)) as c:
         from distributed import as_completed
 
-        # the simulator as the result of a task, not scattered: a scattered copy that dies with its workers
-        # is gone for good and cancels every task depending on it (one crashing sample cost 70 of 100
-        # samples); a task result is recomputed by the scheduler, so a dead worker costs its own block only
-        sim = c.submit(_identity, simulator, pure=False)
+        # the simulator as the result of a task, not scattered (popstore.cluster.put): a scattered copy dies with
+        # its workers and cancels every task depending on it (one crashing sample cost 70 of 100 samples)
+        sim = put(c, simulator)
         futures = {
             c.submit(_write_block, sim, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
             for b in todo
         }
         for fut in as_completed(futures):
             lock.refresh()
-            b = futures[fut]
+            b = futures.pop(fut)  # forget it: a result kept on a worker that leaves would be recomputed
             try:
                 block_failures = fut.result()
             except Exception as exc:  # the task died for good (e.g. KilledWorker): nothing of it is done

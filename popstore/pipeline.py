@@ -63,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from popstore.errors import UserError
 from popstore.priors import Design
+from popstore.cluster import expand_vars
 from popstore.simulator import Simulator
 
 if TYPE_CHECKING:
@@ -342,9 +343,10 @@ class Pipeline:
         value = self.sections.get(section, {}).get(key)
         if value is None:
             raise UserError(f"{self.path}: [{section}] needs '{key}'")
+        value = expand_vars(value, f"{self.path}: [{section}] {key}")
         if "://" in value:
-            return os.path.expandvars(value)
-        p = Path(os.path.expandvars(value)).expanduser()
+            return value
+        p = Path(value).expanduser()
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     @property

@@ -79,3 +79,26 @@ def test_import_research_folder_without_metadata(tmp_path):
     np.testing.assert_array_equal(ds["ppdot_map"].values[2], np.load(folder / "maps" / "2.npy").T)
     np.testing.assert_array_equal(ds["mu_logB"].values, 13.0 + np.arange(5))
     assert ds["done"].values.all()
+
+
+@pytest.mark.parametrize("outside", ["../secret.npy", "/ABS/secret.npy", "maps/link.npy"])
+def test_import_refuses_map_paths_outside_the_folder(tmp_path, capsys, outside):
+    """A CSV row naming ``..``, an absolute path or a symlink out of the folder is refused, naming the row."""
+    from popstore.cli import main
+
+    folder = tmp_path / "research"
+    (folder / "maps").mkdir(parents=True)
+    secret = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "secret.npy", secret)
+    (folder / "maps" / "link.npy").symlink_to(tmp_path / "secret.npy")
+    paths = ["maps/0.npy", "maps/1.npy", outside.replace("/ABS", str(tmp_path))]
+    for i in range(2):
+        np.save(folder / "maps" / f"{i}.npy", secret + i)
+    pd.DataFrame({"input:ppdot_map": paths, "mu_logB": [13.0, 14.0, 15.0]}).to_csv(folder / "dataset_full.csv",
+                                                                                  index=False)
+    assert main(["import", str(folder), "-o", str(tmp_path / "refused.zarr"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "row 3, input:ppdot_map" in err and "--allow-outside" in err
+    assert not (tmp_path / "refused.zarr").exists()
+    ds = from_legacy(folder, tmp_path / "allowed.zarr", allow_outside=True)
+    np.testing.assert_array_equal(ds["ppdot_map"].values[2], secret.T)

@@ -156,3 +156,22 @@ def test_missing_rv_method_on_exact_df(kind):
     wrong = FactorisedDF(_HernquistDensity(Hernquist(1e10, 6.0)), _HernquistConditional(h, kind))
     e_wrong = err(cbe_acceleration(phase_space_log_df(wrong), xt, vel).numpy())
     assert e_wrong.min() > 3e-3 and e_wrong.max() > 0.04
+
+
+def test_ensemble_rerun_trains_only_unfinished_members(tmp_path, client):
+    """A member killed part-way (checkpoint, no summary.json) or trained with another config is retrained on
+    rerun, on Dask workers; finished members are loaded, their files untouched."""
+    cfg = FlowConfig(features=2, n_layers=1, hidden_features=8, batch_size=500, max_epochs=2)
+    data = gaussian_data(1000)
+    first = train_ensemble(data, cfg, [0, 1, 2], tmp_path, client=client)
+    (tmp_path / "seed_1" / "summary.json").unlink()  # as a job killed before the end leaves it
+    stamps = {s: (tmp_path / f"seed_{s}" / "checkpoint.pt").stat().st_mtime_ns for s in (0, 2)}
+    again = train_ensemble(data, cfg, [0, 1, 2], tmp_path, client=client)
+    assert {s: (tmp_path / f"seed_{s}" / "checkpoint.pt").stat().st_mtime_ns for s in (0, 2)} == stamps
+    assert (tmp_path / "seed_1" / "summary.json").exists()
+    for a, b in zip(first, again):  # same seed, same data: the retrained member repeats its losses exactly
+        assert a.seed == b.seed and a.best_epoch == b.best_epoch
+        pd.testing.assert_frame_equal(a.losses, b.losses)
+    wider = FlowConfig(features=2, n_layers=1, hidden_features=16, batch_size=500, max_epochs=2)
+    train_ensemble(data, wider, [0], tmp_path)
+    assert json.loads((tmp_path / "seed_0" / "summary.json").read_text())["config"]["hidden_features"] == 16

@@ -37,6 +37,7 @@ from popstore.checkpoints import load_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.csv"
+SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,8 @@ def train_flow(
             break
     losses = pd.DataFrame(rows)
     losses.to_csv(out / LOSSES, index=False)
-    (out / "summary.json").write_text(json.dumps({"seed": seed, "best_epoch": best_epoch, "best_loss": best, "epochs": len(rows)}))
+    (out / SUMMARY).write_text(json.dumps({"seed": seed, "best_epoch": best_epoch, "best_loss": best, "epochs": len(rows),
+                                           "config": asdict(cfg)}))  # written last: the member is finished
     return TrainResult(seed, losses, best_epoch, out / CHECKPOINT)
 
 

@@ -11,21 +11,30 @@ another in this process.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from popstore.cluster import put
 from popstore.estimators.flows import (
     CHECKPOINT,
+    LOSSES,
+    SUMMARY,
     FlowConfig,
     ScaledFlow,
     TrainResult,
     load_flow,
     train_flow,
 )
+
+log = logging.getLogger(__name__)
 
 
 def train_ensemble(
@@ -37,16 +46,46 @@ def train_ensemble(
     rescaling: tuple[np.ndarray, np.ndarray] | None = None,
     context: np.ndarray | None = None,
     progress: bool = True,
+    resources: dict[str, float] | None = None,
+    retrain: bool = False,
 ) -> list[TrainResult]:
-    """Train one flow per seed into ``out_dir/seed_<seed>``; on ``client`` (a dask.distributed Client) if given."""
+    """Train one flow per seed into ``out_dir/seed_<seed>``; on ``client`` (a dask.distributed Client) if given.
+
+    Members that already finished with the same ``cfg`` (see :func:`finished_member`) are loaded, not
+    retrained, unless ``retrain``: rerunning after a killed job trains only the members it did not finish.
+    On ``client`` every member is one task, needing the worker ``resources`` given (e.g. ``{"GPU": 1}``
+    for workers started with ``--resources GPU=1``, in SLURM jobs asking ``--gres=gpu:1``).
+    """
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds must be distinct and non-empty, got {list(seeds)}")
-    if client is None:
-        return [train_flow(data, cfg, s, out_dir, rescaling, context, progress) for s in seeds]
-    data_f = client.scatter(data, broadcast=True)
-    ctx_f = None if context is None else client.scatter(context, broadcast=True)
-    futures = [client.submit(train_flow, data_f, cfg, s, str(out_dir), rescaling, ctx_f, False, pure=False) for s in seeds]
-    return client.gather(futures)
+    done = {} if retrain else {s: r for s in seeds if (r := finished_member(out_dir, s, cfg)) is not None}
+    todo = [s for s in seeds if s not in done]
+    if done:
+        log.info("flow members %s already trained in %s; training %s", sorted(done), out_dir, todo)
+    if not todo:
+        new = []
+    elif client is None:
+        new = [train_flow(data, cfg, s, out_dir, rescaling, context, progress) for s in todo]
+    else:
+        data_f = put(client, data)
+        ctx_f = None if context is None else put(client, context)
+        new = client.gather([client.submit(train_flow, data_f, cfg, s, str(out_dir), rescaling, ctx_f, False,
+                                           pure=False, resources=resources) for s in todo])
+    results = done | dict(zip(todo, new))
+    return [results[s] for s in seeds]
+
+
+def finished_member(out_dir: str | Path, seed: int, cfg: FlowConfig) -> TrainResult | None:
+    """The saved result of member ``seed`` if its training with ``cfg`` finished (its ``summary.json``, written
+    last, exists and names ``cfg``); ``None`` for a member never started, killed part-way or trained otherwise."""
+    out = Path(out_dir) / f"seed_{seed}"
+    try:
+        summary = json.loads((out / SUMMARY).read_text())
+    except FileNotFoundError:
+        return None
+    if summary.get("config") != asdict(cfg):
+        return None
+    return TrainResult(seed, pd.read_csv(out / LOSSES), int(summary["best_epoch"]), out / CHECKPOINT)
 
 
 class FlowEnsemble(torch.nn.Module):

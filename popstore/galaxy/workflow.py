@@ -10,7 +10,9 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   ``output`` (directory of ``seed_<k>`` members), ``seeds``, ``rescaling``
   (``"hernquist"``: positions / 10 a, velocities / sqrt(2 G M / a), the
   papers' choice; ``"standard"``: mean and std), ``parallel``
-  (``"sequential"`` or ``"dask"``: one task per seed on the ``[cluster]``),
+  (``"sequential"`` or ``"dask"``: one task per seed on the ``[cluster]``,
+  each needing the worker ``resources``, e.g. ``{GPU = 1}``; members that
+  finished in an earlier run are not retrained),
   ``threads`` (torch threads), ``sphere_radius`` (keep stars within this
   distance [kpc] of the Sun at ``(sun_x, 0, 0)``; solar neighbourhood).
 - ``[missing_rv]``: ``path`` of the missing-line-of-sight-velocity subset
@@ -57,6 +59,7 @@ FlowsSection = section_schema(
     "flows", FlowConfig, output=(str, ...), seeds=(Optional[list[int]], None), threads=(Optional[int], None),
     parallel=(Optional[Literal["sequential", "dask"]], None), rescaling=(Optional[Literal["standard", "hernquist"]], None),
     sphere_radius=(Optional[float], None), sun_x=(Optional[float], None),
+    resources=(Optional[dict[str, float]], None),
 )
 MissingRVSection = section_schema(
     "missing_rv", FlowConfig, path=(Optional[str], None), output=(Optional[str], None), seed=(Optional[int], None),
@@ -117,7 +120,7 @@ def train(pipe: Pipeline, progress: bool = True) -> list:
     out = pipe.path_of("flows", "output")
     if sec.get("parallel", "sequential") == "dask":
         with cluster_client(pipe.section("cluster")) as c:
-            return train_ensemble(data, cfg, seeds, out, client=c, rescaling=rescaling)
+            return train_ensemble(data, cfg, seeds, out, client=c, rescaling=rescaling, resources=sec.get("resources"))
     return train_ensemble(data, cfg, seeds, out, rescaling=rescaling, progress=progress)
 
 

@@ -1,0 +1,23 @@
+"""Checks shared by the cluster security tests: who listens where, who may connect."""
+
+from __future__ import annotations
+
+import psutil
+from distributed import Client
+from distributed.security import Security
+
+
+def listening() -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket this process listens on."""
+    return {(s.laddr.ip, s.laddr.port) for s in psutil.Process().net_connections(kind="inet")
+            if s.status == psutil.CONN_LISTEN}
+
+
+def refused(address: str, security: Security | None) -> bool:
+    """Whether a client with ``security`` (``None``: no credentials) fails to connect and run a task."""
+    try:
+        with Client(address, security=security, timeout="3s", set_as_default=False) as c:
+            c.submit(sum, [1, 2]).result(timeout=3)
+    except (OSError, TimeoutError, ValueError, TypeError):
+        return True
+    return False
