@@ -87,7 +87,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store", type=Path, help="split popstore store")
+    p.add_argument("store", help="split popstore store (path or fsspec URL)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for checkpoints and losses")
     p.add_argument("--inputs", nargs="+", help="input variables (channels); default all role=input")
     p.add_argument("--labels", nargs="+", help="labels to infer; default all role=label")

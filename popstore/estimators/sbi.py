@@ -22,6 +22,7 @@ summary) and the trunk of the CMD ``o3_err`` network (:mod:`popstore.estimators.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -234,12 +235,14 @@ def train_npe(store: str | Path, out: str | Path, config: NPEConfig = NPEConfig(
             if stale >= cfg.patience:
                 break
     result.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = result.checkpoint.with_name(f".{result.checkpoint.name}.partial")  # renamed when whole
     torch.save({
         "format_version": FORMAT_VERSION, "kind": "popstore.npe", "config": {**asdict(cfg)},
         "space": asdict(space), "inputs": list(train.inputs), "shape": list(shape),
         "preprocessor": pre.to_dict(), "state_dict": best_state,
         "train_loss": result.train_loss, "valid_loss": result.valid_loss, "best_epoch": result.best_epoch,
-    }, result.checkpoint)
+    }, partial)
+    os.replace(partial, result.checkpoint)
     return result
 
 
@@ -281,10 +284,11 @@ def member_path(out_dir: str | Path, seed: int) -> Path:
 
 
 def train_ensemble(store: str | Path, out_dir: str | Path, config: NPEConfig, seeds: Sequence[int],
-                   client=None, progress: bool = True) -> list[Path]:
+                   client=None, progress: bool = True, resources: dict[str, float] | None = None) -> list[Path]:
     """One estimator per seed (initial weights and batch order differ), each a Dask task on ``client``
-    (in this process when None). A member whose checkpoint exists is kept, so a rerun after a kill
-    trains only the members that did not finish."""
+    (in this process when None) needing the worker ``resources`` (e.g. ``{"GPU": 1}``). A member whose
+    checkpoint exists is kept (checkpoints are written last), so a rerun after a kill trains only the
+    members that did not finish."""
     from dataclasses import replace
 
     out_dir = Path(out_dir)
@@ -294,7 +298,7 @@ def train_ensemble(store: str | Path, out_dir: str | Path, config: NPEConfig, se
             train_npe(store, member_path(out_dir, s), replace(config, seed=s), progress=progress)
     else:
         futures = [client.submit(train_npe, store, member_path(out_dir, s), replace(config, seed=s), False,
-                                 key=f"npe-{out_dir.name}-seed{s}", pure=False) for s in todo]
+                                 key=f"npe-{out_dir.name}-seed{s}", pure=False, resources=resources) for s in todo]
         client.gather(futures)
     return [member_path(out_dir, s) for s in seeds]
 

@@ -36,7 +36,7 @@ from popstore.torchdata import MapDataset, make_loader
 SBISection = section_schema(
     "sbi", NPEConfig, output=(str, ...), seeds=(Optional[list[int]], None),
     parallel=(Optional[Literal["sequential", "dask"]], None), n_draws=(Optional[int], None),
-    n_test=(Optional[int], None),
+    n_test=(Optional[int], None), resources=(Optional[dict[str, float]], None),
 )
 
 
@@ -67,7 +67,7 @@ def train(pipeline: str | Path, progress: bool = True) -> list[Path]:
     cfg, seeds, out = npe_config(sec), sec.get("seeds", [0]), pipe.path_of("sbi", "output")
     if sec.get("parallel", "sequential") == "dask":
         with cluster_client(pipe.section("cluster")) as client:
-            return train_ensemble(pipe.store_path, out, cfg, seeds, client, progress)
+            return train_ensemble(pipe.store_path, out, cfg, seeds, client, progress, sec.get("resources"))
     return train_ensemble(pipe.store_path, out, cfg, seeds, None, progress)
 
 
