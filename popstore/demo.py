@@ -67,7 +67,7 @@ def run_demo(output: Path, n_samples: int = 2048, npix: int = 32, n_workers: int
         result = train_on_store(store, output / "model", hidden=4, dropout=0.1,
                                 data=DataConfig(inputs=INPUTS, labels=["amplitude", "slope"], batch_size=32, seed=seed),
                                 train=TrainConfig(epochs=epochs, lr=2e-3, seed=seed, threads=1, progress=False))
-        table = make_test_report(result.checkpoint, store)
+        table = make_test_report(result.checkpoint, store).metrics
         print(f"test split ({output / 'model'}):")
         print(table[["rmse", "rel_error", "r2", "chi2", "coverage_1sigma"]].to_string(float_format="%.3f"))
     return store
