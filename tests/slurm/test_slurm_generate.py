@@ -74,8 +74,10 @@ def test_generate_finishes_after_a_worker_job_is_cancelled(slurm, tmp_path, refe
         out, err = finish(proc, name)
     assert proc.returncode == 0, err
     assert f"{N} samples, 0 already done, {N} written, 0 failed" in out
-    states = jobs(name)
-    assert states[victim] == "CANCELLED" and len(states) >= 4, states  # the cancelled job was replaced
+    # whether adapt starts a replacement job before the other jobs finish the last blocks depends on the machine's
+    # speed (test_workers_leaving_before_walltime_are_replaced checks replacement); the cancelled job's blocks
+    # were in any case rerun elsewhere, and every sample is written once, bit-identical
+    assert jobs(name)[victim] == "CANCELLED"
     assert_same_store(store, reference)
 
 
