@@ -64,7 +64,9 @@ class ParameterSpace:
     def from_store(cls, store: str | Path | xr.Dataset, labels: Sequence[str] | None = None) -> "ParameterSpace":
         """The prior of ``store``'s labels (default: every label that was not held fixed)."""
         ds = store if isinstance(store, xr.Dataset) else open_store(store)
-        fixed = {n for n in label_names(ds) if ds[n].attrs.get("prior_fixed", 0)}
+        # stores from before the prior_fixed attr: a label with one value throughout was held fixed
+        fixed = {n for n in label_names(ds) if ds[n].attrs.get("prior_fixed",
+                                                                int(np.ptp(ds[n].values) == 0) if ds[n].size else 0)}
         names = [n for n in label_names(ds) if n not in fixed] if labels is None else list(labels)
         if not names:
             raise UserError("the store has no free labels to infer")
