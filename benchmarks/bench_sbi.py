@@ -40,7 +40,7 @@ def epoch_seconds(store: Path, cfg: NPEConfig, space, repeats: int = 3) -> tuple
     memory_loader = DataLoader(TensorDataset(x.clone(), y.clone()), batch_size=cfg.batch_size, shuffle=True,
                                drop_last=True)
     pre = fit_preprocessor([x], cfg.log10)
-    est = _build(cfg, space, pre, tuple(x.shape[2:]), space.to_inference(y[:2048].float()), x[:2048])
+    est = _build(cfg, pre, tuple(x.shape[2:]), space.to_inference(y[:2048].float()), x[:2048])
     opt = torch.optim.Adam(est.parameters(), lr=cfg.lr)
     times: dict[str, list[float]] = {"store": [], "memory": []}
     for _ in range(repeats):

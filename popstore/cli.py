@@ -15,6 +15,7 @@ import logging
 import sys
 import warnings
 from importlib.metadata import entry_points
+from collections.abc import Callable
 from pathlib import Path
 
 from popstore import __version__
@@ -25,11 +26,25 @@ COMMANDS_GROUP = "popstore.commands"
 
 def new_output(path: str, overwrite: bool) -> str:
     """``path`` (a path or fsspec URL) as an output: something existing there is a user error unless ``overwrite``."""
-    from popstore.store import store_exists
+    from popstore.store import check_new_output
 
-    if store_exists(path) and not overwrite:
-        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    check_new_output(path, overwrite)
     return path
+
+
+def add_stage_commands(subparsers: argparse._SubParsersAction, command: str, help: str, dest: str,
+                       stages: tuple[tuple[str, Callable[[argparse.Namespace], int], str], ...],
+                       ) -> argparse._SubParsersAction:
+    """``popstore COMMAND STAGE PIPELINE.toml [-q]`` for each ``(stage, handler, help)``; returns the stages'
+    subparsers, so that a caller can add its own options or commands."""
+    top = subparsers.add_parser(command, help=help)
+    sub = top.add_subparsers(dest=dest, required=True)
+    for name, func, text in stages:
+        q = sub.add_parser(name, help=text)
+        q.add_argument("pipeline", type=Path, help="pipeline TOML file")
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        q.set_defaults(func=func)
+    return sub
 
 
 def _generate(args: argparse.Namespace) -> int:

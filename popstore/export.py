@@ -41,6 +41,7 @@ from popstore.splits import SUBSETS, label_statistics
 from popstore.store import (
     SCHEMA_VERSION,
     STATISTICS,
+    check_new_output,
     choose_layout_bytes,
     input_names,
     json_default,
@@ -68,11 +69,6 @@ def _returned(location: str | os.PathLike) -> Path | str:
     return loc if "://" in loc else Path(loc)
 
 
-def _check_output(location: str | Path, overwrite: bool) -> None:
-    if store_exists(location) and not overwrite:
-        raise UserError(f"{location} exists; choose another output path or pass overwrite=True (--overwrite)")
-
-
 def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: bool = True,
             overwrite: bool = False) -> Path | str:
     """Write the whole store to one netCDF-4/HDF5 file (h5netcdf), same variables and attrs.
@@ -85,7 +81,7 @@ def to_hdf5(store: str | Path, path: str | Path, complevel: int = 4, progress: b
     interrupted export never leaves a partial file at ``path``. ``progress``: a
     bar over the chunks written.
     """
-    _check_output(path, overwrite)
+    check_new_output(path, overwrite)
     ds = open_store(store)
     block = layout_of(ds).block
     ds = ds.drop_encoding()
@@ -133,7 +129,7 @@ def to_legacy(store: str | Path, folder: str | Path, progress: bool = True, over
     An existing ``folder`` is refused unless ``overwrite``, which replaces it
     only if it is a legacy export (holds ``dataset_full.csv``), never another folder.
     """
-    _check_output(folder, overwrite)
+    check_new_output(folder, overwrite)
     fs, root = _fs(folder)
     if fs.exists(root):
         if not fs.exists(f"{root}/dataset_full.csv"):

@@ -49,7 +49,6 @@ import contextlib
 import difflib
 import inspect
 import math
-import os
 import tomllib
 import warnings
 from collections.abc import Iterable, Mapping

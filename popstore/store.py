@@ -208,6 +208,12 @@ def store_location(store: str | os.PathLike) -> str:
     return path if isinstance(fs, LocalFileSystem) else s
 
 
+def check_new_output(location: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse (:class:`UserError`) to replace anything at an output ``location`` (path or URL) unless ``overwrite``."""
+    if store_exists(location) and not overwrite:
+        raise UserError(f"{location} exists; choose another output path or pass overwrite=True (--overwrite)")
+
+
 def store_exists(store: str | os.PathLike) -> bool:
     """Whether anything exists at a store's location (path or URL)."""
     loc = store_location(store)

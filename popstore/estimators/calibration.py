@@ -61,9 +61,10 @@ def calibration_report(posterior, thetas: torch.Tensor, xs: torch.Tensor, names:
     ecp, alpha = run_tarp(thetas, xs, posterior, num_posterior_samples=n_draws, show_progress_bar=progress)
     atc, tarp_ks = check_tarp(ecp, alpha)
     levels = np.asarray(LEVELS)
+    coverage = expected_coverage(hpd.numpy(), n_draws)
     return xr.Dataset(
         {
-            "coverage": ("level", expected_coverage(hpd.numpy(), n_draws),
+            "coverage": ("level", coverage,
                          {"long_name": "expected coverage of the highest-density region", "units": "1"}),
             "sbc_rank": (("test_sample", "label"), ranks.numpy().astype(np.int64),
                          {"long_name": "rank of the true value among posterior draws", "n_draws": n_draws}),
@@ -77,7 +78,7 @@ def calibration_report(posterior, thetas: torch.Tensor, xs: torch.Tensor, names:
                 "label": ("label", list(names)),
                 "tarp_level": ("tarp_level", alpha.numpy(), {"long_name": "TARP credibility level"})},
         attrs={"n_test": len(thetas), "n_draws": n_draws, "tarp_atc": float(atc), "tarp_ks_pvalue": float(tarp_ks),
-               "max_coverage_error": float(np.abs(expected_coverage(hpd.numpy(), n_draws) - levels).max())},
+               "max_coverage_error": float(np.abs(coverage - levels).max())},
     )
 
 

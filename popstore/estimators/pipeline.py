@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, get_type_hints
 
-import pandas as pd
-
 from popstore.errors import UserError
 from popstore.estimators.cnn import O3ErrConfig
 from popstore.estimators.data import DataConfig, check_network

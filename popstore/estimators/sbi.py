@@ -169,7 +169,7 @@ class NPEResult:
     best_epoch: int = 0
 
 
-def _build(cfg: NPEConfig, space: ParameterSpace, pre: Preprocessor, shape: tuple[int, int],
+def _build(cfg: NPEConfig, pre: Preprocessor, shape: tuple[int, int],
            theta: torch.Tensor, x: torch.Tensor) -> nn.Module:
     """sbi's estimator, its theta z-scoring taken from ``theta`` (a batch in the inference space)."""
     net = embedding_net(cfg.embedding, pre, shape, cfg.summary)
@@ -217,7 +217,7 @@ def train_npe(store: str | Path, out: str | Path, config: NPEConfig = NPEConfig(
     shape = tuple(x0.shape[2:])
     if len(shape) != 2:
         raise UserError(f"NPE embeddings take 2D maps; the inputs {train.inputs} give samples of shape {tuple(x0.shape[1:])}")
-    estimator = _build(cfg, space, pre, shape, space.to_inference(y0.float()), x0).to(device)
+    estimator = _build(cfg, pre, shape, space.to_inference(y0.float()), x0).to(device)
     optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
     result = NPEResult(Path(out))
     best, best_state, stale = math.inf, None, 0
@@ -267,7 +267,7 @@ def load_posterior(path: str | Path, device: str | None = None) -> tuple[DirectP
     shape = tuple(blob["shape"])
     theta = space.prior().sample((2,))
     x = torch.zeros(2, len(blob["inputs"]), *shape)
-    estimator = _build(cfg, space, pre, shape, theta, x)
+    estimator = _build(cfg, pre, shape, theta, x)
     estimator.load_state_dict(blob["state_dict"])
     dev = default_device(device)
     estimator.to(dev).eval()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from popstore.cli import add_stage_commands
+
 
 def _train(args: argparse.Namespace) -> int:
     from popstore.estimators.sbi_pipeline import train
@@ -33,17 +35,11 @@ def _posterior(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    top = subparsers.add_parser("sbi", help="neural posterior estimation (sbi): train an ensemble, calibrate, "
-                                "apply to an observed store")
-    sub = top.add_subparsers(dest="sbi_command", required=True)
-    for name, func, text in (
+    sub = add_stage_commands(subparsers, "sbi", "neural posterior estimation (sbi): train an ensemble, calibrate, "
+                             "apply to an observed store", "sbi_command", (
         ("train", _train, "generate and split the store if needed, then train the [sbi] ensemble"),
         ("calibrate", _calibrate, "expected coverage, SBC and TARP of every member and of the ensemble (test split)"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("pipeline", type=Path, help="pipeline TOML file with an [sbi] section")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-        p.set_defaults(func=func)
+    ))
     p = sub.add_parser("posterior", help="posterior of an observed store: draws (netCDF), corner plot, intervals")
     p.add_argument("pipeline", type=Path, help="pipeline TOML file with an [sbi] section")
     p.add_argument("observed", help="observed store on the same bins as the pipeline's store")

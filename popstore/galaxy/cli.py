@@ -9,7 +9,8 @@ drawn from netCDF caches next to them; ``--recompute`` refreshes a cache.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from popstore.cli import add_stage_commands
 
 
 def _missing_rv(args: argparse.Namespace) -> int:
@@ -109,18 +110,13 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("flows", help="normalising-flow DFs and CBE accelerations on a phase-space "
-                                                  "catalogue store (made by 'popstore generate')")
-    sub = p.add_subparsers(dest="flows_command", required=True)
-    for name, func, text in (
+    sub = add_stage_commands(subparsers, "flows", "normalising-flow DFs and CBE accelerations on a phase-space "
+                             "catalogue store (made by 'popstore generate')", "flows_command", (
         ("missing-rv", _missing_rv, "write the missing-line-of-sight-velocity subset ([missing_rv] path)"),
         ("train", _train, "train the [flows] ensemble on the catalogue"),
         ("train-missing-rv", _train_missing_rv, "train the factorised DF n(x) p(v|x) on the [missing_rv] subset ([missing_rv] output)"),
         ("accelerations", _accelerations, "CBE accelerations vs truth: figure + cached data, error table"),
         ("figures", _figures, "training-loss and DF-slice figures (from cached data when present)"),
-    ):
-        q = sub.add_parser(name, help=text)
-        q.add_argument("pipeline", type=Path, help="pipeline TOML file")
-        q.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ))
+    for q in sub.choices.values():
         q.add_argument("--recompute", action="store_true", help="recompute cached figure data")
-        q.set_defaults(func=func)

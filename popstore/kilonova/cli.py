@@ -7,7 +7,8 @@ See :mod:`popstore.kilonova.workflow` for the pipeline sections
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from popstore.cli import add_stage_commands
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -63,14 +64,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("kilonova", help="DU17 kilonova emulator: train the flow on a store "
-                              "(made by 'popstore generate'), evaluate")
-    sub = p.add_subparsers(dest="kilonova_command", required=True)
-    for name, func, text in (
+    add_stage_commands(subparsers, "kilonova", "DU17 kilonova emulator: train the flow on a store (made by "
+                       "'popstore generate'), evaluate", "kilonova_command", (
         ("train", _train, "train the conditional-flow emulator on the store's train split (snapshots per [emulator])"),
         ("evaluate", _evaluate, "held-out magnitude errors per band and timing against DU17"),
-    ):
-        q = sub.add_parser(name, help=text)
-        q.add_argument("pipeline", type=Path, help="pipeline TOML file")
-        q.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-        q.set_defaults(func=func)
+    ))
