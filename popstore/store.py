@@ -36,6 +36,7 @@ A store is named by a local path or by any fsspec URL (``s3://bucket/x.zarr``,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -468,9 +469,26 @@ def new_store(path: str | os.PathLike) -> Iterator[str | Path]:
     try:
         yield target
     except BaseException:
+        _settle_zarr_writes()
         shutil.rmtree(target, ignore_errors=True)
         raise
     os.replace(target, loc)
+
+
+def _settle_zarr_writes(timeout: float = 60.0) -> None:
+    """Wait (at most ``timeout`` s) for the writes still running on zarr's I/O event loop.
+
+    zarr writes an array's chunks concurrently (``asyncio.gather``); when one fails, the
+    others keep running and may create files after the caller has cleaned up.
+    """
+    from zarr.core.sync import sync
+
+    async def others_done() -> None:
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    sync(others_done())
 
 
 def layout_of(ds: xr.Dataset) -> Layout:

@@ -53,6 +53,7 @@ def test_tls_cluster_refuses_clients_without_its_credentials():
         assert refused(address, None)  # no credentials at all
         assert refused(address.replace("tls://", "tcp://"), None)  # plain TCP to the TLS port
         assert refused(address, Security.temporary())  # certificates of another run (another CA)
+        assert not refused(address, client.cluster.security)  # the owner's credentials
         with Client(address, security=client.cluster.security, timeout="10s", set_as_default=False) as owner:
             assert owner.submit(sum, [1, 2, 3]).result() == 6
 

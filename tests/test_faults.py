@@ -7,6 +7,7 @@ time. Bad input (priors, splits, CSV catalogues, legacy folders, exports, checkp
 with one line before any work starts.
 """
 
+import asyncio
 import json
 import logging
 import os
@@ -246,15 +247,16 @@ def test_interrupted_creation_leaves_no_store_and_is_cleaned(table, reference, t
     from zarr.storage import LocalStore
 
     path = tmp_path / "s.zarr"
-    real_set, calls = LocalStore.set, []
+    real_set = LocalStore.set
 
-    async def disk_full_after_a_few_writes(self, key, value):
-        calls.append(key)
-        if len(calls) > 5:
+    async def disk_full_on_a_second_chunk(self, key, value):
+        if key.endswith("/c/1"):  # the second chunk of the first multi-chunk array written
             raise OSError(28, "No space left on device")
+        if "/c/" in key:  # its sibling chunks are still being written when it fails
+            await asyncio.sleep(0.3)
         return await real_set(self, key, value)
 
-    monkeypatch.setattr(LocalStore, "set", disk_full_after_a_few_writes)
+    monkeypatch.setattr(LocalStore, "set", disk_full_on_a_second_chunk)
     with pytest.raises(OSError, match="No space left"):
         regenerate(path, table, client)
     monkeypatch.undo()
