@@ -342,7 +342,11 @@ class Pipeline:
         value = self.sections.get(section, {}).get(key)
         if value is None:
             raise UserError(f"{self.path}: [{section}] needs '{key}'")
-        value = expand_vars(value, f"{self.path}: [{section}] {key}")
+        return self.resolve(value, f"[{section}] {key}")
+
+    def resolve(self, value: str, where: str) -> Path:
+        """The path ``value`` set at ``where`` (e.g. ``"[sbi.rounds] observed"``) resolved like :meth:`path_of`."""
+        value = expand_vars(value, f"{self.path}: {where}")
         if "://" in value:
             return value
         p = Path(value).expanduser()
@@ -365,16 +369,23 @@ class Pipeline:
         table.attrs["fixed"] = sorted(fixed)  # recorded in the store: these labels have no prior to infer
         return table
 
-    def generate(self, client: Any = None, progress: bool = True) -> "GenerationReport":
-        """Run (or resume) the generation stage on the pipeline's cluster or ``client``."""
+    def generate(self, client: Any = None, progress: bool = True, params: pd.DataFrame | None = None,
+                 path: str | Path | None = None, seed: int | None = None) -> "GenerationReport":
+        """Run (or resume) the generation stage on the pipeline's cluster or ``client``.
+
+        ``params``, ``path`` and ``seed`` replace the ``[priors]`` table, ``[store] path`` and ``seed``
+        (e.g. simulations at posterior draws, with the pipeline's simulator and store layout).
+        """
         from popstore.cluster import cluster_client
         from popstore.generation import generate
         from popstore.store import DEFAULT_COMPRESSION
 
         sim = self.simulator()
         store = self.section("store")
+        params = self.parameter_table(sim) if params is None else params
+        seed = store.get("seed", 0) if seed is None else seed
         with cluster_client(self.section("cluster")) if client is None else contextlib.nullcontext(client) as c:
-            return generate(sim, self.parameter_table(sim), self.store_path, c, seed=store.get("seed", 0),
+            return generate(sim, params, self.store_path if path is None else path, c, seed=seed,
                             samples_per_chunk=store.get("samples_per_chunk"),
                             samples_per_shard=store.get("samples_per_shard"),
                             compression=store.get("compression", DEFAULT_COMPRESSION), progress=progress)

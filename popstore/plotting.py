@@ -82,15 +82,19 @@ def _label(ds: xr.Dataset, dim: str) -> str:
     return f"{a.get('long_name', dim)} [{a.get('units', '1')}]"
 
 
-def _panels(ds: xr.Dataset, sample: int, variables: Sequence[str]) -> list[tuple[str, str, xr.DataArray]]:
+def _panels(ds: xr.Dataset, sample: int | None, variables: Sequence[str]) -> list[tuple[str, str, xr.DataArray]]:
+    """``(variable, title, map)`` per 2D panel of ``variables`` at ``sample`` (``None``: every sample,
+    ``sample`` kept as the first dim of each map)."""
     out = []
     for name in variables:
         if name not in ds.data_vars:
             raise KeyError(f"variable {name!r} is not in the store; maps available: {map_variables(ds)}")
-        da = ds[name].isel(sample=sample) if "sample" in ds[name].dims else ds[name]
-        if da.ndim < 2:
+        da = ds[name]
+        if "sample" in da.dims:
+            da = da.isel(sample=sample) if sample is not None else da.transpose("sample", ...)
+        if da.ndim - ("sample" in da.dims) < 2:
             raise ValueError(f"variable {name!r} has dims {da.dims}: a map needs at least two")
-        lead = da.dims[:-2]
+        lead = [d for d in da.dims[:-2] if d != "sample"]
         for idx in itertools.product(*(range(da.sizes[d]) for d in lead)):
             sel = dict(zip(lead, idx))
             sub = da.isel(sel)
@@ -145,6 +149,79 @@ def plot_maps(ds: xr.Dataset, sample: int = 0, variables: Sequence[str] | None =
         if labels:
             label += ": " + ", ".join(f"{k}={float(ds[k].values[sample]):.3g}" for k in labels)
     fig.suptitle(label, fontsize=10)
+    if path is None:
+        return fig
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def predictive_totals(observed: xr.Dataset, predicted: xr.Dataset, variables: Sequence[str],
+                      sample: int = 0) -> "pd.DataFrame":
+    """A posterior predictive check on each panel's total (the sum over the map, e.g. the number of
+    pulsars a survey detects): the observed total, the predictive median and 5-95% interval, and the
+    predictive p-value P(T_pred >= T_obs) (Gelman, Meng & Stern 1996; near 0 or 1: the model misses it)."""
+    import pandas as pd
+
+    rows = {}
+    for (_, title, obs), (_, _, pred) in zip(_panels(observed, sample, variables),
+                                             _panels(predicted, None, variables)):
+        t_obs = float(np.nansum(obs.values))
+        t_pred = np.nansum(np.asarray(pred.values, dtype=float), axis=(-2, -1))
+        q = np.quantile(t_pred, [0.05, 0.5, 0.95])
+        rows[title] = {"observed": t_obs, "predictive 5%": q[0], "predictive median": q[1], "predictive 95%": q[2],
+                       "p-value": float(np.mean(t_pred >= t_obs))}
+    return pd.DataFrame(rows).T
+
+
+def plot_predictive(observed: xr.Dataset, predicted: xr.Dataset, variables: Sequence[str], sample: int = 0,
+                    path: str | Path | None = None, panel_size: float = 3.2, dpi: int = 110, log: bool | str = "auto"):
+    """Posterior predictive check as a figure: for each map panel, the observed map, the mean of the maps
+    simulated at posterior draws (``predicted``, one sample per draw) on the same colour scale, the
+    standardised residual (observed - mean) / sd, and the predictive distribution of the map's total
+    with the observed total marked (see :func:`predictive_totals`)."""
+    from matplotlib.colors import LogNorm
+
+    obs_panels = _panels(observed, sample, variables)
+    pred_panels = _panels(predicted, None, variables)
+    fig, axes = figure(len(obs_panels), 4, figsize=(panel_size * 4.6, panel_size * len(obs_panels)), squeeze=False)
+    for row, ((name, title, obs), (_, _, pred)) in zip(axes, zip(obs_panels, pred_panels)):
+        ydim, xdim = obs.dims[-2:]
+        xe, ye = coordinate_edges(observed, xdim), coordinate_edges(observed, ydim)
+        o = np.asarray(obs.values, dtype=float)
+        p = np.asarray(pred.values, dtype=float)
+        mean, sd = p.mean(0), p.std(0)
+        both = np.concatenate([o.ravel(), mean.ravel()])
+        norm = None
+        if use_log_scale(both, log) and (both > 0).any():
+            norm = LogNorm(both[both > 0].min(), both[both > 0].max())
+            o, mean = np.where(o > 0, o, np.nan), np.where(mean > 0, mean, np.nan)
+        else:
+            from matplotlib.colors import Normalize
+
+            norm = Normalize(np.nanmin(both), np.nanmax(both))
+        units = observed[name].attrs.get("units", "")
+        for ax, values, what in ((row[0], o, "observed"), (row[1], mean, "predictive mean")):
+            im = ax.pcolormesh(xe, ye, values, shading="flat", cmap="viridis", norm=norm)
+            ax.set_title(f"{title}: {what}", fontsize=8)
+        fig.colorbar(im, ax=row[1], label=name + (f" [{units}]" if units else ""))
+        z = np.where(sd > 0, (np.asarray(obs.values, dtype=float) - p.mean(0)) / np.where(sd > 0, sd, 1), np.nan)
+        im = row[2].pcolormesh(xe, ye, z, shading="flat", cmap="RdBu_r", vmin=-4, vmax=4)
+        row[2].set_title("(observed - mean) / sd", fontsize=8)
+        fig.colorbar(im, ax=row[2])
+        for ax in row[:3]:
+            for d, set_scale in ((xdim, ax.set_xscale), (ydim, ax.set_yscale)):
+                if d in observed.coords and observed[d].attrs.get("scale") == "log":
+                    set_scale("log")
+            ax.set_xlabel(_label(observed, xdim), fontsize=8)
+            ax.set_ylabel(_label(observed, ydim), fontsize=8)
+        totals = np.nansum(p, axis=(-2, -1))
+        row[3].hist(totals, bins=30, color="C0", histtype="stepfilled", alpha=0.6, label="predictive")
+        row[3].axvline(float(np.nansum(obs.values)), color="k", lw=2, label="observed")
+        row[3].set_xlabel(f"total of the map{f' [{units}]' if units else ''}", fontsize=8)
+        row[3].set_title(f"p = {np.mean(totals >= np.nansum(obs.values)):.2f}", fontsize=8)
+        row[3].legend(fontsize=7)
+    fig.suptitle(f"posterior predictive check: {predicted.sizes['sample']} simulations at posterior draws", fontsize=10)
     if path is None:
         return fig
     path = Path(path)

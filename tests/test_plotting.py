@@ -79,3 +79,23 @@ def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "m.png").stat().st_size > 5000
+
+
+def test_predictive_check_on_map_totals(tmp_path):
+    """Predicted maps whose totals are 1, 2, ..., 100 times the observed map's: p = P(T_pred >= T_obs) = 1."""
+    from popstore.plotting import plot_predictive, predictive_totals
+
+    obs = dataset().isel(sample=[0])
+    k = np.arange(1, 101, dtype=float)
+    pred = xr.concat([dataset().isel(sample=[0])] * 100, "sample")
+    pred["grid"] = pred["grid"] * xr.DataArray(k, dims="sample")
+    table = predictive_totals(obs, pred, ["grid"])
+    total = obs["grid"].isel(sample=0).sum(("y", "p")).values
+    assert list(table.index) == [f"grid (survey={s})" for s in "ABC"]
+    np.testing.assert_allclose(table["observed"], total)
+    np.testing.assert_allclose(table["predictive median"], 50.5 * total)
+    np.testing.assert_allclose(table["p-value"], 1.0)
+    pred["grid"] = pred["grid"] / 50.0  # totals k/50: half of the draws reach the observed total
+    np.testing.assert_allclose(predictive_totals(obs, pred, ["grid"])["p-value"], 0.51)
+    png = plot_predictive(obs, pred, ["grid"], path=tmp_path / "ppc.png")
+    assert png.stat().st_size > 20_000

@@ -134,27 +134,45 @@ def test_ensemble_resumes_only_missing_members(gaussian_store, tmp_path):
 
 @pytest.mark.slow
 def test_sbi_commands_end_to_end(tmp_path, capsys):
-    """popstore sbi train -> calibrate -> posterior on a small gaussian_fields pipeline (two members on Dask)."""
+    """popstore sbi train -> calibrate -> posterior -> predictive -> rounds on the shipped gaussian_fields
+    pipelines, made small (two members on Dask, one TSNPE round)."""
     from pathlib import Path
+
+    import xarray as xr
 
     from popstore.cli import main
 
-    text = (Path(__file__).parents[1] / "pipelines" / "gaussian_fields_sbi.toml").read_text()
-    text = text.replace("../out/", "").replace("n_samples = 1500", "n_samples = 800").replace("max_epochs = 25",
-                                                                                             "max_epochs = 4")
+    shipped = Path(__file__).parents[1] / "pipelines"
+    text = (shipped / "gaussian_fields_sbi.toml").read_text().replace("../out/", "")
+    for old, new in (("n_samples = 1500", "n_samples = 800"), ("max_epochs = 25", "max_epochs = 4"),
+                     ("n_rounds = 2", "n_rounds = 1"), ("simulations_per_round = 500", "simulations_per_round = 200"),
+                     ("support_samples = 100000", "support_samples = 20000")):
+        text = text.replace(old, new)
     (tmp_path / "p.toml").write_text(text)
-    (tmp_path / "obs.toml").write_text(text.replace("n_samples = 800", "n_samples = 1").replace(
-        "gaussian_fields_sbi.zarr", "observed.zarr").replace("[priors.fixed]", "[priors.fixed]\namplitude = 0.5\nslope = 2.0"))
+    (tmp_path / "obs.toml").write_text((shipped / "gaussian_fields_observed.toml").read_text().replace("../out/", ""))
     assert main(["sbi", "train", str(tmp_path / "p.toml"), "-q"]) == 0
-    assert (tmp_path / "gf_sbi" / "npe_seed0.pt").exists() and (tmp_path / "gf_sbi" / "npe_seed1.pt").exists()
+    out = tmp_path / "gf_sbi"
+    assert (out / "npe_seed0.pt").exists() and (out / "npe_seed1.pt").exists()
     assert main(["sbi", "calibrate", str(tmp_path / "p.toml"), "-q"]) == 0
-    out = capsys.readouterr().out
-    assert "ensemble" in out and "SBC KS p amplitude" in out
-    assert (tmp_path / "gf_sbi" / "calibration_ensemble.nc").exists()
+    printed = capsys.readouterr().out
+    assert "ensemble" in printed and "SBC KS p amplitude" in printed
+    assert (out / "calibration_ensemble.nc").exists()
     assert main(["generate", str(tmp_path / "obs.toml"), "-q", "--no-split"]) == 0
-    assert main(["sbi", "posterior", str(tmp_path / "p.toml"), str(tmp_path / "observed.zarr"), "--n-draws", "500"]) == 0
-    import xarray as xr
-
-    draws = xr.open_dataset(tmp_path / "gf_sbi" / "posterior_observed.nc")
+    observed = str(tmp_path / "gaussian_fields_observed.zarr")
+    assert main(["sbi", "posterior", str(tmp_path / "p.toml"), observed, "--n-draws", "500"]) == 0
+    draws = xr.open_dataset(out / "posterior_gaussian_fields_observed.nc")
     assert draws.sizes["draw"] == 500 and set(draws.data_vars) == {"amplitude", "slope"}
-    assert (tmp_path / "gf_sbi" / "posterior_observed.png").stat().st_size > 10_000
+    assert (out / "posterior_gaussian_fields_observed.png").stat().st_size > 10_000
+
+    assert main(["sbi", "predictive", str(tmp_path / "p.toml"), observed, "--n-sims", "30", "-q"]) == 0
+    predicted = popstore.open_store(out / "predictive_gaussian_fields_observed.zarr")
+    assert predicted.sizes["sample"] == 30 and predicted["done"].values.all()
+    assert (predicted["smoothing"].values == 1.0).all()  # the fixed label kept its value
+    table = __import__("pandas").read_csv(out / "predictive_gaussian_fields_observed.csv", index_col=0)
+    assert 0.0 <= table["p-value"].iloc[0] <= 1.0
+    assert (out / "predictive_gaussian_fields_observed.png").stat().st_size > 20_000
+
+    assert main(["sbi", "rounds", str(tmp_path / "p.toml"), "-q"]) == 0
+    assert "prior_fraction" in capsys.readouterr().out
+    assert popstore.open_store(out / "round1" / "store.zarr").sizes["sample"] == 200
+    assert (out / "posterior_gaussian_fields_observed_round1.nc").exists() and (out / "rounds.csv").exists()

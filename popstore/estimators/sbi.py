@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 from sbi.inference import DirectPosterior
@@ -97,6 +98,17 @@ class ParameterSpace:
         """Inverse of :meth:`to_inference`."""
         log = torch.as_tensor(self.log, device=theta.device)
         return torch.where(log, 10.0**theta, theta)
+
+    def table(self, theta: torch.Tensor, fixed: Mapping[str, float] | None = None) -> pd.DataFrame:
+        """Parameter vectors ``theta`` ``(n, P)`` (inference space) as a table for :func:`popstore.generate`:
+        physical units, the ``fixed`` labels as constant columns, and this prior in ``attrs["ranges"]``
+        (a store of draws from a posterior or a truncated prior keeps the prior of the problem)."""
+        fixed = dict(fixed or {})
+        physical = self.to_physical(torch.as_tensor(theta, dtype=torch.float64)).cpu().numpy()
+        table = pd.DataFrame(physical, columns=list(self.names)).assign(**fixed)
+        table.attrs["ranges"] = dict(zip(self.names, zip(self.low, self.high)))
+        table.attrs["fixed"] = sorted(fixed)
+        return table
 
 
 class SmallCNN(nn.Module):
@@ -195,28 +207,63 @@ def _epoch_loss(estimator: nn.Module, loader, space: ParameterSpace, device: tor
     return total / max(n, 1)
 
 
-def train_npe(store: str | Path, out: str | Path, config: NPEConfig = NPEConfig(), progress: bool = True) -> NPEResult:
+class _Interleaved:
+    """Batches of several loaders in one epoch, in a random order of loaders (seeded per epoch): each
+    store keeps its own chunk-aware batches, and the stores are mixed across the epoch."""
+
+    def __init__(self, loaders: Sequence, seed: int) -> None:
+        self.loaders, self.seed, self.epoch = list(loaders), seed, 0
+
+    def __iter__(self):
+        order = np.repeat(np.arange(len(self.loaders)), [len(lo) for lo in self.loaders])
+        np.random.default_rng([self.seed, self.epoch]).shuffle(order)
+        self.epoch += 1
+        iterators = [iter(lo) for lo in self.loaders]
+        for k in order:
+            batch = next(iterators[k], None)
+            if batch is not None:
+                yield batch
+
+
+def _stores(store: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [store] if isinstance(store, (str, os.PathLike)) else list(store)
+
+
+def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config: NPEConfig = NPEConfig(),
+              progress: bool = True) -> NPEResult:
     """Train one posterior estimator on the train split of ``store`` (validated on ``valid``), streaming
-    batches from the store; the best-validation weights go to ``out`` (a ``.pt`` file)."""
+    batches from the store; the best-validation weights go to ``out`` (a ``.pt`` file).
+
+    ``store`` may be several stores of one simulator and prior (e.g. the rounds of truncated sequential
+    NPE, :mod:`popstore.estimators.tsnpe`): every store's train split is used, their batches interleaved.
+    """
     cfg = config
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = default_device(cfg.device)
-    space = ParameterSpace.from_store(store, cfg.labels)
-    train = MapDataset(store, "train", list(cfg.inputs) if cfg.inputs else None, list(space.names), normalize="none")
-    valid = MapDataset(store, "valid", train.inputs, train.labels, normalize="none")
-    if len(valid) == 0:
-        raise UserError(f"{store}: the valid split is empty; split with valid > 0")
+    stores = _stores(store)
+    space = ParameterSpace.from_store(stores[0], cfg.labels)
+    for s in stores[1:]:
+        if ParameterSpace.from_store(s, cfg.labels) != space:
+            raise UserError(f"{s} has other labels or another prior than {stores[0]}: they cannot be trained on together")
+    inputs = list(cfg.inputs) if cfg.inputs else None
+    trains = [MapDataset(s, "train", inputs, list(space.names), normalize="none") for s in stores]
+    valids = [MapDataset(s, "valid", trains[0].inputs, trains[0].labels, normalize="none") for s in stores]
+    if sum(map(len, valids)) == 0:
+        raise UserError(f"{stores[0]}: the valid split is empty; split with valid > 0")
     pin = device.type == "cuda"
-    train_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train) > cfg.batch_size,
-                               pin_memory=pin)
-    valid_loader = make_loader(valid, cfg.batch_size, shuffle=False, pin_memory=pin)
-    pre = fit_preprocessor((x for x, _ in make_loader(train, 512, shuffle=False)), cfg.log10)
-    x0, y0 = next(iter(make_loader(train, min(len(train), 2048), shuffle=True, seed=cfg.seed)))
+    train_loader = _Interleaved([make_loader(t, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                             drop_last=len(t) > cfg.batch_size, pin_memory=pin) for t in trains], cfg.seed)
+    valid_loader = _Interleaved([make_loader(v, cfg.batch_size, shuffle=False, pin_memory=pin) for v in valids if len(v)],
+                                cfg.seed)
+    pre = fit_preprocessor((x for t in trains for x, _ in make_loader(t, 512, shuffle=False)), cfg.log10)
+    first = [next(iter(make_loader(t, min(len(t), 2048), shuffle=True, seed=cfg.seed))) for t in trains]
+    x0, y0 = torch.cat([x for x, _ in first]), torch.cat([y for _, y in first])
     shape = tuple(x0.shape[2:])
     if len(shape) != 2:
-        raise UserError(f"NPE embeddings take 2D maps; the inputs {train.inputs} give samples of shape {tuple(x0.shape[1:])}")
+        raise UserError(f"NPE embeddings take 2D maps; the inputs {trains[0].inputs} give samples of shape "
+                        f"{tuple(x0.shape[1:])}")
     estimator = _build(cfg, pre, shape, space.to_inference(y0.float()), x0).to(device)
     optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
     result = NPEResult(Path(out))
@@ -240,7 +287,7 @@ def train_npe(store: str | Path, out: str | Path, config: NPEConfig = NPEConfig(
     partial = result.checkpoint.with_name(f".{result.checkpoint.name}.partial")  # renamed when whole
     torch.save({
         "format_version": FORMAT_VERSION, "kind": "popstore.npe", "config": {**asdict(cfg)},
-        "space": asdict(space), "inputs": list(train.inputs), "shape": list(shape),
+        "space": asdict(space), "inputs": list(trains[0].inputs), "shape": list(shape),
         "preprocessor": pre.to_dict(), "state_dict": best_state,
         "train_loss": result.train_loss, "valid_loss": result.valid_loss, "best_epoch": result.best_epoch,
     }, partial)
@@ -285,7 +332,7 @@ def member_path(out_dir: str | Path, seed: int) -> Path:
     return Path(out_dir) / f"npe_seed{seed}.pt"
 
 
-def train_ensemble(store: str | Path, out_dir: str | Path, config: NPEConfig, seeds: Sequence[int],
+def train_ensemble(store: str | Path | Sequence[str | Path], out_dir: str | Path, config: NPEConfig, seeds: Sequence[int],
                    client=None, progress: bool = True, resources: dict[str, float] | None = None) -> list[Path]:
     """One estimator per seed (initial weights and batch order differ), each a Dask task on ``client``
     (in this process when None) needing the worker ``resources`` (e.g. ``{"GPU": 1}``). A member whose

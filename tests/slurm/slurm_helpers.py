@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,25 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+
+
+def kill_driver_when(proc: subprocess.Popen, condition, timeout: float, what: str, name: str) -> None:
+    """SIGKILL the driver ``proc`` (its whole process group) once ``condition()`` holds, then cancel the
+    worker jobs called ``name`` that it left behind."""
+    try:
+        wait_until(condition, timeout, what)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cancel(name)
+
+
+def jobs_ended(name: str) -> None:
+    """Wait until no job called ``name`` is running, pending or completing."""
+    wait_until(lambda: not any(s in ("RUNNING", "PENDING", "COMPLETING") for s in jobs(name).values()), 60,
+               f"the worker jobs {name} ended")
 
 
 def _toml(value) -> str:

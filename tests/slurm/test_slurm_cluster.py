@@ -4,7 +4,6 @@ one task per member on GPU-tagged workers, and a rerun after a killed driver tra
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from distributed.security import Security
 
 from cluster_checks import refused
 from popstore.cluster import cluster_client
-from slurm_helpers import cancel, driver_env, jobs, slurm_cluster, wait_until, write_pipeline
+from slurm_helpers import cancel, driver_env, jobs, jobs_ended, kill_driver_when, slurm_cluster, write_pipeline
 
 TRAIN = Path(__file__).with_name("train_members.py")
 
@@ -58,19 +57,11 @@ def test_flow_ensemble_rerun_after_a_killed_driver_trains_only_unfinished_member
     cmd = [sys.executable, str(TRAIN), str(pipe), str(out)]
     proc = subprocess.Popen(cmd, env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    try:
-        wait_until(lambda: any(p.exists() for p in summaries), 300, "a member finished")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        cancel(name)
+    kill_driver_when(proc, lambda: any(p.exists() for p in summaries), 300, "a member finished", name)
     finished = {p: p.stat().st_mtime_ns for p in summaries if p.exists()}
     assert 1 <= len(finished) < 3
     checkpoints = {p.with_name("checkpoint.pt"): p.with_name("checkpoint.pt").read_bytes() for p in finished}
-    wait_until(lambda: not any(s in ("RUNNING", "PENDING", "COMPLETING") for s in jobs(name).values()), 60,
-               "the killed driver's worker jobs ended")
+    jobs_ended(name)
     n_jobs = len(jobs(name))
     try:
         rerun = subprocess.run(cmd, env=driver_env(), capture_output=True, text=True, timeout=400)

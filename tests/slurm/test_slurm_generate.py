@@ -16,7 +16,7 @@ import xarray as xr
 import sleep_simulator  # noqa: F401  (registers the "sleep" simulator in this process)
 from popstore.pipeline import Pipeline
 from popstore.store import open_store
-from slurm_helpers import REPO, cancel, driver, driver_env, jobs, n_done, slurm_cluster, wait_until, write_pipeline
+from slurm_helpers import REPO, cancel, driver, driver_env, jobs, jobs_ended, n_done, slurm_cluster, wait_until, write_pipeline
 
 N, CHUNK = 48, 4  # 12 tasks of 4 samples
 SLEEP = {"name": "sleep", "config": {"npix": 8, "delay": 0.5}}  # 2 s per task
@@ -89,8 +89,7 @@ def test_killed_driver_resumes_on_rerun(slurm, tmp_path, reference):
         proc.wait()
     finally:
         finish(proc, name)  # its orphaned worker jobs would only leave after their death timeout
-    wait_until(lambda: not any(s in ("RUNNING", "PENDING", "COMPLETING") for s in jobs(name).values()), 60,
-               "the orphaned worker jobs ended")
+    jobs_ended(name)
     k = n_done(store)
     assert N // 3 <= k < N
     out, err = finish(driver(pipe), name)
