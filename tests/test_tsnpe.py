@@ -96,7 +96,7 @@ def test_a_failed_round_resumes_and_the_last_round_matches_the_exact_posterior(p
     # uniform in the exact region (an ellipse, semi-axes sqrt(chi2_2(0.9999)) sd): sd a/2 along each axis
     assert (proposed.std(0) < 1.5 * np.sqrt(18.42) * sd / 2).all(), proposed.std(0)  # the prior's sd is 1.15
 
-    draws = xr.open_dataset(out / "posterior_observed_round1.nc")
+    draws = xr.load_dataset(out / "posterior_observed_round1.nc")
     got = np.array([draws[n].values for n in ("offset", "gradient")]).T
     print(summary.to_string(), got.mean(0), mean[0], got.std(0), sd)
     assert (np.abs(got.mean(0) - mean[0]) / sd < 0.75).all(), (got.mean(0), mean[0], sd)  # one observation
