@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
@@ -121,7 +123,9 @@ def test_mismatches_are_one_line_user_errors(tiny_db, tmp_path, dm_cache):
 
 def test_database_path_is_reproducible(tiny_db, dm_cache):
     sim = get_simulator("pulsar_surveys", dynamics_database=str(tiny_db), dm_cache_dir=dm_cache, **TINY)
-    a, b, c = sim.simulate(GRABER, 5), sim.simulate(GRABER, 5), sim.simulate(GRABER, 6)
+    shipped = pickle.loads(pickle.dumps(sim))  # as a Dask worker gets it: the database is reopened there
+    assert shipped._database is None
+    a, b, c = sim.simulate(GRABER, 5), shipped.simulate(GRABER, 5), sim.simulate(GRABER, 6)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert a["n_detected"].tolist() == [5, 1, 5] and a["aborted"] == 0
