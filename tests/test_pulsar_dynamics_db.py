@@ -156,3 +156,51 @@ def test_database_path_gives_the_direct_path_populations(tmp_path, dm_cache, thr
         assert ks_2samp(x, y).statistic < d_crit, (col, ks_2samp(x, y).statistic, d_crit)
     per_detection = {k: np.mean([r.n_created for r in runs[k]]) for k in runs}
     assert per_detection["database"] == pytest.approx(per_detection["direct"], rel=0.10), per_detection
+
+
+def test_pipeline_files_build_and_select_the_database(tmp_path, tiny_db, dm_cache, capsys):
+    """`popstore generate` on a pulsar_dynamics pipeline builds a database; a pulsar_surveys pipeline selects one in
+    [simulator.config], and `popstore check` stops a mismatched one with one line naming the setting (exit 2)."""
+    from popstore.cli import main
+
+    (tmp_path / "dyn.toml").write_text(f"""
+[simulator]
+name = "popstore.pulsars.dynamics_db:PulsarDynamics"
+[simulator.config]
+stars_per_block = 2000
+orbit_steps = 32
+[priors]
+n_samples = 2
+[store]
+path = "dyn.zarr"
+seed = 3
+samples_per_chunk = 1
+[cluster]
+kind = "local"
+n_workers = 1
+threads_per_worker = 1
+""")
+    assert main(["generate", str(tmp_path / "dyn.toml"), "-q"]) == 0
+    assert DynamicsDatabase.open(tmp_path / "dyn.zarr", PulsarConfig(**DYN)).n_stars == 4000
+    surveys = f"""
+[simulator]
+name = "pulsar_surveys"
+[simulator.config]
+dynamics_database = "{tiny_db}"
+dm_grid = "coarse"
+dm_cache_dir = "{dm_cache}"
+max_birth_rate = 0.06
+orbit_steps = 32
+KICK
+[priors]
+n_samples = 2
+[store]
+path = "s.zarr"
+"""
+    (tmp_path / "surveys.toml").write_text(surveys.replace("KICK", ""))
+    assert main(["check", str(tmp_path / "surveys.toml")]) == 0
+    capsys.readouterr()
+    (tmp_path / "surveys.toml").write_text(surveys.replace("KICK", "kick_sigma_kms = 300.0"))
+    assert main(["check", str(tmp_path / "surveys.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "built with kick_sigma_kms = 265, but this configuration has kick_sigma_kms = 300" in err
