@@ -15,7 +15,12 @@ import popstore  # noqa: E402
 from popstore.errors import UserError  # noqa: E402
 from popstore.pulsars.config import PulsarConfig  # noqa: E402
 from popstore.pulsars.dm import DMGrid  # noqa: E402
-from popstore.pulsars.dynamics_db import DATABASE_COLUMNS, DynamicsDatabase, PulsarDynamics, dynamics_fields  # noqa: E402
+from popstore.pulsars.dynamics_db import (  # noqa: E402
+    DATABASE_COLUMNS,
+    DynamicsDatabase,
+    PulsarDynamics,
+    dynamics_fields,
+)
 from popstore.pulsars.population import simulate_dynamics  # noqa: E402
 from popstore.simulators import get_simulator  # noqa: E402
 from popstore.store import open_store  # noqa: E402
@@ -203,4 +208,5 @@ path = "s.zarr"
     (tmp_path / "surveys.toml").write_text(surveys.replace("KICK", "kick_sigma_kms = 300.0"))
     assert main(["check", str(tmp_path / "surveys.toml")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "built with kick_sigma_kms = 265, but this configuration has kick_sigma_kms = 300" in err
+    assert err.count("\n") == 1
+    assert "built with kick_sigma_kms = 265, but this configuration has kick_sigma_kms = 300" in err
