@@ -45,8 +45,8 @@ from popstore.pulsars.population import DYNAMICS_COLUMNS, simulate_dynamics
 
 #: Columns stored per star: what the detection stage reads from the dynamics.
 DATABASE_COLUMNS = ("age", "ra", "dec", "l", "b", "d", "pm_ra_cosdec", "pm_dec")
-#: :class:`PulsarConfig` fields that do not change the dynamics (the first spin field onwards, the
-#: star count of the full mode, and the orbit block size, which only sets how stars are batched in memory).
+#: Fields before the first spin field that do not change the dynamics: the star count of the full mode,
+#: and the orbit block size (it only sets how many stars are integrated together; results are identical).
 _NOT_DYNAMICAL = {"n_stars", "orbit_chunk"}
 _FIRST_SPIN_FIELD = "P_initial_log10_mean"
 
@@ -147,7 +147,9 @@ class DynamicsDatabase:
             raise UserError(f"dynamics database {path} lacks the columns {missing or list(DATABASE_COLUMNS)}")
         want = config.to_dict()
         for name in dynamics_fields():
-            have = built["pulsar"].get(name)
+            if name not in built["pulsar"]:
+                raise UserError(f"dynamics database {path} was built before the setting {name} existed; rebuild it")
+            have = built["pulsar"][name]
             if have != want[name]:
                 raise UserError(f"dynamics database {path} was built with {name} = {_describe(have)}, but this "
                                 f"configuration has {name} = {_describe(want[name])}")
