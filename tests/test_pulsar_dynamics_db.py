@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
+import zarr
 from distributed import Client, LocalCluster
 from scipy.stats import ks_2samp
 
@@ -119,6 +122,14 @@ def test_mismatches_are_one_line_user_errors(tiny_db, tmp_path, dm_cache):
         get_simulator("pulsar_surveys", dynamics_database=str(tiny_db), **{**kw, "max_birth_rate": 0.1})
     with pytest.raises(UserError, match="does not exist"):
         get_simulator("pulsar_surveys", dynamics_database=str(tmp_path / "none.zarr"), **kw)
+    old = tmp_path / "old.zarr"  # a database from before a dynamical setting was added
+    shutil.copytree(tiny_db, old)
+    group = zarr.open_group(old, mode="r+")
+    config = json.loads(group.attrs["simulator_config"])
+    del config["pulsar"]["h_c_kpc"]
+    group.attrs["simulator_config"] = json.dumps(config)
+    with pytest.raises(UserError, match="built before the setting h_c_kpc existed"):
+        DynamicsDatabase.open(old, PulsarConfig(**DYN))
     # magneto-rotational and radio settings are free: the database does not depend on them
     sim = get_simulator("pulsar_surveys", dynamics_database=str(tiny_db),
                         **{**kw, "B_initial_log10_mean": 12.5, "luminosity_model": "graber2024", "n_stars": 7})
