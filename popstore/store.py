@@ -539,7 +539,7 @@ def check_schema(ds: xr.Dataset, where: str = "store") -> None:
             missing.append(f"attr {key}")
     if not missing:
         check_attrs(ds.attrs, where)
-    if not label_names(ds):
+    if not label_names(ds) and ds.attrs.get("labels") != []:  # [] : a simulator without parameters
         missing.append("label variables (role='label')")
     if missing:
         raise SchemaError(f"{where}: missing required {', '.join(missing)}")

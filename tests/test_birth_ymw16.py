@@ -1,5 +1,7 @@
 """Birth positions drawn from the YMW16 electron-density table (the reference's option to the spiral arms)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,9 +30,11 @@ def test_plane_density_is_in_the_pulsar_frame():
 
 
 def test_births_follow_the_table():
+    """With the arm rotation switched off (an infinite period) births follow the n_e table."""
+    cfg = dataclasses.replace(CFG, arm_rotation_period_yr=1e300)
     rng = np.random.default_rng(3)
     n = 200_000
-    pos = birth.sample_birth_positions(birth.sample_ages(n, rng, CFG), rng, CFG)
+    pos = birth.sample_birth_positions(birth.sample_ages(n, rng, cfg), rng, cfg)
     x, y, ne = birth.ymw16_plane_table(CFG.r_max_kpc, CFG.ymw16_table_step_kpc)
     assert np.hypot(x, y).max() <= CFG.r_max_kpc and np.all(ne >= 0)
 
@@ -43,6 +47,22 @@ def test_births_follow_the_table():
     sigma = np.sqrt(expected * (1 - expected / n))
     assert np.all(np.abs(counts - expected) < 5 * sigma + 1)
     assert (((counts - expected) / np.maximum(sigma, 1)) ** 2).sum() < 36 + 5 * np.sqrt(2 * 36)  # chi^2, 35 dof
+
+
+def test_births_are_rotated_back_with_the_arms():
+    """The table's births are turned by 2 pi age / 2.5e8 yr about the Galactic centre, as the spiral-arm
+    births are (research code: the density structure rotates rigidly): same draws, same radii and heights,
+    azimuths offset by exactly that angle; 0.75 rad for the oldest (3e7 yr) stars."""
+    n = 20_000
+    age = birth.sample_ages(n, np.random.default_rng(0), CFG)
+    still = birth.sample_birth_positions(age, np.random.default_rng(1),
+                                         dataclasses.replace(CFG, arm_rotation_period_yr=1e300))
+    turned = birth.sample_birth_positions(age, np.random.default_rng(1), CFG)
+    np.testing.assert_allclose(np.hypot(turned[0], turned[1]), np.hypot(still[0], still[1]), rtol=1e-12)
+    np.testing.assert_array_equal(turned[2], still[2])
+    dphi = np.angle(np.exp(1j * (np.arctan2(turned[1], turned[0]) - np.arctan2(still[1], still[0]))))
+    np.testing.assert_allclose(dphi, 2 * np.pi * age / 2.5e8, atol=1e-9)
+    assert dphi.max() == pytest.approx(2 * np.pi * 3e7 / 2.5e8, abs=1e-3)
 
 
 def test_bad_birth_settings_are_clear_errors():

@@ -10,8 +10,10 @@
 - Or (``birth_model = "ymw16_density"``, the reference's option) the birth
   ``(x, y)`` drawn in proportion to the YMW16 free-electron density in the
   Galactic plane, tabulated on cells of ``ymw16_table_step_kpc`` out to
-  ``r_max_kpc`` and uniform within a cell. The reference names the table without
-  defining it; the total in-plane n_e (all YMW16 components) is our reading.
+  ``r_max_kpc`` and uniform within a cell, then rotated back by the same arm
+  pattern rotation (the density's arms are taken to rotate rigidly, as in the
+  research code). The reference names the table without defining it; the total
+  in-plane n_e (all YMW16 components) is our reading.
 - Height exponential with scale ``h_c`` and random sign.
 - Kick velocity: isotropic, speed Maxwellian (Hobbs et al. 2005) by default;
   exponential, double Maxwellian (Verbunt et al. 2017) and log-normal options.
@@ -78,12 +80,23 @@ def sample_ymw16_plane(n: int, rng: np.random.Generator, cfg: PulsarConfig) -> t
     return x[cell] + rng.uniform(-step / 2, step / 2, n), y[cell] + rng.uniform(-step / 2, step / 2, n)
 
 
+def arm_rotation(age_yr: np.ndarray, cfg: PulsarConfig) -> np.ndarray:
+    """Angle (rad) the arm pattern has turned since a star's birth: ``2 pi age / arm_rotation_period_yr``.
+
+    Added to a birth azimuth, it places the star where the (rigidly rotating) arms were ``age`` ago.
+    """
+    return 2.0 * np.pi * age_yr / cfg.arm_rotation_period_yr
+
+
 def sample_birth_positions(age_yr: np.ndarray, rng: np.random.Generator, cfg: PulsarConfig) -> np.ndarray:
-    """Birth positions (3, n) in kpc: on the smeared, rotating spiral arms, or from the YMW16 n_e table."""
+    """Birth positions (3, n) in kpc: on the smeared spiral arms or from the YMW16 n_e table, both
+    rotated back by :func:`arm_rotation`."""
     n = age_yr.size
     if cfg.birth_model == "ymw16_density":
         x, y = sample_ymw16_plane(n, rng, cfg)
-        return np.stack([x, y, _sample_heights(n, rng, cfg)])
+        angle = arm_rotation(age_yr, cfg)
+        cos_a, sin_a = np.cos(angle), np.sin(angle)
+        return np.stack([x * cos_a - y * sin_a, x * sin_a + y * cos_a, _sample_heights(n, rng, cfg)])
     arm = rng.choice(len(cfg.arm_k), size=n, p=np.asarray(cfg.arm_prob))
     local = arm == len(cfg.arm_k) - 1  # the Local arm is the last one
     r = np.empty(n)
@@ -93,7 +106,7 @@ def sample_birth_positions(age_yr: np.ndarray, rng: np.random.Generator, cfg: Pu
     phi = k * np.log(r / np.asarray(cfg.arm_r0_kpc)[arm]) + np.asarray(cfg.arm_phi0_rad)[arm]
     phi += rng.uniform(0.0, 2.0 * np.pi, n) * np.exp(-cfg.phi_smear_scale_per_kpc * r)
     r = r + rng.normal(0.0, 1.0, n) * cfg.r_smear_frac * r
-    phi += 2.0 * np.pi * age_yr / cfg.arm_rotation_period_yr
+    phi += arm_rotation(age_yr, cfg)
     return np.stack([r * np.cos(phi), r * np.sin(phi), _sample_heights(n, rng, cfg)])
 
 

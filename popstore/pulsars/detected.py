@@ -19,8 +19,9 @@ binning code as the full population maps. Each detection survey keeps its first
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from popstore.simulators import register
 from popstore.pulsars import radio
 from popstore.pulsars.config import LABELS, PulsarConfig
 from popstore.pulsars.dm import D_MAX_KPC, DMGrid
+from popstore.pulsars.dynamics_db import DynamicsDatabase
 from popstore.pulsars.population import evolve_spin_and_radio, simulate_dynamics
 from popstore.pulsars.survey_maps import MAP_SURVEYS, detected_survey_maps, survey_map_axes, survey_map_outputs
 from popstore.pulsars.surveys import DETECTION_SURVEYS, SURVEYS, in_any_sky_area, observe_all
@@ -76,10 +78,14 @@ def detect_until_targets(labels: Mapping[str, float], rng: np.random.Generator, 
                          batch_sizes: Sequence[int] = (100_000, 10_000, 5_000),
                          batch_thresholds: Sequence[float] = (0.9, 0.95), max_birth_rate: float = 5.0,
                          d_max_kpc: float = D_MAX_KPC, scatter_sigma_dex: float = 0.5,
-                         progress: bool = False) -> DetectionRun:
+                         progress: bool = False,
+                         draw_dynamics: Callable[[int], Mapping[str, np.ndarray]] | None = None) -> DetectionRun:
     """Draw, evolve and observe batches until every survey in ``targets`` has its detections.
 
-    Raises :class:`BirthRateExceeded` as soon as n_created / (age_max / 100 yr) > ``max_birth_rate``.
+    ``draw_dynamics(n)`` gives the dynamical columns of the next ``n`` stars (default: simulate them,
+    :func:`simulate_dynamics`; a :class:`~popstore.pulsars.dynamics_db.StarStream`'s ``take`` reads
+    them from a dynamics database). Raises :class:`BirthRateExceeded` as soon as
+    n_created / (age_max / 100 yr) > ``max_birth_rate``.
     """
     unknown = set(targets) - set(DETECTION_SURVEYS)
     if unknown or any(t < 1 for t in targets.values()):
@@ -100,7 +106,7 @@ def detect_until_targets(labels: Mapping[str, float], rng: np.random.Generator, 
                 f"{n_created} stars created for detections {counts} of targets {dict(targets)}: birth rate "
                 f"{n_created / centuries:.3g} per century exceeds the maximum {max_birth_rate} (labels {dict(labels)})",
                 n_created, n_created / centuries)
-        dyn = simulate_dynamics(n, rng, config)
+        dyn = simulate_dynamics(n, rng, config) if draw_dynamics is None else draw_dynamics(n)
         keep = in_any_sky_area(dyn["l"], dyn["b"], dyn["dec"]) & (dyn["d"] < d_max_kpc)
         if not keep.any():
             continue
@@ -130,7 +136,9 @@ class PulsarSurveys(Simulator):
     Keyword config: ``targets`` (detections per detection survey), ``batch_sizes`` /
     ``batch_thresholds``, ``max_birth_rate`` (per century), ``on_birth_rate_exceeded``
     ("raise" or "flag"), ``meerkat_sizes`` (stars kept for the flux maps), ``dm_grid``
-    (DM grid preset, "default" or "coarse") and ``dm_cache_dir``; any other keyword is a
+    (DM grid preset, "default" or "coarse") and ``dm_cache_dir``; ``dynamics_database`` (path of
+    a ``pulsar_dynamics`` store, :mod:`popstore.pulsars.dynamics_db`: the stars' dynamics are read
+    from it instead of simulated; it must match every dynamical setting); any other keyword is a
     :class:`PulsarConfig` field (e.g. ``resolution_ppdot=32``, ``resolution_dyn=32``).
     """
 
@@ -140,7 +148,7 @@ class PulsarSurveys(Simulator):
                  batch_thresholds: Sequence[float] = (0.9, 0.95), max_birth_rate: float = 5.0,
                  on_birth_rate_exceeded: str = "raise", meerkat_sizes: Mapping[str, int] | None = None,
                  d_max_kpc: float = D_MAX_KPC, scatter_sigma_dex: float = 0.5, dm_grid: str = "default",
-                 dm_cache_dir: str | None = None, **pulsar_config: Any):
+                 dm_cache_dir: str | None = None, dynamics_database: str | None = None, **pulsar_config: Any):
         if on_birth_rate_exceeded not in ("raise", "flag"):
             raise ValueError("on_birth_rate_exceeded must be 'raise' or 'flag'")
         self.targets = dict(DEFAULT_TARGETS if targets is None else targets)
@@ -160,6 +168,13 @@ class PulsarSurveys(Simulator):
         self.dm_cache_dir = dm_cache_dir
         self.pulsar = PulsarConfig.from_dict(pulsar_config)
         self._dm_grid: DMGrid | None = None
+        self.dynamics_database = None if dynamics_database is None else str(Path(dynamics_database).resolve())
+        self._database: DynamicsDatabase | None = None
+        if self.dynamics_database is not None:
+            self.database()  # a mismatch is a UserError now, before any work starts
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_database": None}  # Dask workers reopen the database
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
@@ -191,7 +206,8 @@ class PulsarSurveys(Simulator):
                 "surveys": {k: s.to_dict() for k, s in SURVEYS.items()},
                 "detection_surveys": {k: list(v) for k, v in DETECTION_SURVEYS.items()},
                 "dm_model": f"YMW16 grid '{self.dm_grid_preset}' (pyymw16), trilinear interpolation",
-                "sky_temperature": "analytic fallback T408 = 25 + 275/((1+(l/42)^2)(1+(b/3)^2)) K, (408 MHz/f)^2.6"}
+                "sky_temperature": "analytic fallback T408 = 25 + 275/((1+(l/42)^2)(1+(b/3)^2)) K, (408 MHz/f)^2.6",
+                **({"dynamics_database": self.database().fingerprint()} if self.dynamics_database else {})}
 
     def dm(self) -> DMGrid:
         """The YMW16 DM grid (loaded from the cache, or computed once)."""
@@ -199,11 +215,20 @@ class PulsarSurveys(Simulator):
             self._dm_grid = DMGrid.load(self.dm_grid_preset, self.dm_cache_dir, progress=True)
         return self._dm_grid
 
+    def database(self) -> DynamicsDatabase:
+        """The dynamics database (opened and checked against the config and birth-rate cap once per process)."""
+        if self._database is None:
+            db = DynamicsDatabase.open(self.dynamics_database, self.pulsar)
+            db.check_size(int(self.max_birth_rate * self.pulsar.age_max_yr / 100.0))
+            self._database = db
+        return self._database
+
     def run(self, params: Mapping[str, float], rng: np.random.Generator) -> DetectionRun:
         """The detection stage for one label vector."""
+        draw = None if self.dynamics_database is None else self.database().stream(rng).take
         return detect_until_targets(params, rng, self.pulsar, self.dm(), self.targets, self.batch_sizes,
                                     self.batch_thresholds, self.max_birth_rate, self.d_max_kpc,
-                                    self.scatter_sigma_dex)
+                                    self.scatter_sigma_dex, draw_dynamics=draw)
 
     def simulate(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
