@@ -23,12 +23,13 @@ def _train(args: argparse.Namespace) -> int:
     snaps = pipe.path_of("emulator", "snapshots") if "snapshots" in sec else None
     emu, hist = train_from_store(pipe.store_path, emulator_config(sec), sec.get("labels", ["m1", "m2", "lambda1", "lambda2"]),
                                  int(sec.get("factor", 120)), snaps, int(sec.get("snapshot_every", 10)),
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, times=sec.get("times"), coverage=sec.get("coverage", 0.90))
     out = pipe.path_of("emulator", "output")
     out.parent.mkdir(parents=True, exist_ok=True)
     emu.save(out)
     print(f"{out}: best epoch {hist.best_epoch + 1}/{len(hist.valid_loss)}, "
-          f"valid NLL {hist.valid_loss[hist.best_epoch]:.3f}" + (f"; snapshots in {snaps}" if snaps else ""))
+          f"valid NLL {hist.valid_loss[hist.best_epoch]:.3f}, sampling temperature {emu.temperature:.3f}"
+          + (f"; snapshots in {snaps}" if snaps else ""))
     return 0
 
 
@@ -39,7 +40,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from popstore.estimators.emulator import CurveEmulator
     from popstore.kilonova.dataset import load_curves
     from popstore.kilonova.params import LABELS
-    from popstore.kilonova.workflow import evaluate, example_figure, time_models
+    from popstore.kilonova.workflow import evaluate, example_figure, heldout_report, time_models
     from popstore.pipeline import Pipeline
     from popstore.store import open_store
 
@@ -47,11 +48,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     sec, ev = pipe.section("emulator"), pipe.section("evaluate")
     torch.set_num_threads(int(sec.get("threads", 1)))
     emu = CurveEmulator.load(pipe.path_of("emulator", "output"))
-    factor = int(emu.coords.get("factor", [120])[0])
-    test = load_curves(pipe.store_path, "test", emu.label_names, factor=factor)
-    print(f"held-out: {len(test)} binaries ({test.n_dropped} dropped: no valid point in a band)")
-    for name, table in evaluate(emu, test, int(ev.get("n_draws", 100)), int(ev.get("seed", 0))).items():
+    test = load_curves(pipe.store_path, "test", emu.label_names, times=emu.coords["time"])
+    print(f"held-out: {len(test)} binaries ({test.n_dropped} dropped: no valid point in a band); "
+          f"sampling temperature {emu.temperature:.3f}")
+    n_draws, seed = int(ev.get("n_draws", 100)), int(ev.get("seed", 0))
+    for name, table in evaluate(emu, test, n_draws, seed).items():
         print(f"|emulator - DU17| [mag], {name}:\n{table.to_string(float_format='%.4f')}")
+    mass = open_store(pipe.store_path)["ejecta_mass"].values[test.sample]
+    for name, table in heldout_report(emu, test, mass, n_draws, seed).items():
+        print(f"{name}:\n{table.to_string(float_format='%.3f')}")
     if "figure" in ev:
         print(example_figure(emu, test, pipe.path_of("evaluate", "figure")))
     ds = open_store(pipe.store_path)
