@@ -1,14 +1,16 @@
-"""``popstore kilonova {train,evaluate} PIPELINE.toml``: the DU17 light-curve emulator.
+"""``popstore kilonova {train,evaluate} PIPELINE.toml``: the DU17 light-curve emulator;
+``popstore kilonova fit PHOTOMETRY``: the posterior of a binary from an observed light curve.
 
 See :mod:`popstore.kilonova.workflow` for the pipeline sections
-(``pipelines/kilonova.toml`` is an example).
+(``pipelines/kilonova.toml`` is an example) and :mod:`popstore.kilonova.inference`
+for the likelihood.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from popstore.cli import add_stage_commands
+from popstore.cli import add_stage_commands, new_output
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -68,9 +70,60 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from popstore.kilonova.inference import (DU17Photometry, EmulatorPhotometry, LikelihoodSettings, Prior,
+                                             SamplerSettings, fit)
+    from popstore.kilonova.photometry import Observer, read_photometry, select
+
+    out = new_output(args.output, args.overwrite)
+    observer = Observer(args.distance, args.ebv)
+    data = select(read_photometry(args.photometry), args.bands, args.t_min, args.t_max)
+    lik = LikelihoodSettings(args.floor, args.miss)
+    if args.emulator is not None:
+        import torch
+
+        from popstore.estimators.emulator import CurveEmulator
+
+        torch.set_num_threads(1)
+        model, name = EmulatorPhotometry(data, CurveEmulator.load(args.emulator), observer), f"emulator {args.emulator}"
+    else:
+        model, name = DU17Photometry(data, observer), "DU17"
+    sampler = SamplerSettings(args.walkers, args.steps, args.burn, args.thin, args.seed)
+    post = fit(model, data, Prior(), lik, sampler, attrs={"model": name, "distance_mpc": args.distance,
+                                                         "ebv": args.ebv})
+    post.to_netcdf(out)
+    print(f"{out}: {post.sizes['draw']} samples ({name}, {data.sizes['obs']} points), acceptance "
+          f"{post.attrs['acceptance']:.2f}, autocorrelation {post.attrs['autocorr_steps']:.0f} steps")
+    for k in ("chirp_mass", "mass_ratio", "lambda_tilde", "ejecta_mass", "ejecta_velocity"):
+        lo, med, hi = np.percentile(post[k].values, [16, 50, 84])
+        print(f"  {k:16s} {med:.4g}  [{lo:.4g}, {hi:.4g}] (68%)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    add_stage_commands(subparsers, "kilonova", "DU17 kilonova emulator: train the flow on a store (made by "
+    sub = add_stage_commands(subparsers, "kilonova", "DU17 kilonova emulator: train the flow on a store (made by "
                        "'popstore generate'), evaluate", "kilonova_command", (
         ("train", _train, "train the conditional-flow emulator on the store's train split (snapshots per [emulator])"),
         ("evaluate", _evaluate, "held-out magnitude errors per band and timing against DU17"),
     ))
+    f = sub.add_parser("fit", help="MCMC posterior of (m1, m2, Lambda1, Lambda2) from observed photometry "
+                       "(DU17, or an emulator in its place)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    f.add_argument("photometry", help="'ISO-time filter AB-mag error' file (error inf: upper limit)")
+    f.add_argument("-o", "--output", required=True, help="posterior samples (netCDF)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    f.add_argument("--emulator", help="a trained emulator (.pt) in place of DU17")
+    f.add_argument("--distance", type=float, default=40.0, help="luminosity distance [Mpc]")
+    f.add_argument("--ebv", type=float, default=0.0, help="Galactic E(B-V) [mag] (0: data already corrected)")
+    f.add_argument("--floor", type=float, default=0.5, help="error floor added in quadrature [mag]")
+    f.add_argument("--miss", type=float, default=2.0, help="residual charged where DU17 is undefined [mag]")
+    f.add_argument("--bands", nargs="+", help="fit only these bands (default: all)")
+    f.add_argument("--t-min", type=float, default=0.0, help="first day fitted")
+    f.add_argument("--t-max", type=float, default=float("inf"), help="last day fitted")
+    f.add_argument("--walkers", type=int, default=32)
+    f.add_argument("--steps", type=int, default=4000)
+    f.add_argument("--burn", type=int, default=1000, help="steps dropped")
+    f.add_argument("--thin", type=int, default=10)
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=_fit)
