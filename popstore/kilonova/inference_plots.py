@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from popstore.kilonova.lightcurve import BAND_WAVELENGTH
 from popstore.plotting import figure
 
 _COLOURS = ("tab:blue", "tab:orange", "tab:green")
@@ -94,9 +96,9 @@ def _mass_levels(h: np.ndarray, masses: Sequence[float]) -> list[float] | None:
 
 
 def predictive_grid(data: xr.Dataset, n_time: int = 100) -> xr.Dataset:
-    """Every (band, time) pair of ``data``'s bands and ``n_time`` times over its span, as observations
-    (band-major), for a forward model to be evaluated on."""
-    bands = list(dict.fromkeys(str(b) for b in data["band"].values))
+    """Every (band, time) pair of ``data``'s bands (by wavelength) and ``n_time`` times over its span, as
+    observations (band-major), for a forward model to be evaluated on."""
+    bands = sorted(set(str(b) for b in data["band"].values), key=BAND_WAVELENGTH.get)
     t = np.linspace(float(data["time"].min()), float(data["time"].max()), n_time)
     nan = np.full(len(bands) * n_time, np.nan)
     return xr.Dataset({"mag": ("obs", nan), "mag_err": ("obs", nan), "upper_limit": ("obs", nan > 0)},
@@ -129,7 +131,8 @@ def plot_predictive(
         params = np.stack([post[k].values for k in ("m1", "m2", "lambda1", "lambda2")], axis=1)
         pick = rng.choice(len(params), size=min(n_draws, len(params)), replace=False)
         mags = models[key](params[pick]).reshape(len(pick), n, t.size)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # all-NaN columns (where DU17 is undefined) stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             lo, med, hi = np.nanpercentile(mags, [5, 50, 95], axis=0)
         for b, band in enumerate(bands):
             ax = axes.flat[b]
