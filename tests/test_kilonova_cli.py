@@ -67,7 +67,7 @@ def test_kilonova_cli_end_to_end(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     for band in "griz":
         assert re.search(rf"^{band}\s+\d+\.\d+\s+\d+\.\d+\s+\d+$", out, re.M), out
-    assert "du17_vectorised" in out and "emulator" in out
+    assert "DU17 vectorised" in out and "emulator central curve (T=0)" in out
     assert "5-95% band coverage" in out and "by ejecta-mass quartile" in out
 
     # kilonova fit: a synthetic photometry file of DU17 at 40 Mpc, with DU17 and with the emulator just trained

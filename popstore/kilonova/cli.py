@@ -42,7 +42,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from popstore.estimators.emulator import CurveEmulator
     from popstore.kilonova.dataset import load_curves
     from popstore.kilonova.params import LABELS
-    from popstore.kilonova.workflow import evaluate, example_figure, heldout_report, time_models
+    from popstore.kilonova.workflow import evaluate, example_figure, heldout_report, speed_table
     from popstore.pipeline import Pipeline
     from popstore.store import open_store
 
@@ -63,10 +63,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(example_figure(emu, test, pipe.path_of("evaluate", "figure")))
     ds = open_store(pipe.store_path)
     n = min(int(ev.get("n_timing", 1000)), ds.sizes["sample"])
-    table = pd.DataFrame({c: ds[c].values[:n] for c in dict.fromkeys([*LABELS, *emu.label_names])})
-    times = time_models(emu, pipe.simulator(), table, int(ev.get("n_draws", 100)))
-    for k, v in times.items():
-        print(f"{k:32s} {v * 1e6:10.2f} us per curve   (DU17 vectorised / this: {times['du17_vectorised'] / v:8.2f})")
+    table = pd.DataFrame({c: ds[c].values[:n] for c in LABELS})
+    print(f"seconds per light curve ({len(emu.coords['band'])} bands x {len(emu.coords['time'])} times), one core:")
+    print(speed_table(emu, table, pipe.simulator().settings, n_draws).to_string(float_format=lambda v: f"{v:.3e}"))
     return 0
 
 

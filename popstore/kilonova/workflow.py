@@ -229,7 +229,8 @@ def speed_table(
     n_draws: int = 100,
     n_loop: int = 50,
 ) -> pd.DataFrame:
-    """Seconds per light curve (all the emulator's bands and times) and per 100 curves, on one set of binaries.
+    """Seconds per light curve (all the emulator's bands and times) and per 100 curves, on the binaries of
+    ``table`` that have ejecta.
 
     Rows: DU17 called once per binary (first ``n_loop`` binaries), DU17 vectorised
     over the whole table, the emulator's central curve (temperature 0, one pass;
@@ -238,8 +239,9 @@ def speed_table(
     central curve, or ``n_draws`` draws (the research code's ~235x compared
     the last with the first).
     """
+    labels, mass = EmulatorPhotometry.labels_of(emu, table[list(LABELS)].to_numpy(float))
+    table, labels = table[mass > 0], labels[mass > 0]  # binaries with ejecta: the others have no light curve
     cols = [table[c].to_numpy(float) for c in LABELS]
-    labels = EmulatorPhotometry.labels_of(emu, table[list(LABELS)].to_numpy(float))[0]
     t = np.asarray(emu.coords["time"], float)
     bands = tuple(str(b) for b in emu.coords["band"])
     n, m = len(table), min(n_loop, len(table))
