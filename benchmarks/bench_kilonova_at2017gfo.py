@@ -84,24 +84,16 @@ def summary(posteriors: dict, names) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA / "at2017gfo_photometry_extinction_corrected.dat")
-    ap.add_argument("--raw", type=Path, default=DATA / "at2017gfo_photometry.dat")
-    ap.add_argument("--out", type=Path, default=Path("out/kilonova_at2017gfo"))
-    ap.add_argument("--emulator", type=Path, help="default: OUT/emulator.pt")
-    ap.add_argument("--distance", type=float, default=40.0, help="Mpc")
-    ap.add_argument("--floor", type=float, default=0.5, help="error floor [mag]")
-    ap.add_argument("--miss", type=float, default=2.0, help="residual charged where DU17 is undefined [mag]")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--burn", type=int, default=1000)
-    ap.add_argument("--walkers", type=int, default=32)
-    ap.add_argument("--n-timing", type=int, default=1000)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-
+def setup(args: argparse.Namespace, emu: CurveEmulator):
+    """Data, observer, prior, likelihood settings and the two forward models."""
     data = read_photometry(args.data)
+    observer = Observer(args.distance, ebv=0.0)  # the corrected file: Galactic extinction already removed
+    models = {"DU17": DU17Photometry(data, observer), "emulator": EmulatorPhotometry(data, emu, observer)}
+    return data, observer, Prior(), LikelihoodSettings(args.floor, args.miss), models
+
+
+def posterior_section(args: argparse.Namespace, emu: CurveEmulator) -> None:
+    data, observer, prior, lik, models = setup(args, emu)
     print(f"{args.data.name}: {data.sizes['obs']} points, {int(data['upper_limit'].sum())} upper limits, "
           f"{data['time'].values.min():.2f}-{data['time'].values.max():.2f} d, bands "
           f"{sorted(set(data['band'].values.tolist()))}")
@@ -112,13 +104,9 @@ def main() -> None:
     print(f"extinction: raw - R_band * E(B-V={AT2017GFO_EBV}) - corrected, {len(both)} common points: "
           f"max |diff| = {np.abs(resid).max():.4f} mag")
 
-    observer = Observer(args.distance, ebv=0.0)  # the corrected file: Galactic extinction already removed
     print(f"distance {args.distance} Mpc: distance modulus {observer.distance_modulus:.3f} mag; "
           f"likelihood floor {args.floor} mag, miss {args.miss} mag")
-    prior, lik = Prior(), LikelihoodSettings(args.floor, args.miss)
     cfg = SamplerSettings(n_walkers=args.walkers, n_steps=args.steps, burn=args.burn)
-    emu = CurveEmulator.load(args.emulator or args.out / "emulator.pt")
-    models = {"DU17": DU17Photometry(data, observer), "emulator": EmulatorPhotometry(data, emu, observer)}
     posteriors = {}
     for key, model in models.items():
         post = fit(model, data, prior, lik, cfg, attrs={"model": key, "distance_mpc": args.distance, "ebv": 0.0})
@@ -142,6 +130,10 @@ def main() -> None:
     print(plot_predictive(data, {"DU17": DU17Photometry(grid, observer), "emulator": EmulatorPhotometry(grid, emu, observer)},
                           posteriors, args.out / "predictive.png"))
 
+
+
+def speed_section(args: argparse.Namespace, emu: CurveEmulator) -> None:
+    data, _, prior, lik, models = setup(args, emu)
     table = binary_table(args.n_timing, seed=5)
     speed = speed_table(emu, table)
     print(f"\nspeed, one core, {args.n_timing} binaries, {len(emu.coords['band'])} bands x {len(emu.coords['time'])} times:")
@@ -153,8 +145,35 @@ def main() -> None:
         for _ in range(20):
             lp(x)
         print(f"one likelihood evaluation of {args.walkers} walkers with {key}: {(time.perf_counter() - t0) / 20 * 1e3:.2f} ms")
-    ratio = speed.loc["DU17 vectorised", "s per curve"] / speed.loc["emulator central curve (T=0)", "s per curve"]
-    print(f"SUMMARY emulator central curve vs vectorised DU17: {ratio:.3f}x (>1: emulator faster)")
+    central, draws = speed.loc["emulator central curve (T=0)"], speed.loc["emulator, 100 draws per binary"]
+    for row in ("DU17, one binary per call", "DU17 vectorised"):
+        print(f"SUMMARY {row}: emulator central curve is {speed.loc[row, 's per curve'] / central['s per curve']:.3g}x "
+              f"as fast per curve; 100 draws per binary are "
+              f"{speed.loc[row, 's per binary prediction'] / draws['s per binary prediction']:.3g}x as fast per "
+              "binary prediction (>1: emulator faster)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA / "at2017gfo_photometry_extinction_corrected.dat")
+    ap.add_argument("--raw", type=Path, default=DATA / "at2017gfo_photometry.dat")
+    ap.add_argument("--out", type=Path, default=Path("out/kilonova_at2017gfo"))
+    ap.add_argument("--emulator", type=Path, help="default: OUT/emulator.pt")
+    ap.add_argument("--distance", type=float, default=40.0, help="Mpc")
+    ap.add_argument("--floor", type=float, default=0.5, help="error floor [mag]")
+    ap.add_argument("--miss", type=float, default=2.0, help="residual charged where DU17 is undefined [mag]")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--burn", type=int, default=1000)
+    ap.add_argument("--walkers", type=int, default=32)
+    ap.add_argument("--n-timing", type=int, default=1000)
+    ap.add_argument("--speed-only", action="store_true", help="only the speed table (step 4)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    emu = CurveEmulator.load(args.emulator or args.out / "emulator.pt")
+    if not args.speed_only:
+        posterior_section(args, emu)
+    speed_section(args, emu)
 
 
 if __name__ == "__main__":
