@@ -146,7 +146,8 @@ def heldout_report(
     uses). Tables: median and 90th-percentile ``|error|`` [mag] per band and
     time bin; median, 90th percentile and fraction above 0.5 mag per quartile
     of the ejecta mass ``ejecta_mass`` (n,) [Msun]; the fraction of DU17
-    points inside the 5-95% band of ``n_draws`` draws, per band (target 0.90).
+    points inside the 5-95% band of ``n_draws`` draws, per band (target 0.90),
+    at the emulator's temperature and at the uncalibrated T = 1.
     """
     draws = emu.sample(curves.labels, n_draws=n_draws, seed=seed)
     central = emu.sample(curves.labels, n_draws=1, temperature=0.0)[:, 0]
@@ -163,10 +164,12 @@ def heldout_report(
         table = grouped_abs_error(pred, curves.curves, quartile, curves.valid)
         table.index = [names[g] for g in table.index]
         out[f"{label}, by ejecta-mass quartile"] = table
-    out["5-95% band coverage"] = pd.DataFrame(
-        {"coverage": [band_coverage(draws[:, :, b], curves.curves[:, b], curves.valid[:, b])
-                      for b in range(len(curves.bands))]}, index=pd.Index(curves.bands, name="band"))
-    out["5-95% band coverage"].loc["all"] = band_coverage(draws, curves.curves, curves.valid)
+    cover = {}
+    for name, d in ((f"T={emu.temperature:.3f}", draws),
+                    ("T=1", emu.sample(curves.labels, n_draws=n_draws, seed=seed, temperature=1.0))):
+        cover[name] = [band_coverage(d[:, :, b], curves.curves[:, b], curves.valid[:, b])
+                       for b in range(len(curves.bands))] + [band_coverage(d, curves.curves, curves.valid)]
+    out["5-95% band coverage"] = pd.DataFrame(cover, index=pd.Index([*curves.bands, "all"], name="band"))
     return out
 
 
