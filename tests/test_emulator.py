@@ -128,3 +128,22 @@ def test_binned_and_grouped_errors():
     g = grouped_abs_error(pred, true, np.array([0, 0, 1, 1]), threshold=5.0)
     assert g.loc[0, "q50"] == 3.5 and g.loc[1, "q50"] == 11.5
     assert g.loc[0, "frac>5"] == pytest.approx(2 / 8) and g.loc[1, "frac>5"] == 1.0
+
+
+def test_spread_calibration_evens_out_the_channels(tmp_path):
+    from popstore.estimators.emulator import band_coverage, calibrate_spread
+
+    xt, yt = toy(600, 5)
+    xv, yv = toy(150, 6)
+    cfg = EmulatorConfig(n_layers=2, hidden=16, n_blocks=1, epochs=4, batch_size=128, lr=3e-3, x_noise=0.05)
+    emu, _ = train_emulator(xt, yt, xv, yv, ["a", "b"], cfg, log_labels=[False, True], progress=False)
+    spread, got = calibrate_spread(emu, xv, yv, target=0.9, n_draws=50, seed=0)
+    assert len(spread) == 2 and emu.spread == spread
+    np.testing.assert_allclose(got, 0.9, atol=0.01)
+    d = emu.sample(yv, 50, seed=0)  # the same draws as the calibration: coverage as found
+    for c in range(2):
+        assert band_coverage(d[:, :, c], xv[:, c]) == pytest.approx(got[c], abs=1e-12)
+    # central curve unchanged by the spread; deviations scaled per channel
+    np.testing.assert_array_equal(emu.sample(yv[:3], 2, temperature=0.0), emu.sample(yv[:3], 2, temperature=0.0))
+    emu.save(tmp_path / "e.pt")
+    assert CurveEmulator.load(tmp_path / "e.pt").spread == spread

@@ -1,4 +1,4 @@
-"""``popstore kilonova {train,evaluate} PIPELINE.toml``: the DU17 light-curve emulator;
+"""``popstore kilonova {train,calibrate,evaluate} PIPELINE.toml``: the DU17 light-curve emulator;
 ``popstore kilonova fit PHOTOMETRY``: the posterior of a binary from an observed light curve.
 
 See :mod:`popstore.kilonova.workflow` for the pipeline sections
@@ -35,6 +35,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from popstore.estimators.emulator import CurveEmulator
+    from popstore.kilonova.dataset import load_curves
+    from popstore.kilonova.workflow import calibrate
+    from popstore.pipeline import Pipeline
+
+    pipe = Pipeline.load(args.pipeline)
+    sec = pipe.section("emulator")
+    torch.set_num_threads(int(sec.get("threads", 1)))
+    path = pipe.path_of("emulator", "output")
+    emu = CurveEmulator.load(path)
+    valid = load_curves(pipe.store_path, "valid", emu.label_names, times=emu.coords["time"])
+    res = calibrate(emu, valid, float(sec.get("coverage", 0.90)), seed=int(sec.get("seed", 0)))
+    emu.save(path)
+    print(f"{path}: temperature {res['temperature']:.3f} (valid coverage {res['coverage']:.3f}); spread per band "
+          + ", ".join(f"{b} {v:.2f}" for b, v in res["spread"].items()))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
@@ -52,7 +73,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     emu = CurveEmulator.load(pipe.path_of("emulator", "output"))
     test = load_curves(pipe.store_path, "test", emu.label_names, times=emu.coords["time"])
     print(f"held-out: {len(test)} binaries ({test.n_dropped} dropped: no valid point in a band); "
-          f"sampling temperature {emu.temperature:.3f}")
+          f"sampling temperature {emu.temperature:.3f}, spread per band {emu.spread}")
     n_draws, seed = int(ev.get("n_draws", 100)), int(ev.get("seed", 0))
     for name, table in evaluate(emu, test, n_draws, seed).items():
         print(f"|emulator - DU17| [mag], {name}:\n{table.to_string(float_format='%.4f')}")
@@ -105,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_stage_commands(subparsers, "kilonova", "DU17 kilonova emulator: train the flow on a store (made by "
                        "'popstore generate'), evaluate", "kilonova_command", (
         ("train", _train, "train the conditional-flow emulator on the store's train split (snapshots per [emulator])"),
+        ("calibrate", _calibrate, "recalibrate a trained emulator's 5-95% band on the valid split (no training)"),
         ("evaluate", _evaluate, "held-out magnitude errors per band and timing against DU17"),
     ))
     f = sub.add_parser("fit", help="MCMC posterior of (m1, m2, Lambda1, Lambda2) from observed photometry "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,6 +28,7 @@ from popstore.estimators.emulator import (
     EmulatorConfig,
     TrainingHistory,
     band_coverage,
+    calibrate_spread,
     calibrate_temperature,
     train_emulator,
 )
@@ -86,9 +87,9 @@ def train_from_store(
     """Train an emulator on the ``train`` split of a light-curve store (``valid`` for model selection).
 
     ``times`` [day] picks the emulated times (nearest grid points) instead of
-    every ``factor``-th one. With ``coverage``, the sampling temperature is then
-    calibrated on ``n_calibration`` curves of the ``valid`` split (50 draws each) so that the
-    5-95% band of draws contains that fraction of the DU17 points (:func:`calibrate_temperature`).
+    every ``factor``-th one. With ``coverage``, the sampling temperature
+    and per-band spread are calibrated on ``n_calibration`` curves of the ``valid`` split so that the
+    5-95% band of draws contains that fraction of the DU17 points (:func:`calibrate`).
     With ``snapshot_dir``, four validation curves are drawn against the
     emulator every ``snapshot_every`` epochs (``epoch_NNNN.png``) and the loss
     history is saved as ``loss.png``.
@@ -106,12 +107,22 @@ def train_from_store(
         callback=callback, progress=progress,
     )
     if coverage is not None:
-        pick = np.random.default_rng(cfg.seed).permutation(len(valid))[:n_calibration]
-        calibrate_temperature(emu, valid.curves[pick], valid.labels[pick], valid.valid[pick], target=coverage,
-                              n_draws=50, seed=cfg.seed + 1)
+        calibrate(emu, valid, coverage, n_calibration, cfg.seed)
     if snapshot_dir is not None:
         plot_history(hist, Path(snapshot_dir) / "loss.png")
     return emu, hist
+
+
+def calibrate(emu: CurveEmulator, curves: CurveSet, coverage: float = 0.90, n: int = 500, seed: int = 0
+              ) -> dict[str, Any]:
+    """Calibrate the 5-95% band of ``emu`` on ``n`` curves of ``curves`` (the valid split) at the DU17-defined
+    points: the sampling temperature (50 draws per curve), then one spread factor per band (100 draws)."""
+    pick = np.random.default_rng(seed).permutation(len(curves))[:n]
+    args = (curves.curves[pick], curves.labels[pick], curves.valid[pick])
+    temp, cov = calibrate_temperature(emu, *args, target=coverage, n_draws=50, seed=seed + 1)
+    spread, per_band = calibrate_spread(emu, *args, target=coverage, n_draws=100, seed=seed + 2)
+    return {"temperature": temp, "coverage": cov, "spread": dict(zip(curves.bands, spread)),
+            "band_coverage": dict(zip(curves.bands, per_band))}
 
 
 def evaluate(emu: CurveEmulator, curves: CurveSet, n_draws: int = 100, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -147,7 +158,7 @@ def heldout_report(
     time bin; median, 90th percentile and fraction above 0.5 mag per quartile
     of the ejecta mass ``ejecta_mass`` (n,) [Msun]; the fraction of DU17
     points inside the 5-95% band of ``n_draws`` draws, per band (target 0.90),
-    at the emulator's temperature and at the uncalibrated T = 1.
+    calibrated (the emulator's temperature and spread) and uncalibrated (T = 1).
     """
     draws = emu.sample(curves.labels, n_draws=n_draws, seed=seed)
     central = emu.sample(curves.labels, n_draws=1, temperature=0.0)[:, 0]
@@ -165,8 +176,8 @@ def heldout_report(
         table.index = [names[g] for g in table.index]
         out[f"{label}, by ejecta-mass quartile"] = table
     cover = {}
-    for name, d in ((f"T={emu.temperature:.3f}", draws),
-                    ("T=1", emu.sample(curves.labels, n_draws=n_draws, seed=seed, temperature=1.0))):
+    raw = replace(emu, spread=None).sample(curves.labels, n_draws=n_draws, seed=seed, temperature=1.0)
+    for name, d in (("calibrated", draws), ("T=1, no spread", raw)):
         cover[name] = [band_coverage(d[:, :, b], curves.curves[:, b], curves.valid[:, b])
                        for b in range(len(curves.bands))] + [band_coverage(d, curves.curves, curves.valid)]
     out["5-95% band coverage"] = pd.DataFrame(cover, index=pd.Index([*curves.bands, "all"], name="band"))
