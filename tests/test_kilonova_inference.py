@@ -136,6 +136,10 @@ def test_log_likelihood_against_a_hand_computed_value():
     assert log_likelihood(np.repeat(model, 3, axis=0), data, s).shape == (3,)
     with pytest.raises(UserError):
         LikelihoodSettings(floor=0.0)
+    with pytest.raises(UserError, match="walkers"):
+        SamplerSettings(n_walkers=4)
+    with pytest.raises(UserError):
+        SamplerSettings(n_steps=100, burn=100)
 
 
 def test_du17_photometry_is_the_model_shifted_by_the_distance_modulus():

@@ -221,6 +221,11 @@ class SamplerSettings:
     thin: int = 10
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not (self.n_walkers >= 8 and self.n_steps > self.burn >= 0 and self.thin >= 1):
+            raise UserError(f"need >= 8 walkers (twice the 4 parameters), steps > burn >= 0 and thin >= 1, got "
+                            f"{self.n_walkers}, {self.n_steps}, {self.burn}, {self.thin}")
+
 
 def run_mcmc(log_post: Callable[[np.ndarray], np.ndarray], prior: Prior, cfg: SamplerSettings = SamplerSettings()
              ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
