@@ -69,7 +69,7 @@ def main() -> None:
     cfg = EmulatorConfig(epochs=args.epochs, hidden=args.hidden, lr_step=max(1, args.epochs // 3))
     t0 = time.perf_counter()
     emu, hist = train_from_store(store, cfg, LABELS, 120, args.out / "snapshots", max(1, args.epochs // 6),
-                                 progress=False)
+                                 progress=False, coverage=None)  # the KilonovaML-like baseline: T = 1
     print(f"train: {time.perf_counter() - t0:.1f} s, best epoch {hist.best_epoch + 1}/{args.epochs}, "
           f"valid NLL {hist.valid_loss[hist.best_epoch]:.2f}; log labels {label_log_flags(store, LABELS)}")
     emu.save(args.out / "emulator.pt")

@@ -96,3 +96,54 @@ def test_abs_error_stats_quantiles_and_mask():
     assert stats.loc["r", "q50"] == 3.0 and stats.loc["r", "n_points"] == 5
     with pytest.raises(ValueError):
         abs_error_stats(pred, true[:, :1], ["g"])
+
+
+def test_temperature_zero_is_deterministic_and_calibration_hits_the_target():
+    from popstore.estimators.emulator import band_coverage, calibrate_temperature
+
+    xt, yt = toy(600, 3)
+    xv, yv = toy(150, 4)
+    cfg = EmulatorConfig(n_layers=2, hidden=16, n_blocks=1, epochs=6, batch_size=128, lr=3e-3, x_noise=0.05)
+    emu, _ = train_emulator(xt, yt, xv, yv, ["a", "b"], cfg, log_labels=[False, True], progress=False)
+    c0 = emu.sample(yv[:4], n_draws=3, seed=1, temperature=0.0)
+    np.testing.assert_array_equal(c0, emu.sample(yv[:4], n_draws=3, seed=2, temperature=0.0))
+    np.testing.assert_array_equal(c0[:, 0], c0[:, 2])
+    cover = [band_coverage(emu.sample(yv, 50, seed=0, temperature=t), xv) for t in (0.1, 1.0, 3.0)]
+    assert cover[0] < cover[1] < cover[2]
+    temp, got = calibrate_temperature(emu, xv, yv, target=0.9, n_draws=50, seed=0)
+    assert emu.temperature == temp and abs(got - 0.9) < 0.03
+    with pytest.raises(ValueError):
+        emu.sample(yv[:2], temperature=-1.0)
+
+
+def test_binned_and_grouped_errors():
+    from popstore.estimators.emulator_metrics import binned_abs_error, grouped_abs_error
+
+    true = np.zeros((4, 1, 4))
+    pred = np.arange(16, dtype=float).reshape(4, 1, 4)  # sample k, time j: error 4k + j
+    t = np.array([0.5, 1.5, 2.5, 3.5])
+    table = binned_abs_error(pred, true, ["r"], t, [0, 2, 4])
+    assert table.loc["r", "[0, 2)"] == np.median([0, 1, 4, 5, 8, 9, 12, 13])
+    assert table.loc["r", "[2, 4)"] == np.median([2, 3, 6, 7, 10, 11, 14, 15])
+    g = grouped_abs_error(pred, true, np.array([0, 0, 1, 1]), threshold=5.0)
+    assert g.loc[0, "q50"] == 3.5 and g.loc[1, "q50"] == 11.5
+    assert g.loc[0, "frac>5"] == pytest.approx(2 / 8) and g.loc[1, "frac>5"] == 1.0
+
+
+def test_spread_calibration_evens_out_the_channels(tmp_path):
+    from popstore.estimators.emulator import band_coverage, calibrate_spread
+
+    xt, yt = toy(600, 5)
+    xv, yv = toy(150, 6)
+    cfg = EmulatorConfig(n_layers=2, hidden=16, n_blocks=1, epochs=4, batch_size=128, lr=3e-3, x_noise=0.05)
+    emu, _ = train_emulator(xt, yt, xv, yv, ["a", "b"], cfg, log_labels=[False, True], progress=False)
+    spread, got = calibrate_spread(emu, xv, yv, target=0.9, n_draws=50, seed=0)
+    assert len(spread) == 2 and emu.spread == spread
+    np.testing.assert_allclose(got, 0.9, atol=0.01)
+    d = emu.sample(yv, 50, seed=0)  # the same draws as the calibration: coverage as found
+    for c in range(2):
+        assert band_coverage(d[:, :, c], xv[:, c]) == pytest.approx(got[c], abs=1e-12)
+    # central curve unchanged by the spread; deviations scaled per channel
+    np.testing.assert_array_equal(emu.sample(yv[:3], 2, temperature=0.0), emu.sample(yv[:3], 2, temperature=0.0))
+    emu.save(tmp_path / "e.pt")
+    assert CurveEmulator.load(tmp_path / "e.pt").spread == spread

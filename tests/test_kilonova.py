@@ -279,7 +279,7 @@ def test_simulator_protocol_and_determinism():
     with pytest.raises(ValueError, match="lambda1 > lambda2"):
         sim.simulate({**row, "lambda1": row["lambda2"] + 1.0}, 0)
     with pytest.raises(ValueError):
-        get_simulator("kilonova_du17", bands=("u",))
+        get_simulator("kilonova_du17", bands=("V",))
 
 
 def test_generate_store_round_trip(tmp_path):

@@ -1,7 +1,7 @@
 """Kilonova light curves of binary neutron-star mergers (Dietrich & Ujevic 2017) and their emulation.
 
 - :mod:`~popstore.kilonova.ejecta`: ejecta mass, velocity and geometry from (m1, m2, Lambda1, Lambda2);
-- :mod:`~popstore.kilonova.lightcurve`: the semi-analytic g, r, i, z light curves;
+- :mod:`~popstore.kilonova.lightcurve`: the semi-analytic u, g, r, i, z, y, J, H, K light curves;
 - :mod:`~popstore.kilonova.params`: ordered parameter tables (m1 >= m2, Lambda1 <= Lambda2), label noise;
 - :mod:`~popstore.kilonova.transforms`: downsampling and NaN filling for training;
 - :mod:`~popstore.kilonova.dataset`: the curves of a store as training arrays;
@@ -19,7 +19,7 @@ from typing import Any
 # re-exported lazily, so that ``popstore kilonova --help`` (which imports this package) stays fast
 _EXPORTS = {
     "Ejecta": "ejecta", "compactness_from_lambda": "ejecta", "ejecta_from_binary": "ejecta",
-    "BANDS": "lightcurve", "DU17Settings": "lightcurve", "band_magnitudes": "lightcurve", "light_curves": "lightcurve",
+    "ALL_BANDS": "lightcurve", "BANDS": "lightcurve", "DU17Settings": "lightcurve", "band_magnitudes": "lightcurve", "light_curves": "lightcurve",
     "time_grid": "lightcurve", "binary_table": "params", "order_binaries": "params", "perturb_labels": "params",
     "FilledCurves": "transforms", "downsample_fill": "transforms", "fill_nearest": "transforms",
     "valid_samples": "transforms",

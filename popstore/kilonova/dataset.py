@@ -54,14 +54,16 @@ def curves_from_arrays(
     label_names: Sequence[str] = LABELS,
     factor: int = 120,
     sample: np.ndarray | None = None,
+    time_index: np.ndarray | None = None,
 ) -> CurveSet:
-    """Downsample, fill and drop empty samples of ``mag`` (n, band, time) with their ``labels`` (n, L)."""
+    """Downsample (every ``factor``-th time, or the times at ``time_index``), fill and drop empty samples
+    of ``mag`` (n, band, time) with their ``labels`` (n, L)."""
     mag = np.asarray(mag, dtype=float)
     labels = np.asarray(labels, dtype=float)
     if mag.ndim != 3 or labels.shape != (mag.shape[0], len(label_names)) or mag.shape[1] != len(bands):
         raise ValueError(f"shape mismatch: mag {mag.shape}, labels {labels.shape}, {len(bands)} bands, "
                          f"{len(label_names)} label names")
-    f = downsample_fill(mag, factor)
+    f = downsample_fill(mag, factor, time_index)
     keep = valid_samples(f.empty)
     sample = np.arange(len(mag)) if sample is None else np.asarray(sample)
     return CurveSet(
@@ -76,10 +78,13 @@ def load_curves(
     labels: Sequence[str] = LABELS,
     variable: str = "mag",
     factor: int = 120,
+    times: Sequence[float] | None = None,
 ) -> CurveSet:
     """The ``split`` subset (None: every done sample) of a light-curve store as a :class:`CurveSet`.
 
-    ``labels`` may name the true labels or the noisy ``*_obs`` diagnostics.
+    ``labels`` may name the true labels, the noisy ``*_obs`` diagnostics or the
+    ejecta diagnostics (``ejecta_mass``, ...). ``times`` [day] picks the nearest
+    grid times instead of every ``factor``-th one.
     """
     ds = store if isinstance(store, xr.Dataset) else open_store(store)
     sel = ds["done"].values.astype(bool)
@@ -94,8 +99,16 @@ def load_curves(
     missing = [n for n in (variable, *labels) if n not in sub.variables]
     if missing:
         raise KeyError(f"store lacks variables {missing}")
+    grid = sub["time"].values
+    index = None if times is None else nearest_index(grid, times)
     return curves_from_arrays(
         sub[variable].transpose("sample", "band", "time").values,
         np.stack([sub[n].values for n in labels], axis=1),
-        sub["time"].values, [str(b) for b in sub["band"].values], labels, factor, idx,
+        grid, [str(b) for b in sub["band"].values], labels, factor, idx, index,
     )
+
+
+def nearest_index(grid: np.ndarray, times: Sequence[float]) -> np.ndarray:
+    """Indices of the ``grid`` times nearest to ``times`` (unique, increasing)."""
+    grid = np.asarray(grid, dtype=float)
+    return np.unique(np.abs(grid[None, :] - np.asarray(times, dtype=float)[:, None]).argmin(axis=1))

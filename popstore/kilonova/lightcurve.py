@@ -16,10 +16,12 @@ Absolute bolometric magnitude: ``M_bol = -2.5 log10(L / (4 pi (10 pc)^2 f0))``
 with the zero point ``f0 = 2.52e-5 erg/s/cm^2`` (L0 = 3.015e35 erg/s).
 Band magnitudes are ``M_band = M_bol - BC_band(tt)``, with quartic bolometric
 corrections in the rescaled time ``tt = t / (100 M / Msun)^(1/3.2)`` fitted for
-``2 < tt <= 15`` (g only to 8.5; DU17 eq. 4.4 and their table of
-coefficients, from Kawaguchi et al. 2016); outside that range the magnitude
-is undefined and returned as NaN. Binaries without ejecta (M = 0) give all-NaN
-curves.
+``2 < tt <= 15`` (u only to 5, g only to 8.5; DU17 eq. 4.4 and their table of
+coefficients, from Kawaguchi et al. 2016, for u, g, r, i, z, J, H, K); outside
+that range the magnitude is undefined and returned as NaN. The model has no y
+fit: as in the published implementation (gwemlightcurves ``DiUj2017``), the y
+magnitude is interpolated linearly in wavelength between z and J. Binaries
+without ejecta (M = 0) give all-NaN curves.
 
 All functions are vectorised over samples: arrays of shape (n_sample, n_band, n_time).
 """
@@ -41,18 +43,28 @@ PC_CM = 3.08568e18
 #: Bolometric zero-point flux [erg/s/cm^2] at 10 pc.
 F0_CGS = 2.52e-5
 
-#: Effective wavelengths [Angstrom] of the supported bands.
-BAND_WAVELENGTH = {"g": 4775.6, "r": 6129.5, "i": 7484.6, "z": 8657.8}
+#: Effective wavelengths [Angstrom] of the supported bands (SDSS u; PS1-like g r i z y; 2MASS J H K).
+BAND_WAVELENGTH = {"u": 3543.0, "g": 4775.6, "r": 6129.5, "i": 7484.6, "z": 8657.8, "y": 9603.1,
+                   "J": 12350.0, "H": 16620.0, "K": 21590.0}
 #: Quartic bolometric corrections BC(tt) = sum_k a_k tt^k (DU17 eq. 4.4, Kawaguchi et al. 2016).
 BC_COEFFS = {
+    "u": (40.01, -56.79, 25.73, -5.207, 0.3813),
     "g": (-6.195, 4.054, -1.754, 0.2246, -0.009813),
     "r": (-2.308, 1.445, -0.5740, 0.0531, -0.00152),
     "i": (0.6441, 0.0796, -0.122, 0.00793, -0.000122),
     "z": (1.072, 0.3646, -0.1032, 0.00368, 0.0000126),
+    "J": (-1.038, 1.348, -0.2364, 0.0137, -0.000261),
+    "H": (-2.763, 1.502, -0.2133, 0.0128, -0.000288),
+    "K": (-7.876, 3.245, -0.3946, 0.0216, -0.000443),
 }
 #: Validity range (tt_min exclusive, tt_max inclusive) of each band's bolometric correction.
-BC_RANGE = {"g": (2.0, 8.5), "r": (2.0, 15.0), "i": (2.0, 15.0), "z": (2.0, 15.0)}
-BANDS = tuple(BAND_WAVELENGTH)
+BC_RANGE = {"u": (2.0, 5.0), "g": (2.0, 8.5), **{b: (2.0, 15.0) for b in "rizJHK"}}
+#: Bands without a fit of their own, interpolated linearly in wavelength between two fitted ones.
+INTERPOLATED = {"y": ("z", "J")}
+#: The KilonovaML bands (the simulator's default).
+BANDS = ("g", "r", "i", "z")
+#: Every band the model defines, by wavelength.
+ALL_BANDS = tuple(BAND_WAVELENGTH)
 
 
 @dataclass(frozen=True)
@@ -116,9 +128,18 @@ def bolometric_magnitude(lbol: ArrayLike, distance_pc: float = 10.0) -> np.ndarr
 
 
 def bolometric_correction(band: str, tt: ArrayLike) -> np.ndarray:
-    """BC of ``band`` at rescaled time ``tt``; NaN outside the fitted range."""
+    """BC of ``band`` at rescaled time ``tt``; NaN outside the fitted range.
+
+    For an interpolated band (y) the BC is interpolated linearly in wavelength
+    between its two neighbours, which makes ``M_bol - BC`` the published
+    interpolation of the neighbours' magnitudes.
+    """
+    if band in INTERPOLATED:
+        lo_band, hi_band = INTERPOLATED[band]
+        w = (BAND_WAVELENGTH[band] - BAND_WAVELENGTH[lo_band]) / (BAND_WAVELENGTH[hi_band] - BAND_WAVELENGTH[lo_band])
+        return (1 - w) * bolometric_correction(lo_band, tt) + w * bolometric_correction(hi_band, tt)
     if band not in BC_COEFFS:
-        raise ValueError(f"unknown band {band!r}; DU17 bands here: {', '.join(BANDS)}")
+        raise ValueError(f"unknown band {band!r}; DU17 bands here: {', '.join(ALL_BANDS)}")
     tt = np.asarray(tt, dtype=float)
     lo, hi = BC_RANGE[band]
     with np.errstate(invalid="ignore", over="ignore"):

@@ -2,7 +2,7 @@
 
 One sample is one binary ``(m1, m2, lambda1, lambda2)`` (``m1 >= m2``; build
 tables with :func:`popstore.kilonova.params.binary_table`, which also orders
-the Lambdas) and its absolute g, r, i, z magnitudes on a fixed time grid
+the Lambdas) and its absolute magnitudes (default g, r, i, z) on a fixed time grid
 (Dietrich & Ujevic 2017, see :mod:`popstore.kilonova.lightcurve`), with the
 ejecta properties as diagnostics.
 
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from popstore.kilonova.ejecta import ejecta_from_binary
-from popstore.kilonova.lightcurve import BAND_WAVELENGTH, BANDS, DU17Settings, band_magnitudes, time_grid
+from popstore.kilonova.lightcurve import ALL_BANDS, BAND_WAVELENGTH, BANDS, DU17Settings, band_magnitudes, time_grid
 from popstore.kilonova.params import (
     LABELS,
     binary_parameters,
@@ -53,7 +53,7 @@ class KilonovaDU17(Simulator):
     Parameters
     ----------
     t_min, t_max, dt : time grid [day] (KilonovaML: 0, 11, 0.01).
-    bands : subset of ``g, r, i, z``.
+    bands : subset of ``u, g, r, i, z, y, J, H, K`` (default g, r, i, z, as KilonovaML).
     kappa, eps0, alpha, eth, v_min : :class:`~popstore.kilonova.lightcurve.DU17Settings`.
     m_range, lambda_range : per-star prior ranges (metadata of the labels).
     mass_noise : Gaussian sigma [Msun] of the observed masses (0: no noisy labels).
@@ -80,7 +80,7 @@ class KilonovaDU17(Simulator):
     ) -> None:
         unknown = [b for b in bands if b not in BAND_WAVELENGTH]
         if unknown or not bands:
-            raise ValueError(f"bands must be a non-empty subset of {BANDS}, got {list(bands)}")
+            raise ValueError(f"bands must be a non-empty subset of {ALL_BANDS}, got {list(bands)}")
         if mass_noise < 0 or lambda_noise < 0:
             raise ValueError("label noise levels must be >= 0")
         self.time = time_grid(t_min, t_max, dt)

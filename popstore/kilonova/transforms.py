@@ -58,12 +58,17 @@ def fill_nearest(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(x, src, axis=-1), empty
 
 
-def downsample_fill(mag: ArrayLike, factor: int = 120) -> FilledCurves:
-    """Keep every ``factor``-th time of ``mag`` (..., n_time), then :func:`fill_nearest`."""
-    if int(factor) != factor or factor < 1:
-        raise ValueError(f"downsampling factor must be a positive integer, got {factor}")
+def downsample_fill(mag: ArrayLike, factor: int = 120, index: ArrayLike | None = None) -> FilledCurves:
+    """Keep every ``factor``-th time of ``mag`` (..., n_time), or the times at ``index``, then :func:`fill_nearest`."""
     mag = np.asarray(mag, dtype=float)
-    keep = np.arange(0, mag.shape[-1], int(factor))
+    if index is not None:
+        keep = np.asarray(index, dtype=int)
+        if keep.ndim != 1 or keep.size < 2 or np.any(np.diff(keep) <= 0) or keep[0] < 0 or keep[-1] >= mag.shape[-1]:
+            raise ValueError("time indices must be >= 2 increasing indices into the time grid")
+    elif int(factor) != factor or factor < 1:
+        raise ValueError(f"downsampling factor must be a positive integer, got {factor}")
+    else:
+        keep = np.arange(0, mag.shape[-1], int(factor))
     sub = mag[..., keep]
     values, empty = fill_nearest(sub)
     return FilledCurves(values=values, time_index=keep, empty=empty, filled=~np.isfinite(sub) & ~empty[..., None])
