@@ -6,7 +6,7 @@ its luminosity law and spectral index at its posterior medians) the ``pulsar_sur
 detection stage is run for several seeds and the detected stars of PMPS, SMPS and HTRU
 (low + mid latitude) are compared with the ATNF pulsars that popstore's own filters
 (:mod:`popstore.pulsars.catalog`) assign to each survey: log P, log Pdot, l, |b|, DM,
-distance and log S1400. Printed per survey and quantity: the observed median, the
+distance, height |z| = d sin|b| (kpc) and log S1400. Printed per survey and quantity: the observed median, the
 simulated median (pooled over seeds) and the two-sample Kolmogorov-Smirnov D (mean and
 largest over seeds). Observed distances are the catalogue's DIST (mostly YMW16 DM
 distances, Yao, Manchester & Wang 2017); observed fluxes are the MeerKAT TPA 1429 MHz
@@ -54,13 +54,14 @@ SETTINGS: dict[str, tuple[dict[str, float], dict[str, int]]] = {
     "pardo2025": ({}, DEFAULT_TARGETS),  # labels at the config defaults = the Pardo-Araujo et al. (2025) best fit
     "graber2024": (GRABER2024_POSTERIOR_MEDIANS, GRABER2024_TARGETS),
 }
-QUANTITIES = ("log P", "log Pdot", "l", "|b|", "DM", "distance", "log S1400")
+QUANTITIES = ("log P", "log Pdot", "l", "|b|", "DM", "distance", "|z|", "log S1400")
 
 
 def simulated_quantities(det: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The compared quantities of simulated detections (P s, Pdot, l b deg, dm pc cm^-3, d kpc, S1400 Jy)."""
     return {"log P": np.log10(det["P"]), "log Pdot": np.log10(det["Pdot"]), "l": det["l"], "|b|": np.abs(det["b"]),
-            "DM": det["dm"], "distance": det["d"], "log S1400": np.log10(det["S1400"])}
+            "DM": det["dm"], "distance": det["d"], "|z|": det["d"] * np.sin(np.radians(np.abs(det["b"]))),
+            "log S1400": np.log10(det["S1400"])}
 
 
 def observed_quantities(atnf: Path, meerkat: Path | None) -> dict[str, dict[str, np.ndarray]]:
@@ -74,7 +75,9 @@ def observed_quantities(atnf: Path, meerkat: Path | None) -> dict[str, dict[str,
                  else sub["S1400"].to_numpy(float) / 1e3)
         q = {"log P": np.log10(sub["P0"].to_numpy(float)), "log Pdot": np.log10(sub["P1"].to_numpy(float)),
              "l": sub["Gl"].to_numpy(float), "|b|": np.abs(sub["Gb"].to_numpy(float)),
-             "DM": sub["DM"].to_numpy(float), "distance": sub["DIST"].to_numpy(float), "log S1400": np.log10(s1400)}
+             "DM": sub["DM"].to_numpy(float), "distance": sub["DIST"].to_numpy(float),
+             "|z|": sub["DIST"].to_numpy(float) * np.sin(np.radians(np.abs(sub["Gb"].to_numpy(float)))),
+             "log S1400": np.log10(s1400)}
         out[s] = {k: v[np.isfinite(v)] for k, v in q.items()}
     return out
 
@@ -121,6 +124,7 @@ PROBES: dict[str, tuple[dict, dict, Callable[[], contextlib.AbstractContextManag
     "no DM smearing": ({}, {}, _patched("dm_smearing", lambda dm, bw, f: np.zeros(np.shape(dm)))),
     "h_c = 0.05 kpc": ({"h_c_kpc": 0.05}, {}, None),
     "no kicks (sigma_k = 1 km/s)": ({"kick_sigma_kms": 1.0}, {}, None),
+    "sigma_k = 130 km/s (half of Hobbs et al. 2005)": ({"kick_sigma_kms": 130.0}, {}, None),
     "birth_model ymw16_density": ({"birth_model": "ymw16_density"}, {}, None),
     "luminosity sigma 0.4 dex": ({"L_radio_log10_sigma": 0.4}, {}, None),
     "fft_search": ({"fft_search": True}, {}, None),
@@ -135,7 +139,7 @@ def probe_context(patch: Callable[[], contextlib.AbstractContextManager] | None)
 
 
 def probe_table(obs, setting: str, seeds: list[int], target_scale: float, dm_grid: str, probes: list[str]) -> list[str]:
-    """Rows probe | PMPS median d, DM, KS D(d), KS D(DM) | same for HTRU | birth rate."""
+    """Rows probe | PMPS median d, DM, |z|, KS D(d), KS D(DM) | same for HTRU | birth rate."""
     rows = []
     for name in probes:
         kw, labels, patch = PROBES[name]
@@ -147,7 +151,8 @@ def probe_table(obs, setting: str, seeds: list[int], target_scale: float, dm_gri
             dm = np.concatenate([r[0][s]["DM"] for r in runs])
             kd = np.mean([ks_2samp(obs[s]["distance"], r[0][s]["distance"]).statistic for r in runs])
             kdm = np.mean([ks_2samp(obs[s]["DM"], r[0][s]["DM"]).statistic for r in runs])
-            cells.append(f"{np.median(d):.2f} | {np.median(dm):.0f} | {kd:.3f} | {kdm:.3f}")
+            z = np.concatenate([r[0][s]["|z|"] for r in runs])
+            cells.append(f"{np.median(d):.2f} | {np.median(dm):.0f} | {np.median(z):.3f} | {kd:.3f} | {kdm:.3f}")
         rows.append(f"| {name} | {' | '.join(cells)} | {np.mean([r[1] for r in runs]):.2f} |")
         print(rows[-1], flush=True)
     return rows
@@ -171,11 +176,12 @@ def main() -> None:
           "| fluxes:", "MeerKAT TPA" if str(args.meerkat) not in ("", ".") else "ATNF S1400")
     if args.probes:
         print(f"\nprobes at {args.probe_setting}, target scale {args.target_scale}, seeds {args.seeds}")
-        print("| probe | PMPS d kpc | PMPS DM | PMPS KS D(d) | PMPS KS D(DM) | HTRU d kpc | HTRU DM | "
-              "HTRU KS D(d) | HTRU KS D(DM) | birth rate / century |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| observed | {np.median(obs['PMPS']['distance']):.2f} | {np.median(obs['PMPS']['DM']):.0f} | | | "
-              f"{np.median(obs['HTRU']['distance']):.2f} | {np.median(obs['HTRU']['DM']):.0f} | | | |")
+        print("| probe | PMPS d kpc | PMPS DM | PMPS abs z kpc | PMPS KS D(d) | PMPS KS D(DM) | HTRU d kpc | HTRU DM | "
+              "HTRU abs z kpc | HTRU KS D(d) | HTRU KS D(DM) | birth rate / century |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| observed (ATNF) | " + " | ".join(
+            f"{np.median(obs[s]['distance']):.2f} | {np.median(obs[s]['DM']):.0f} | {np.median(obs[s]['|z|']):.3f} | |"
+            for s in ("PMPS", "HTRU")) + " |")
         probe_table(obs, args.probe_setting, args.seeds, args.target_scale, args.dm_grid, args.only or list(PROBES))
         return
     for setting in args.settings:
