@@ -169,3 +169,71 @@ def test_cli_observed_and_compare(stores, tmp_path, capsys):
     assert main(["compare-ppdot", str(tmp_path / "obs.zarr"), str(root / "sim.zarr"), "--sample", "5", "-o",
                  str(tmp_path / "cmp5.png")]) == 2
     assert "outside the store's 2 samples" in capsys.readouterr().err
+
+
+def test_catalogue_reproduces_stored_maps(dm_cache, client, tmp_path):
+    from popstore.pulsars.detected import CATALOGUE_COLUMNS
+    from popstore.pulsars.survey_maps import MAP_SURVEYS, survey_maps
+
+    sim = small(dm_cache, keep_catalogue=True)
+    params = sample_table(sim.parameters, 2, seed=0, ranges={"L_radio_log10_mean": (26.0, 27.5), "mu_logB": (12.6, 13.4)})
+    assert popstore.generate(sim, params, tmp_path / "cat.zarr", client, seed=5, progress=False).complete
+    ds = popstore.open_store(tmp_path / "cat.zarr")
+    assert ds.sizes["detected"] == 12 + 3 + 12
+    for i in range(2):
+        cat = {k: ds[f"cat_{k}"].values[i] for k in CATALOGUE_COLUMNS}
+        survey, in_flux = ds["cat_survey"].values[i], ds["cat_in_flux_map"].values[i]
+        assert np.bincount(survey).tolist() == [12, 3, 12]
+        assert [int(in_flux[survey == j].sum()) for j in range(3)] == list(MEERKAT.values())
+        positions = {s: {k: v[survey == j] for k, v in cat.items()} for j, s in enumerate(MAP_SURVEYS)}
+        fluxes = {s: {k: v[(survey == j) & in_flux] for k, v in cat.items()} for j, s in enumerate(MAP_SURVEYS)}
+        rebuilt = survey_maps(positions, fluxes, sim.pulsar)
+        for v in SURVEY_MAP_VARIABLES:
+            np.testing.assert_array_equal(rebuilt[v].astype(ds[v].dtype), ds[v].values[i], err_msg=v)
+        assert np.all(cat["snr"] > 9) and np.all(cat["d"] < 35) and np.all(cat["age"] <= 3e7)
+    # the same seed without the catalogue gives the same maps
+    plain = small(dm_cache).simulate({k: float(params[k].iloc[0]) for k in sim.parameter_names}, int(ds["seed"].values[0]))
+    for v in SURVEY_MAP_VARIABLES:
+        np.testing.assert_array_equal(plain[v].astype(ds[v].dtype), ds[v].values[0], err_msg=v)
+
+
+def test_graber_setting_stores_no_unused_labels(dm_cache):
+    from popstore.pulsars.config import GRABER2024_POSTERIOR_MEDIANS, PulsarConfig, resolve_labels
+
+    sim = small(dm_cache, setting="graber2024")
+    assert sim.parameter_names == ("mu_logB", "sigma_logB", "mu_logP", "sigma_logP", "a_late")
+    assert sim.pulsar.luminosity_model == "graber2024" and sim.pulsar.spectral_index == -1.6
+    assert sim.config["setting"] == "graber2024"
+    ds = template(sim, sample_table(sim.parameters, 1, seed=0), sample_seeds(0, 1), Layout(1, 1, 1))[0]
+    assert "L_radio_log10_mean" not in ds and "epsilon_L" not in ds and "mu_logB" in ds
+    out = sim.check_sample(sim.simulate(GRABER2024_POSTERIOR_MEDIANS, 3))
+    assert out["n_detected"].tolist() == list(TARGETS.values())
+    with pytest.raises(ValueError, match="unknown pulsar labels \\['epsilon_L'\\] for luminosity_model 'graber2024'"):
+        resolve_labels({"epsilon_L": 0.5}, sim.pulsar)
+    # the Pardo-Araujo et al. (2025) default keeps all seven labels; field keywords override a setting
+    assert len(small(dm_cache).parameter_names) == 7
+    assert small(dm_cache, setting="graber2024", spectral_index=-1.4).pulsar.spectral_index == -1.4
+    with pytest.raises(ValueError, match="unknown pulsar setting 'graber'"):
+        small(dm_cache, setting="graber")
+    # the neutron-star radius is a named choice; an old stored config with ns_radius_cm still loads
+    assert PulsarConfig(ns_radius="bsk24").ns_radius_cm == 1.259e6 and PulsarConfig().ns_radius_cm == 1.1e6
+    old = {k: v for k, v in PulsarConfig().to_dict().items() if k != "ns_radius"} | {"ns_radius_cm": 1.259e6}
+    assert PulsarConfig.from_dict(old).ns_radius == "bsk24"
+    ratio = PulsarConfig(ns_radius="bsk24").beta_spindown / PulsarConfig().beta_spindown
+    assert ratio == pytest.approx((1.259 / 1.1) ** 4, rel=1e-12)  # beta = pi^2 R^6 / (0.4 M R^2 c^3) ~ R^4
+
+
+@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+def test_observed_like_a_full_store_names_the_coordinate(client, tmp_path, capsys):
+    from popstore.cli import main
+    from popstore.errors import UserError
+
+    full = get_simulator("pulsar_full", n_stars=300, resolution_dyn=8, resolution_ppdot=8, orbit_steps=16)
+    params = sample_table(full.parameters, 1, seed=0)
+    assert popstore.generate(full, params, tmp_path / "full.zarr", client, seed=1, progress=False).complete
+    with pytest.raises(UserError, match="simulator 'pulsar_full'\\) has no 'survey' coordinate"):
+        observed_store(ATNF, popstore.open_store(tmp_path / "full.zarr"))
+    assert main(["observed", str(ATNF), "--like", str(tmp_path / "full.zarr"), "-o", str(tmp_path / "obs.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no 'survey' coordinate" in err and "Traceback" not in err
+    assert not (tmp_path / "obs.zarr").exists()

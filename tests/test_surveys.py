@@ -156,3 +156,25 @@ def test_htru_low_wins_in_combination():
 def test_survey_round_trip():
     for s in SURVEYS.values():
         assert Survey.from_dict(s.to_dict()) == s
+
+
+def test_fft_search_efficiency_morello2020():
+    from popstore.pulsars.surveys import fft_search_efficiency, with_fft_search
+
+    # eq. 44 of Morello et al. (2020): 1 / (1 + 0.0473 delta^-0.627); delta = 1 -> 1 / 1.0473,
+    # delta = 0.05 -> 0.0473 * 0.05^-0.627 = 0.0473 * 6.5423 = 0.30945 -> 0.76367
+    assert fft_search_efficiency(np.array([1.0]))[0] == pytest.approx(1 / 1.0473, rel=1e-12)
+    assert fft_search_efficiency(np.array([0.05]))[0] == pytest.approx(0.76367, rel=1e-4)
+    # switched on, the S/N of every star is multiplied by it (same random draws)
+    n = 50
+    rng = np.random.default_rng(1)
+    cat = {"l": np.zeros(n), "b": np.zeros(n), "dec": np.full(n, -30.0), "P": rng.uniform(0.1, 2.0, n),
+           "w": np.full(n, 0.01), "beamed": np.ones(n, bool)}
+    dm = np.full(n, 50.0)
+    tau = np.full(n, 1e-4)
+    flux = lambda nu: np.full(n, 1e-3)  # noqa: E731
+    fft = with_fft_search({"PMPS": PMPS}, True)["PMPS"]
+    plain = observe(PMPS, cat, dm, tau, flux, np.random.default_rng(2))
+    with_fft = observe(fft, cat, dm, tau, flux, np.random.default_rng(2))
+    np.testing.assert_allclose(with_fft.snr, plain.snr * fft_search_efficiency(plain.w_eff / cat["P"]), rtol=1e-12)
+    assert Survey.from_dict(fft.to_dict()) == fft

@@ -184,6 +184,17 @@ MAP_CONFIG_KEYS = ("pulsar.smooth_sigma_bins", "pulsar.velocity_fill", "pulsar.f
                    "pulsar.Pdot_range", "pulsar.resolution_ppdot", "pulsar.resolution_dyn")
 
 
+def check_survey_store(like: xr.Dataset) -> None:
+    """Raise :class:`UserError` naming the coordinate a store lacks (or has too few of) to lay out
+    observed survey maps: the ``survey`` axis of a ``pulsar_surveys`` store and its map coordinates."""
+    who = f"the --like store (simulator {like.attrs.get('simulator')!r})"
+    if "survey" not in like.coords:
+        raise UserError(f"{who} has no 'survey' coordinate: observed survey maps need a pulsar_surveys store")
+    cfg = simulator_config(like)
+    if "pulsar" not in cfg:
+        raise UserError(f"{who} has a 'survey' coordinate but no pulsar section in its simulator_config")
+
+
 def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | Path | None = None,
                    variables: Sequence[str] = SURVEY_MAP_VARIABLES) -> xr.Dataset:
     """The observed survey maps as a one-sample dataset laid out exactly like the simulated store ``like``.
@@ -194,6 +205,7 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
     the MeerKAT TPA table at ``meerkat_path`` when given, else the ATNF S1400 fallback
     (recorded in the ``flux_source`` attr).
     """
+    check_survey_store(like)
     cfg = PulsarConfig.from_dict(simulator_config(like)["pulsar"])
     df, counts = filter_atnf(read_atnf(atnf_path))
     subsets = survey_subsets(df)
@@ -201,7 +213,7 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
     surveys = [str(s) for s in like["survey"].values]
     unknown = set(surveys) - set(subsets)
     if unknown:
-        raise ValueError(f"store {like.attrs.get('simulator')!r} has surveys {sorted(unknown)} with no observed subset")
+        raise UserError(f"store {like.attrs.get('simulator')!r} has surveys {sorted(unknown)} with no observed subset")
     maps = survey_maps({s: survey_catalogue(subsets[s]) for s in surveys},
                        {s: survey_catalogue(fluxes[s]) for s in surveys}, cfg)
     data = {v: (like[v].dims, maps[v][np.newaxis].astype(like[v].dtype), dict(like[v].attrs)) for v in variables}
@@ -241,5 +253,5 @@ def write_observed_store(ds: xr.Dataset, path: str | Path) -> None:
 
 def check_compatible(observed: xr.Dataset, simulated: xr.Dataset,
                      variables: Sequence[str] = SURVEY_MAP_VARIABLES) -> None:
-    """Raise ValueError naming the variable, coordinate, attr or map setting in which the stores differ."""
+    """Raise :class:`UserError` naming the variable, coordinate, attr or map setting in which the stores differ."""
     compat.check_compatible(observed, simulated, variables, MAP_CONFIG_KEYS, names=("observed", "simulated"))

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from popstore.simulator import Parameter
+
 #: Labels of the population synthesis, in order, with (low, high) prior ranges
 #: of the tutorial runs, units and long names.
 LABELS: dict[str, tuple[float, float, str, str]] = {
@@ -42,6 +44,29 @@ LABEL_FIELDS: dict[str, str] = {
 KICK_DISTRIBUTIONS = ("maxwellian", "exponential", "double_maxwellian", "lognormal")
 LUMINOSITY_MODELS = ("pardo2025", "graber2024")
 BIRTH_MODELS = ("spiral_arms", "ymw16_density")
+
+#: Labels that only the Pardo-Araujo et al. (2025) luminosity law L = 10^N(L_mean, sigma) (Edot / 1e29)^eps uses.
+EDOT_LUMINOSITY_LABELS = ("L_radio_log10_mean", "epsilon_L")
+
+#: Named neutron-star radii (cm) for I = 0.4 M R^2 and the spin-down constant beta = pi^2 R^6 / (I c^3):
+#: "paper" as in the runs of Graber et al. (2024) and Pardo-Araujo et al. (2025); "bsk24" the
+#: BSk24 equation-of-state radius of 1.4 Msun that later research-code configs use.
+NS_RADII_CM: dict[str, float] = {"paper": 1.1e6, "bsk24": 1.259e6}
+
+#: Whole-model settings: PulsarConfig field values of each paper's best model.
+#: "pardo2025" (Pardo-Araujo et al. 2025, A&A 696, A114) is the field defaults; "graber2024"
+#: (Graber et al. 2024, ApJ 968, 16) uses the luminosity law L = 10^N(35.5, 0.8) (Pdot / P^3)^0.5
+#: (Faucher-Giguere & Kaspi 2006 form) with a spectral index of -1.6 (Jankowski et al. 2018),
+#: so the labels L_radio_log10_mean and epsilon_L do not exist there.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "pardo2025": {},
+    "graber2024": {"luminosity_model": "graber2024", "spectral_index": -1.6},
+}
+
+#: Graber et al. (2024) posterior medians on the ATNF data (their table of 95% intervals).
+GRABER2024_POSTERIOR_MEDIANS: dict[str, float] = {
+    "mu_logB": 13.10, "sigma_logB": 0.45, "mu_logP": -1.00, "sigma_logP": 0.38, "a_late": -1.80,
+}
 
 
 @dataclass(frozen=True)
@@ -140,7 +165,7 @@ class PulsarConfig:
 
     # --- spin-down (Pons & Vigano 2019) ----------------------------------------------------------
     ns_mass_msun: float = 1.4
-    ns_radius_cm: float = 1.1e6
+    ns_radius: str = "paper"  # a key of NS_RADII_CM
     k0: float = 1.0
     k1: float = 1.0
     k2: float = 1.0
@@ -177,6 +202,8 @@ class PulsarConfig:
             raise ValueError(f"kick_distribution must be one of {KICK_DISTRIBUTIONS}, got {self.kick_distribution!r}")
         if self.luminosity_model not in LUMINOSITY_MODELS:
             raise ValueError(f"luminosity_model must be one of {LUMINOSITY_MODELS}, got {self.luminosity_model!r}")
+        if self.ns_radius not in NS_RADII_CM:
+            raise ValueError(f"ns_radius must be one of {sorted(NS_RADII_CM)}, got {self.ns_radius!r}")
         if self.birth_model not in BIRTH_MODELS:
             raise ValueError(f"birth_model must be one of {BIRTH_MODELS}, got {self.birth_model!r}")
         if not 0 < self.ymw16_table_step_kpc < self.r_max_kpc:
@@ -197,6 +224,18 @@ class PulsarConfig:
 
     # --- derived quantities ---------------------------------------------------------------------
     @property
+    def ns_radius_cm(self) -> float:
+        """Neutron-star radius R (cm) of the named choice ``ns_radius``."""
+        return NS_RADII_CM[self.ns_radius]
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The labels this configuration uses: all of :data:`LABELS`, less the Edot-law ones under the
+        Graber et al. (2024) luminosity law (they would be drawn and stored for nothing)."""
+        unused = EDOT_LUMINOSITY_LABELS if self.luminosity_model != "pardo2025" else ()
+        return tuple(k for k in LABELS if k not in unused)
+
+    @property
     def moment_of_inertia(self) -> float:
         """I = 0.4 M R^2 (g cm^2)."""
         return 0.4 * self.ns_mass_msun * self.M_sun_g * self.ns_radius_cm**2
@@ -211,8 +250,24 @@ class PulsarConfig:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
 
     @classmethod
+    def for_setting(cls, setting: str = "pardo2025", **overrides: Any) -> "PulsarConfig":
+        """The config of a whole-model :data:`SETTINGS` entry, then ``overrides`` (field values)."""
+        if setting not in SETTINGS:
+            raise ValueError(f"unknown pulsar setting {setting!r}; choose from {sorted(SETTINGS)}")
+        return cls.from_dict({**SETTINGS[setting], **overrides})
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PulsarConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error.
+
+        A stored ``ns_radius_cm`` of an older config maps to the named radius of that value."""
+        d = dict(d)
+        if "ns_radius_cm" in d:
+            by_value = {v: k for k, v in NS_RADII_CM.items()}
+            radius = float(d.pop("ns_radius_cm"))
+            if radius not in by_value:
+                raise ValueError(f"ns_radius_cm {radius} is none of the named radii {NS_RADII_CM}")
+            d.setdefault("ns_radius", by_value[radius])
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(d) - set(fields)
         if unknown:
@@ -224,9 +279,17 @@ class PulsarConfig:
 def resolve_labels(labels: Mapping[str, float], config: PulsarConfig) -> PulsarConfig:
     """Return ``config`` with the label values substituted into their fields.
 
-    Missing labels keep the config defaults; unknown names are an error.
+    Missing labels keep the config defaults; unknown names, and labels the config's
+    luminosity law does not use (:attr:`PulsarConfig.label_names`), are an error.
     """
-    unknown = set(labels) - set(LABEL_FIELDS)
+    unknown = set(labels) - set(config.label_names)
     if unknown:
-        raise ValueError(f"unknown pulsar labels {sorted(unknown)}; expected a subset of {list(LABEL_FIELDS)}")
+        raise ValueError(f"unknown pulsar labels {sorted(unknown)} for luminosity_model {config.luminosity_model!r}; "
+                         f"expected a subset of {list(config.label_names)}")
     return dataclasses.replace(config, **{LABEL_FIELDS[k]: float(v) for k, v in labels.items()})
+
+
+def label_parameters(cfg: PulsarConfig) -> tuple[Parameter, ...]:
+    """Simulator parameters of the labels ``cfg`` uses (:attr:`PulsarConfig.label_names`), with the
+    prior ranges, units and long names of :data:`LABELS`."""
+    return tuple(Parameter(k, *LABELS[k][:2], units=LABELS[k][2], long_name=LABELS[k][3]) for k in cfg.label_names)

@@ -31,19 +31,32 @@ from popstore.cf import PER_CENTURY
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 from popstore.pulsars import radio
-from popstore.pulsars.config import LABELS, PulsarConfig
+from popstore.pulsars.config import PulsarConfig, label_parameters
 from popstore.pulsars.dm import D_MAX_KPC, DMGrid
 from popstore.pulsars.dynamics_db import DynamicsDatabase
 from popstore.pulsars.population import evolve_spin_and_radio, simulate_dynamics
-from popstore.pulsars.survey_maps import MAP_SURVEYS, detected_survey_maps, survey_map_axes, survey_map_outputs
-from popstore.pulsars.surveys import DETECTION_SURVEYS, SURVEYS, in_any_sky_area, observe_all
+from popstore.pulsars.survey_maps import MAP_SURVEYS, flux_map_subsample, survey_map_axes, survey_map_outputs, survey_maps
+from popstore.pulsars.surveys import DETECTION_SURVEYS, SURVEYS, Survey, in_any_sky_area, observe_all, with_fft_search
 
 #: Target detections per detection survey (Pardo-Araujo et al. 2025; Graber et al. 2024: 1009, 218, 1023, 20).
 DEFAULT_TARGETS: dict[str, int] = {"PMPS": 1045, "SMPS": 218, "HTRU_low_mid": 1095, "HTRU_high": 20}
 #: Detected stars per survey kept for the flux maps: the MeerKAT TPA sample sizes.
 DEFAULT_MEERKAT_SIZES: dict[str, int] = {"PMPS": 640, "SMPS": 170, "HTRU": 668}
 #: Columns kept for detected stars.
-KEPT_COLUMNS = ("ra", "dec", "l", "b", "d", "pm_ra_cosdec", "pm_dec", "P", "Pdot", "S1400", "dm", "snr")
+KEPT_COLUMNS = ("ra", "dec", "l", "b", "d", "pm_ra_cosdec", "pm_dec", "P", "Pdot", "S1400", "dm", "snr", "age", "B")
+#: Per-star catalogue of the detected stars (``keep_catalogue=True``): name -> (units, long name).
+#: Besides these, ``cat_survey`` (index on the ``survey`` axis) and ``cat_in_flux_map`` (star of the
+#: MeerKAT-size flux-map subsample) say where each star went.
+CATALOGUE_COLUMNS: dict[str, tuple[str, str]] = {
+    "P": ("s", "spin period"), "Pdot": ("s s-1", "spin period derivative"),
+    "l": ("deg", "Galactic longitude in [-180, 180]"), "b": ("deg", "Galactic latitude"),
+    "ra": ("deg", "right ascension (ICRS)"), "dec": ("deg", "declination (ICRS)"),
+    "d": ("kpc", "distance from the Sun"), "dm": ("pc cm-3", "dispersion measure (YMW16)"),
+    "S1400": ("Jy", "period-averaged flux density at 1.429 GHz"), "snr": ("1", "radiometer S/N in the survey"),
+    "pm_ra_cosdec": ("mas yr-1", "proper motion in RA times cos(dec)"), "pm_dec": ("mas yr-1", "proper motion in declination"),
+    "age": ("yr", "true age"), "B": ("G", "dipolar magnetic field at the pole"),
+}
+CATALOGUE_PREFIX = "cat_"
 FLUX_FREQUENCY_HZ = 1.429e9  # MeerKAT TPA ch6 sub-band centre (Posselt et al. 2023)
 
 
@@ -78,7 +91,7 @@ def detect_until_targets(labels: Mapping[str, float], rng: np.random.Generator, 
                          batch_sizes: Sequence[int] = (100_000, 10_000, 5_000),
                          batch_thresholds: Sequence[float] = (0.9, 0.95), max_birth_rate: float = 5.0,
                          d_max_kpc: float = D_MAX_KPC, scatter_sigma_dex: float = 0.5,
-                         progress: bool = False,
+                         progress: bool = False, surveys: Mapping[str, Survey] = SURVEYS,
                          draw_dynamics: Callable[[int], Mapping[str, np.ndarray]] | None = None) -> DetectionRun:
     """Draw, evolve and observe batches until every survey in ``targets`` has its detections.
 
@@ -107,14 +120,14 @@ def detect_until_targets(labels: Mapping[str, float], rng: np.random.Generator, 
                 f"{n_created / centuries:.3g} per century exceeds the maximum {max_birth_rate} (labels {dict(labels)})",
                 n_created, n_created / centuries)
         dyn = simulate_dynamics(n, rng, config) if draw_dynamics is None else draw_dynamics(n)
-        keep = in_any_sky_area(dyn["l"], dyn["b"], dyn["dec"]) & (dyn["d"] < d_max_kpc)
+        keep = in_any_sky_area(dyn["l"], dyn["b"], dyn["dec"], surveys) & (dyn["d"] < d_max_kpc)
         if not keep.any():
             continue
         cat = evolve_spin_and_radio({k: v[keep] for k, v in dyn.items()}, labels, rng, config)
         cat["dm"] = dm_grid(cat["l"], cat["b"], cat["d"])
         obs = observe_all(cat, cat["dm"],
                           lambda nu: radio.spectral_flux_density(cat["L"], cat["rho"], cat["d"], nu, config), rng,
-                          scatter_sigma_dex=scatter_sigma_dex)
+                          surveys=surveys, scatter_sigma_dex=scatter_sigma_dex)
         cat["S1400"] = radio.mean_flux_density(
             radio.spectral_flux_density(cat["L"], cat["rho"], cat["d"], FLUX_FREQUENCY_HZ, config), cat["w"], cat["P"])
         before = sum(min(counts[s], targets[s]) for s in targets)
@@ -136,10 +149,15 @@ class PulsarSurveys(Simulator):
     Keyword config: ``targets`` (detections per detection survey), ``batch_sizes`` /
     ``batch_thresholds``, ``max_birth_rate`` (per century), ``on_birth_rate_exceeded``
     ("raise" or "flag"), ``meerkat_sizes`` (stars kept for the flux maps), ``dm_grid``
-    (DM grid preset, "default" or "coarse") and ``dm_cache_dir``; ``dynamics_database`` (path of
+    (DM grid preset, "default" or "coarse"), ``dm_cache_dir``, ``dynamics_database`` (path of
     a ``pulsar_dynamics`` store, :mod:`popstore.pulsars.dynamics_db`: the stars' dynamics are read
-    from it instead of simulated; it must match every dynamical setting); any other keyword is a
-    :class:`PulsarConfig` field (e.g. ``resolution_ppdot=32``, ``resolution_dyn=32``).
+    from it instead of simulated; it must match every dynamical setting), ``fft_search`` (apply the
+    FFT-search efficiency of Morello et al. 2020 in every survey, the research survey files'
+    option), ``keep_catalogue`` (also store the per-star catalogue of the detected stars of
+    the map surveys, :data:`CATALOGUE_COLUMNS`, over a ``detected`` dim) and ``setting``
+    (a whole-model :data:`~popstore.pulsars.config.SETTINGS` entry, "pardo2025" or
+    "graber2024"); any other keyword is a :class:`PulsarConfig` field overriding the
+    setting (e.g. ``resolution_ppdot=32``, ``ns_radius="bsk24"``).
     """
 
     version = "1"
@@ -148,7 +166,8 @@ class PulsarSurveys(Simulator):
                  batch_thresholds: Sequence[float] = (0.9, 0.95), max_birth_rate: float = 5.0,
                  on_birth_rate_exceeded: str = "raise", meerkat_sizes: Mapping[str, int] | None = None,
                  d_max_kpc: float = D_MAX_KPC, scatter_sigma_dex: float = 0.5, dm_grid: str = "default",
-                 dm_cache_dir: str | None = None, dynamics_database: str | None = None, **pulsar_config: Any):
+                 dm_cache_dir: str | None = None, dynamics_database: str | None = None, fft_search: bool = False,
+                 keep_catalogue: bool = False, setting: str = "pardo2025", **pulsar_config: Any):
         if on_birth_rate_exceeded not in ("raise", "flag"):
             raise ValueError("on_birth_rate_exceeded must be 'raise' or 'flag'")
         self.targets = dict(DEFAULT_TARGETS if targets is None else targets)
@@ -166,7 +185,11 @@ class PulsarSurveys(Simulator):
         self.scatter_sigma_dex = float(scatter_sigma_dex)
         self.dm_grid_preset = dm_grid
         self.dm_cache_dir = dm_cache_dir
-        self.pulsar = PulsarConfig.from_dict(pulsar_config)
+        self.fft_search = bool(fft_search)
+        self.surveys = with_fft_search(SURVEYS, self.fft_search)
+        self.keep_catalogue = bool(keep_catalogue)
+        self.setting = setting
+        self.pulsar = PulsarConfig.for_setting(setting, **pulsar_config)
         self._dm_grid: DMGrid | None = None
         self.dynamics_database = None if dynamics_database is None else str(Path(dynamics_database).resolve())
         self._database: DynamicsDatabase | None = None
@@ -178,7 +201,16 @@ class PulsarSurveys(Simulator):
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
-        return tuple(Parameter(k, lo, hi, units=u, long_name=ln) for k, (lo, hi, u, ln) in LABELS.items())
+        return label_parameters(self.pulsar)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"detected": self.n_catalogue} if self.keep_catalogue else {}
+
+    @property
+    def n_catalogue(self) -> int:
+        """Rows of the per-star catalogue: the detection targets of the map surveys."""
+        return sum(self.targets[d] for d in MAP_SURVEYS.values())
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -194,7 +226,18 @@ class PulsarSurveys(Simulator):
                 Output("n_created", (), "int64", long_name="stars drawn to reach the targets", role="diagnostic"),
                 Output("birth_rate", (), "float64", PER_CENTURY, "implied neutron-star birth rate per century", role="diagnostic"),
                 Output("n_detected", ("detection_survey",), "int64", long_name="detections kept", role="diagnostic"),
-                Output("aborted", (), "int8", long_name="1 if the birth rate exceeded the maximum", role="diagnostic"))
+                Output("aborted", (), "int8", long_name="1 if the birth rate exceeded the maximum", role="diagnostic"),
+                *(self._catalogue_outputs() if self.keep_catalogue else ()))
+
+    def _catalogue_outputs(self) -> tuple[Output, ...]:
+        # finite=False: an aborted sample's catalogue is NaN (survey -1), like its maps
+        cols = tuple(Output(CATALOGUE_PREFIX + k, ("detected",), "float64", u, f"detected star: {ln}", "catalogue",
+                            finite=False) for k, (u, ln) in CATALOGUE_COLUMNS.items())
+        return (*cols,
+                Output(CATALOGUE_PREFIX + "survey", ("detected",), "int8", long_name="detected star: index on the "
+                       "survey axis (-1 in an aborted sample)", role="catalogue"),
+                Output(CATALOGUE_PREFIX + "in_flux_map", ("detected",), "bool",
+                       long_name="detected star: in the MeerKAT-size subsample of the flux map", role="catalogue"))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -203,9 +246,10 @@ class PulsarSurveys(Simulator):
                 "on_birth_rate_exceeded": self.on_birth_rate_exceeded, "meerkat_sizes": self.meerkat_sizes,
                 "map_surveys": dict(MAP_SURVEYS), "d_max_kpc": self.d_max_kpc,
                 "scatter_sigma_dex": self.scatter_sigma_dex, "flux_frequency_hz": FLUX_FREQUENCY_HZ,
-                "surveys": {k: s.to_dict() for k, s in SURVEYS.items()},
+                "surveys": {k: s.to_dict() for k, s in self.surveys.items()},
                 "detection_surveys": {k: list(v) for k, v in DETECTION_SURVEYS.items()},
                 "dm_model": f"YMW16 grid '{self.dm_grid_preset}' (pyymw16), trilinear interpolation",
+                "fft_search": self.fft_search, "keep_catalogue": self.keep_catalogue, "setting": self.setting,
                 "sky_temperature": "analytic fallback T408 = 25 + 275/((1+(l/42)^2)(1+(b/3)^2)) K, (408 MHz/f)^2.6",
                 **({"dynamics_database": self.database().fingerprint()} if self.dynamics_database else {})}
 
@@ -228,7 +272,7 @@ class PulsarSurveys(Simulator):
         draw = None if self.dynamics_database is None else self.database().stream(rng).take
         return detect_until_targets(params, rng, self.pulsar, self.dm(), self.targets, self.batch_sizes,
                                     self.batch_thresholds, self.max_birth_rate, self.d_max_kpc,
-                                    self.scatter_sigma_dex, draw_dynamics=draw)
+                                    self.scatter_sigma_dex, surveys=self.surveys, draw_dynamics=draw)
 
     def simulate(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
@@ -240,9 +284,34 @@ class PulsarSurveys(Simulator):
                 raise
             sizes = self.dim_sizes()
             maps = {o.name: np.full([sizes[d] for d in o.dims], np.nan) for o in self.outputs if o.role == "input"}
-            return {**maps, "n_created": np.int64(err.n_created), "birth_rate": err.birth_rate,
-                    "n_detected": np.full(len(self.targets), -1), "aborted": np.int8(1)}
-        maps = detected_survey_maps({s: run.detected[d] for s, d in MAP_SURVEYS.items()}, self.pulsar, rng,
-                                    self.meerkat_sizes)
-        return {**maps, "n_created": np.int64(run.n_created), "birth_rate": run.birth_rate,
-                "n_detected": np.array([len(run.detected[s]["P"]) for s in self.targets]), "aborted": np.int8(0)}
+            out = {**maps, "n_created": np.int64(err.n_created), "birth_rate": err.birth_rate,
+                   "n_detected": np.full(len(self.targets), -1), "aborted": np.int8(1)}
+            if self.keep_catalogue:
+                n = self.n_catalogue
+                out.update({CATALOGUE_PREFIX + k: np.full(n, np.nan) for k in CATALOGUE_COLUMNS})
+                out.update({CATALOGUE_PREFIX + "survey": np.full(n, -1, np.int8),
+                            CATALOGUE_PREFIX + "in_flux_map": np.zeros(n, bool)})
+            return out
+        detected = {s: run.detected[d] for s, d in MAP_SURVEYS.items()}
+        fluxes = {s: flux_map_subsample(len(detected[s]["P"]), self.meerkat_sizes[s], rng) for s in detected}
+        maps = survey_maps(detected, {s: {k: v[fluxes[s]] for k, v in detected[s].items()} for s in detected},
+                           self.pulsar)
+        out = {**maps, "n_created": np.int64(run.n_created), "birth_rate": run.birth_rate,
+               "n_detected": np.array([len(run.detected[s]["P"]) for s in self.targets]), "aborted": np.int8(0)}
+        if self.keep_catalogue:
+            out.update(self._catalogue(detected, fluxes))
+        return out
+
+    def _catalogue(self, detected: Mapping[str, Mapping[str, np.ndarray]],
+                   fluxes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The ``cat_*`` arrays: the map surveys' detected stars one after the other, in draw order."""
+        out = {CATALOGUE_PREFIX + k: np.concatenate([detected[s][k] for s in MAP_SURVEYS]) for k in CATALOGUE_COLUMNS}
+        out[CATALOGUE_PREFIX + "survey"] = np.concatenate(
+            [np.full(len(detected[s]["P"]), i, np.int8) for i, s in enumerate(MAP_SURVEYS)])
+        in_flux = []
+        for s in MAP_SURVEYS:
+            mask = np.zeros(len(detected[s]["P"]), bool)
+            mask[fluxes[s]] = True
+            in_flux.append(mask)
+        out[CATALOGUE_PREFIX + "in_flux_map"] = np.concatenate(in_flux)
+        return out

@@ -22,7 +22,7 @@ import xarray as xr
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 from popstore.store import label_names, open_store, simulator_config
-from popstore.pulsars.config import LABELS, PulsarConfig
+from popstore.pulsars.config import PulsarConfig, label_parameters
 from popstore.pulsars.maps import MAP_SPECS, full_axes, full_maps
 from popstore.pulsars.population import COLUMNS, simulate_population
 
@@ -34,18 +34,22 @@ class PulsarFull(Simulator):
     """Full-population pulsar maps (Graber et al. 2024; Pardo-Araujo et al. 2025 physics).
 
     Keyword arguments are the fields of :class:`PulsarConfig` (e.g. ``n_stars``,
-    ``kick_distribution``, ``resolution_dyn``) plus ``keep_catalogue``.
+    ``kick_distribution``, ``resolution_dyn``) plus ``keep_catalogue`` and ``setting``
+    (a whole-model :data:`~popstore.pulsars.config.SETTINGS` entry, "pardo2025" or
+    "graber2024", that the field keywords then override). The labels are those the
+    configuration uses (:attr:`PulsarConfig.label_names`).
     """
 
     version = "1"
 
-    def __init__(self, keep_catalogue: bool = False, **config: Any) -> None:
-        self.cfg = PulsarConfig.from_dict(config)
+    def __init__(self, keep_catalogue: bool = False, setting: str = "pardo2025", **config: Any) -> None:
+        self.cfg = PulsarConfig.for_setting(setting, **config)
+        self.setting = setting
         self.keep_catalogue = bool(keep_catalogue)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
-        return tuple(Parameter(k, lo, hi, units=u, long_name=ln) for k, (lo, hi, u, ln) in LABELS.items())
+        return label_parameters(self.cfg)
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -78,7 +82,7 @@ class PulsarFull(Simulator):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {**self.cfg.to_dict(), "keep_catalogue": self.keep_catalogue}
+        return {**self.cfg.to_dict(), "keep_catalogue": self.keep_catalogue, "setting": self.setting}
 
     def catalogue(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
         """The per-star catalogue (:data:`COLUMNS`) behind :meth:`simulate` for the same arguments."""

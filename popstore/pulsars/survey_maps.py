@@ -58,15 +58,7 @@ def survey_maps(positions: Mapping[str, Mapping[str, np.ndarray]], fluxes: Mappi
     return {v: np.stack([m[v] for m in per]) for v in SURVEY_MAP_VARIABLES}
 
 
-def meerkat_subsample(cat: Mapping[str, np.ndarray], size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A random subsample of ``size`` stars (all of them if fewer), without replacement."""
-    n = len(cat["P"])
-    idx = np.sort(rng.choice(n, size, replace=False)) if n > size else np.arange(n)
-    return {k: np.asarray(v)[idx] for k, v in cat.items()}
+def flux_map_subsample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a random subsample of ``size`` of ``n`` stars (all of them if fewer), without replacement."""
+    return np.sort(rng.choice(n, size, replace=False)) if n > size else np.arange(n)
 
-
-def detected_survey_maps(detected: Mapping[str, Mapping[str, np.ndarray]], cfg: PulsarConfig,
-                         rng: np.random.Generator, meerkat_sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
-    """Survey maps of simulated detections; the flux maps use MeerKAT-size subsamples."""
-    fluxes = {s: meerkat_subsample(detected[s], meerkat_sizes[s], rng) for s in detected}
-    return survey_maps(detected, fluxes, cfg)

@@ -13,14 +13,16 @@ A star is detected when its radiometer S/N (Dewey et al. 1985; Lorimer & Kramer 
     S/N = S_bar G sqrt(n_pol t_obs BW) sqrt((P - w_eff) / w_eff) / (beta (T_sys + T_sky))
 
 exceeds the threshold (9), with w_eff = sqrt(w^2 + tau_sc^2 + tau_DM^2 + t_samp^2),
-S_obs = S_nu w / w_eff and S_bar = S_obs w_eff / P.
+S_obs = S_nu w / w_eff and S_bar = S_obs w_eff / P. With ``fft_search`` (the option of the
+research code's survey files) the S/N is multiplied by the incoherent FFT-search efficiency
+of Morello et al. (2020, MNRAS 497, 4654, eq. 44), 1 / (1 + 0.0473 delta^-0.627), delta = w_eff / P.
 All functions are vectorised over stars; frequencies in Hz, times in s, fluxes in Jy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -71,6 +73,7 @@ class Survey:
     n_pol: int = 2
     fwhm_arcmin: float = 14.0
     snr_min: float = 9.0
+    fft_search: bool = False  # apply the FFT-search efficiency (Morello et al. 2020) to the S/N
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +159,17 @@ def radiometer_snr(s_mean: np.ndarray, gain: np.ndarray, period: np.ndarray, w_e
             * np.sqrt(duty) / (survey.beta * (survey.T_sys + t_sky)))
 
 
+def fft_search_efficiency(duty_cycle: np.ndarray) -> np.ndarray:
+    """S/N efficiency of an incoherent FFT search, 1 / (1 + 0.0473 delta^-0.627), for duty cycle
+    delta = w_eff / P (Morello et al. 2020, MNRAS 497, 4654, eq. 44)."""
+    return 1.0 / (1.0 + 0.0473 * np.asarray(duty_cycle, dtype=float) ** -0.627)
+
+
+def with_fft_search(surveys: Mapping[str, Survey], fft_search: bool) -> dict[str, Survey]:
+    """``surveys`` with the FFT-search efficiency switched on or off in every survey."""
+    return {k: replace(s, fft_search=bool(fft_search)) for k, s in surveys.items()}
+
+
 @dataclass
 class SurveyObservation:
     """Per-star result of one survey: S/N, detection, effective width (s), mean flux at f_c (Jy)."""
@@ -183,6 +197,8 @@ def observe(survey: Survey, cat: Mapping[str, np.ndarray], dm: np.ndarray, tau_3
     visible = survey.sky.contains(cat["l"], cat["b"], cat["dec"]) & np.asarray(cat["beamed"], bool) & (w > 0)
     snr = np.where(visible, radiometer_snr(s_mean, beam_gain(n, survey, rng), cat["P"], w_eff,
                                            sky_temperature(cat["l"], cat["b"], f), survey), 0.0)
+    if survey.fft_search:
+        snr = snr * fft_search_efficiency(w_eff / np.asarray(cat["P"], dtype=float))
     return SurveyObservation(snr, snr > survey.snr_min, w_eff, s_mean)
 
 

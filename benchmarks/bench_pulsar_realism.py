@@ -1,0 +1,198 @@
+"""Realism of the detection-driven pulsar populations against the ATNF survey subsets.
+
+For each whole-model setting (``pardo2025``: Pardo-Araujo et al. 2025, A&A 696, A114, at
+its best-fit labels, the config defaults; ``graber2024``: Graber et al. 2024, ApJ 968, 16,
+its luminosity law and spectral index at its posterior medians) the ``pulsar_surveys``
+detection stage is run for several seeds and the detected stars of PMPS, SMPS and HTRU
+(low + mid latitude) are compared with the ATNF pulsars that popstore's own filters
+(:mod:`popstore.pulsars.catalog`) assign to each survey: log P, log Pdot, l, |b|, DM,
+distance, height |z| = d sin|b| (kpc) and log S1400. Printed per survey and quantity: the observed median, the
+simulated median (pooled over seeds) and the two-sample Kolmogorov-Smirnov D (mean and
+largest over seeds). Observed distances are the catalogue's DIST (mostly YMW16 DM
+distances, Yao, Manchester & Wang 2017); observed fluxes are the MeerKAT TPA 1429 MHz
+fluxes (Posselt et al. 2023) when ``--meerkat`` is given, else ATNF S1400.
+
+``--probes`` runs the candidate causes of the distance / DM excess one at a time (at
+``--probe-setting``, usually with ``--target-scale 0.25``) and prints, per probe, the
+detected median distance and DM and their KS D for PMPS and HTRU plus the birth rate:
+each probe changes one ingredient (sky temperature, beam-offset loss, scattering,
+DM smearing, scale height, kicks, birth model, luminosity law, FFT-search efficiency,
+neutron-star radius) so its effect on the detected distances is measured alone.
+
+    python benchmarks/bench_pulsar_realism.py --seeds 0 1 2
+    python benchmarks/bench_pulsar_realism.py --probes --target-scale 0.25 --seeds 0
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
+from pathlib import Path  # noqa: E402
+from unittest import mock  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy.stats import ks_2samp  # noqa: E402
+
+from popstore.pulsars import surveys as survey_models  # noqa: E402
+from popstore.pulsars.catalog import filter_atnf, read_atnf, read_meerkat, survey_subsets  # noqa: E402
+from popstore.pulsars.config import GRABER2024_POSTERIOR_MEDIANS  # noqa: E402
+from popstore.pulsars.detected import DEFAULT_TARGETS, PulsarSurveys  # noqa: E402
+from popstore.pulsars.survey_maps import MAP_SURVEYS  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Detection targets of the Graber et al. (2024) run (PMPS, SMPS, HTRU low+mid, HTRU high).
+GRABER2024_TARGETS = {"PMPS": 1009, "SMPS": 218, "HTRU_low_mid": 1023, "HTRU_high": 20}
+#: setting -> (labels, targets)
+SETTINGS: dict[str, tuple[dict[str, float], dict[str, int]]] = {
+    "pardo2025": ({}, DEFAULT_TARGETS),  # labels at the config defaults = the Pardo-Araujo et al. (2025) best fit
+    "graber2024": (GRABER2024_POSTERIOR_MEDIANS, GRABER2024_TARGETS),
+}
+QUANTITIES = ("log P", "log Pdot", "l", "|b|", "DM", "distance", "|z|", "log S1400")
+
+
+def simulated_quantities(det: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The compared quantities of simulated detections (P s, Pdot, l b deg, dm pc cm^-3, d kpc, S1400 Jy)."""
+    return {"log P": np.log10(det["P"]), "log Pdot": np.log10(det["Pdot"]), "l": det["l"], "|b|": np.abs(det["b"]),
+            "DM": det["dm"], "distance": det["d"], "|z|": det["d"] * np.sin(np.radians(np.abs(det["b"]))),
+            "log S1400": np.log10(det["S1400"])}
+
+
+def observed_quantities(atnf: Path, meerkat: Path | None) -> dict[str, dict[str, np.ndarray]]:
+    """The compared quantities of the ATNF survey subsets (NaN-free per quantity)."""
+    df, _ = filter_atnf(read_atnf(atnf))
+    subsets = survey_subsets(df)
+    flux = read_meerkat(meerkat) if meerkat else None
+    out = {}
+    for s, sub in subsets.items():
+        s1400 = (sub.merge(flux, on="PSRJ", suffixes=("_atnf", ""))["S1400"].to_numpy(float) if flux is not None
+                 else sub["S1400"].to_numpy(float) / 1e3)
+        q = {"log P": np.log10(sub["P0"].to_numpy(float)), "log Pdot": np.log10(sub["P1"].to_numpy(float)),
+             "l": sub["Gl"].to_numpy(float), "|b|": np.abs(sub["Gb"].to_numpy(float)),
+             "DM": sub["DM"].to_numpy(float), "distance": sub["DIST"].to_numpy(float),
+             "|z|": sub["DIST"].to_numpy(float) * np.sin(np.radians(np.abs(sub["Gb"].to_numpy(float)))),
+             "log S1400": np.log10(s1400)}
+        out[s] = {k: v[np.isfinite(v)] for k, v in q.items()}
+    return out
+
+
+def detect(setting: str, seed: int, target_scale: float, dm_grid: str, sim_kw: Mapping | None = None,
+           labels: Mapping[str, float] | None = None) -> tuple[dict[str, dict[str, np.ndarray]], float]:
+    """Detected-star quantities per map survey and the birth rate (per century) of one run."""
+    base_labels, targets = SETTINGS[setting]
+    targets = {k: max(1, round(v * target_scale)) for k, v in targets.items()}
+    sim = PulsarSurveys(targets=targets, setting=setting, dm_grid=dm_grid, **dict(sim_kw or {}))
+    run = sim.run({**base_labels, **dict(labels or {})}, np.random.default_rng(seed))
+    return {s: simulated_quantities(run.detected[d]) for s, d in MAP_SURVEYS.items()}, run.birth_rate
+
+
+def realism_table(obs: Mapping[str, Mapping[str, np.ndarray]], runs: list[dict[str, dict[str, np.ndarray]]]) -> list[str]:
+    """Rows survey | quantity | observed median | simulated median | KS D mean (max) over seeds."""
+    rows = []
+    for s in MAP_SURVEYS:
+        for q in QUANTITIES:
+            pooled = np.concatenate([r[s][q] for r in runs])
+            ds = [ks_2samp(obs[s][q], r[s][q]).statistic for r in runs]
+            rows.append(f"| {s} | {q} | {np.median(obs[s][q]):.3g} | {np.median(pooled):.3g} | "
+                        f"{np.mean(ds):.3f} ({np.max(ds):.3f}) |")
+    return rows
+
+
+def _patched(name: str, fn: Callable) -> Callable[[], contextlib.AbstractContextManager]:
+    return lambda: mock.patch.object(survey_models, name, fn)
+
+
+def _const_gain(n, survey, rng):
+    return np.full(n, survey.G0)
+
+
+#: probe -> (simulator keywords, label overrides, patch of a survey-model function or None)
+PROBES: dict[str, tuple[dict, dict, Callable[[], contextlib.AbstractContextManager] | None]] = {
+    "baseline": ({}, {}, None),
+    "T_sky = 0 (bound on Haslam vs analytic)": ({}, {}, _patched("sky_temperature", lambda l, b, f: np.zeros(np.shape(l)))),
+    "T_sky x 3": ({}, {}, _patched("sky_temperature", lambda l, b, f, _t=survey_models.sky_temperature: 3 * _t(l, b, f))),
+    "gain G0 (no beam-offset loss)": ({}, {}, _patched("beam_gain", _const_gain)),
+    "no scattering": ({}, {}, _patched("scattering_time_327", lambda dm, rng, sigma_dex=0.5: np.zeros(np.shape(dm)))),
+    "scattering x 10": ({}, {}, _patched("scattering_time_327", lambda dm, rng, sigma_dex=0.5,
+                                         _t=survey_models.scattering_time_327: 10 * _t(dm, rng, sigma_dex))),
+    "no DM smearing": ({}, {}, _patched("dm_smearing", lambda dm, bw, f: np.zeros(np.shape(dm)))),
+    "h_c = 0.05 kpc": ({"h_c_kpc": 0.05}, {}, None),
+    "no kicks (sigma_k = 1 km/s)": ({"kick_sigma_kms": 1.0}, {}, None),
+    "sigma_k = 130 km/s (half of Hobbs et al. 2005)": ({"kick_sigma_kms": 130.0}, {}, None),
+    "birth_model ymw16_density": ({"birth_model": "ymw16_density"}, {}, None),
+    "luminosity sigma 0.4 dex": ({"L_radio_log10_sigma": 0.4}, {}, None),
+    "fft_search": ({"fft_search": True}, {}, None),
+    "ns_radius bsk24": ({"ns_radius": "bsk24"}, {}, None),
+}
+
+
+@contextlib.contextmanager
+def probe_context(patch: Callable[[], contextlib.AbstractContextManager] | None) -> Iterator[None]:
+    with patch() if patch else contextlib.nullcontext():
+        yield
+
+
+def probe_table(obs, setting: str, seeds: list[int], target_scale: float, dm_grid: str, probes: list[str]) -> list[str]:
+    """Rows probe | PMPS median d, DM, |z|, KS D(d), KS D(DM) | same for HTRU | birth rate."""
+    rows = []
+    for name in probes:
+        kw, labels, patch = PROBES[name]
+        with probe_context(patch):
+            runs = [detect(setting, seed, target_scale, dm_grid, kw, labels) for seed in seeds]
+        cells = []
+        for s in ("PMPS", "HTRU"):
+            d = np.concatenate([r[0][s]["distance"] for r in runs])
+            dm = np.concatenate([r[0][s]["DM"] for r in runs])
+            kd = np.mean([ks_2samp(obs[s]["distance"], r[0][s]["distance"]).statistic for r in runs])
+            kdm = np.mean([ks_2samp(obs[s]["DM"], r[0][s]["DM"]).statistic for r in runs])
+            z = np.concatenate([r[0][s]["|z|"] for r in runs])
+            cells.append(f"{np.median(d):.2f} | {np.median(dm):.0f} | {np.median(z):.3f} | {kd:.3f} | {kdm:.3f}")
+        rows.append(f"| {name} | {' | '.join(cells)} | {np.mean([r[1] for r in runs]):.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--atnf", type=Path, default=DATA / "atnf_full_nobinary_06-08-2024.csv")
+    ap.add_argument("--meerkat", type=Path, default=DATA / "meerkat_tpa_census_posselt2023.csv",
+                    help="MeerKAT TPA table for the observed fluxes ('' for ATNF S1400)")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--target-scale", type=float, default=1.0, help="fraction of the detection targets")
+    ap.add_argument("--dm-grid", default="default", choices=("default", "coarse"))
+    ap.add_argument("--probes", action="store_true", help="run the candidate causes of the distance excess")
+    ap.add_argument("--probe-setting", default="graber2024", choices=list(SETTINGS))
+    ap.add_argument("--only", nargs="*", default=None, help="subset of the probe names")
+    args = ap.parse_args()
+    obs = observed_quantities(args.atnf, args.meerkat if str(args.meerkat) not in ("", ".") else None)
+    print("observed ATNF subsets:", {s: len(v["log P"]) for s, v in obs.items()},
+          "| fluxes:", "MeerKAT TPA" if str(args.meerkat) not in ("", ".") else "ATNF S1400")
+    if args.probes:
+        print(f"\nprobes at {args.probe_setting}, target scale {args.target_scale}, seeds {args.seeds}")
+        print("| probe | PMPS d kpc | PMPS DM | PMPS abs z kpc | PMPS KS D(d) | PMPS KS D(DM) | HTRU d kpc | HTRU DM | "
+              "HTRU abs z kpc | HTRU KS D(d) | HTRU KS D(DM) | birth rate / century |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| observed (ATNF) | " + " | ".join(
+            f"{np.median(obs[s]['distance']):.2f} | {np.median(obs[s]['DM']):.0f} | {np.median(obs[s]['|z|']):.3f} | |"
+            for s in ("PMPS", "HTRU")) + " |")
+        probe_table(obs, args.probe_setting, args.seeds, args.target_scale, args.dm_grid, args.only or list(PROBES))
+        return
+    for setting in args.settings:
+        t0 = time.perf_counter()
+        runs = [detect(setting, seed, args.target_scale, args.dm_grid) for seed in args.seeds]
+        print(f"\n{setting}: seeds {args.seeds}, target scale {args.target_scale}, "
+              f"birth rate {np.mean([r[1] for r in runs]):.2f} per century, {time.perf_counter() - t0:.0f} s")
+        print("| survey | quantity | ATNF median | simulated median | KS D mean (max) |")
+        print("|---|---|---|---|---|")
+        print("\n".join(realism_table(obs, [r[0] for r in runs])))
+
+
+if __name__ == "__main__":
+    main()
