@@ -8,12 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from popstore.errors import UserError
 from popstore.pulsars.catalog import (
-    excluded_association, filter_atnf, flux_subsets, read_atnf, read_meerkat, survey_subsets,
+    ATNF_FALLBACK_FLUX_SOURCE, MEERKAT_FLUX_SOURCE, excluded_association, filter_atnf, flux_subsets, read_atnf,
+    read_meerkat, subset_counts, survey_subsets,
 )
 
 ATNF = Path(__file__).parents[2] / "shared" / "data" / "atnf_full_nobinary_06-08-2024.csv"
+MEERKAT_TABLE = Path(__file__).parents[2] / "shared" / "data" / "meerkat_tpa_census_posselt2023.csv"
 needs_atnf = pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+needs_meerkat = pytest.mark.skipif(not (ATNF.exists() and MEERKAT_TABLE.exists()),
+                                   reason=f"ATNF export or MeerKAT TPA table not found next to {ATNF}")
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +47,27 @@ def test_filter_counts_of_shipped_export(atnf):
     pm = subsets["PMPS"]
     assert pm["SURVEY"].str.contains("pksmb").all() and (pm["Gb"].abs() < 5).all()
     assert pm["Gl"].between(-100, 50, inclusive="neither").all()
-    fluxes, source = flux_subsets(subsets, None)
-    assert "FALLBACK" in source
+    with pytest.raises(UserError, match="need the MeerKAT TPA census"):
+        flux_subsets(subsets, None)  # the fallback only when asked for
+    with pytest.warns(UserWarning, match="FALLBACK"):
+        fluxes, source = flux_subsets(subsets, None, atnf_fallback=True)
+    assert source == ATNF_FALLBACK_FLUX_SOURCE
     assert {k: len(v) for k, v in fluxes.items()} == {"PMPS": 947, "SMPS": 162, "HTRU": 942}
     np.testing.assert_allclose(fluxes["PMPS"]["S1400_Jy"], fluxes["PMPS"]["S1400"] / 1e3)
+
+
+@needs_meerkat
+def test_meerkat_join_counts_of_shipped_tables():
+    mk = read_meerkat(MEERKAT_TABLE)
+    assert len(mk) == 1201 and not mk["PSRJ"].duplicated().any()  # 1237 census rows, 36 without ch6flux
+    table = subset_counts(ATNF, MEERKAT_TABLE)
+    assert table.attrs["flux_source"] == MEERKAT_FLUX_SOURCE
+    assert table["pulsars"].to_dict() == {"PMPS": 965, "SMPS": 192, "HTRU": 985}
+    assert table["with_flux"].to_dict() == {"PMPS": 618, "SMPS": 160, "HTRU": 663}
+    fluxes, _ = flux_subsets(survey_subsets(filter_atnf(read_atnf(ATNF))[0]), mk)
+    # every joined flux is the census ch6flux of that pulsar, in Jy
+    census = pd.read_csv(MEERKAT_TABLE).set_index("PSRJ")["ch6flux"]
+    np.testing.assert_allclose(fluxes["SMPS"]["S1400_Jy"], census.loc[fluxes["SMPS"]["PSRJ"]].to_numpy() / 1e3)
 
 
 def test_association_matching_is_per_entry():

@@ -610,14 +610,16 @@ def test_bad_atnf_exports_are_refused_with_the_line(text, message, tmp_path):
         read_atnf(write_atnf(tmp_path, text))
 
 
-def test_atnf_export_without_s1400_needs_a_meerkat_table(tmp_path):
+def test_observed_flux_maps_need_a_meerkat_table(tmp_path):
     from popstore.pulsars.catalog import filter_atnf, flux_subsets, read_atnf, survey_subsets
 
     text = ATNF_HEADER.replace("S1400;", "").replace("(mJy);", "") + "".join(
         r.replace(";1.2;", ";").replace(";0.4;", ";").replace(";NAN;NAN;pkssw", ";NAN;pkssw") for r in ATNF_ROWS)
     subsets = survey_subsets(filter_atnf(read_atnf(write_atnf(tmp_path, text)))[0])
-    with pytest.raises(UserError, match="no S1400 column .* and no MeerKAT table"):
+    with pytest.raises(UserError, match="need the MeerKAT TPA census table"):
         flux_subsets(subsets, None)
+    with pytest.raises(UserError, match="no S1400 column .* and no MeerKAT table"):
+        flux_subsets(subsets, None, atnf_fallback=True)
     meerkat = pd.DataFrame({"PSRJ": ["J0001+0001"], "S1400": [0.002]})
     assert flux_subsets(subsets, meerkat)[0]["PMPS"]["S1400_Jy"].tolist() == [0.002]
 

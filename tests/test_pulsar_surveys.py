@@ -20,6 +20,7 @@ from popstore.pulsars.surveys import SURVEYS  # noqa: E402
 from popstore.store import Layout, sample_seeds, template  # noqa: E402
 
 ATNF = Path(__file__).parents[2] / "shared" / "data" / "atnf_full_nobinary_06-08-2024.csv"
+TPA = ATNF.with_name("meerkat_tpa_census_posselt2023.csv")  # MeerKAT TPA census: the flux source
 TARGETS = {"PMPS": 12, "SMPS": 3, "HTRU_low_mid": 12, "HTRU_high": 2}
 MEERKAT = {"PMPS": 6, "SMPS": 2, "HTRU": 6}
 MID = {"mu_logB": 13.0, "sigma_logB": 0.5, "mu_logP": -0.5, "sigma_logP": 0.5, "a_late": -1.5,
@@ -95,11 +96,11 @@ def stores(tmp_path_factory, dm_cache, client):
     return root, sim
 
 
-@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+@pytest.mark.skipif(not (ATNF.exists() and TPA.exists()), reason=f"ATNF or TPA table not found at {ATNF.parent}")
 def test_observed_store_shares_coordinates(stores):
     root, sim = stores
     simulated = popstore.open_store(root / "sim.zarr")
-    obs = observed_store(ATNF, simulated)
+    obs = observed_store(ATNF, simulated, TPA)
     write_observed_store(obs, root / "obs.zarr")
     back = popstore.open_store(root / "obs.zarr")
     for name in simulated.coords:
@@ -114,27 +115,29 @@ def test_observed_store_shares_coordinates(stores):
         np.testing.assert_array_equal(back[bnds].values, simulated[bnds].values)
     check_compatible(back, simulated)
     assert back["n_observed"].values.tolist() == [965, 192, 985]
+    assert back["n_observed_flux"].values.tolist() == [618, 160, 663]  # joined with the MeerKAT TPA census
+    assert back.attrs["flux_source"].startswith("MeerKAT TPA")
     assert np.isnan(back["mu_logB"].values).all()
     assert (back["velocity_map_vra"].values == 0).all()
     # counts: the smoothed PMPS P-Pdot map still holds all 965 pulsars (reflecting edges conserve counts)
     assert float(back["ppdot_map"].sel(survey="PMPS").sum()) == pytest.approx(965, rel=1e-5)
 
 
-@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+@pytest.mark.skipif(not (ATNF.exists() and TPA.exists()), reason=f"ATNF or TPA table not found at {ATNF.parent}")
 def test_single_population_store(stores):
     root, _ = stores
     single = popstore.open_store(root / "single.zarr")
     assert single.sizes["sample"] == 1 and bool(single["done"].all())
-    obs = observed_store(ATNF, single)
+    obs = observed_store(ATNF, single, TPA)
     check_compatible(obs, single)
     assert single["ppdot_map"].shape == (1, 3, 16, 16)
     assert single["n_detected"].values[0].tolist() == list(TARGETS.values())
 
 
-@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+@pytest.mark.skipif(not (ATNF.exists() and TPA.exists()), reason=f"ATNF or TPA table not found at {ATNF.parent}")
 def test_mismatch_is_a_clear_error(stores, dm_cache):
     root, sim = stores
-    obs = observed_store(ATNF, popstore.open_store(root / "sim.zarr"))
+    obs = observed_store(ATNF, popstore.open_store(root / "sim.zarr"), TPA)
 
     def like(**kw):
         s = small(dm_cache, **kw)
@@ -155,13 +158,23 @@ def test_mismatch_is_a_clear_error(stores, dm_cache):
         check_compatible(obs, like().drop_vars("ppdot_map_fluxes"))
 
 
-@pytest.mark.skipif(not ATNF.exists(), reason=f"ATNF export not found at {ATNF}")
+@pytest.mark.skipif(not (ATNF.exists() and TPA.exists()), reason=f"ATNF or TPA table not found at {ATNF.parent}")
 def test_cli_observed_and_compare(stores, tmp_path, capsys):
     from popstore.cli import main
 
     root, _ = stores
-    assert main(["observed", str(ATNF), "--like", str(root / "sim.zarr"), "-o", str(tmp_path / "obs.zarr")]) == 0
-    assert "'PMPS': 965" in capsys.readouterr().out
+    assert main(["observed", str(ATNF), "--like", str(root / "sim.zarr"), "-o", str(tmp_path / "nomk.zarr")]) == 2
+    assert "need the MeerKAT TPA census" in capsys.readouterr().err  # no silent ATNF flux fallback
+    with pytest.warns(UserWarning, match="FALLBACK"):
+        assert main(["observed", str(ATNF), "--like", str(root / "sim.zarr"), "--flux-fallback-atnf",
+                     "-o", str(tmp_path / "fallback.zarr")]) == 0
+    captured = capsys.readouterr()
+    assert "with flux {'PMPS': 947, 'SMPS': 162, 'HTRU': 942}" in captured.out and "WARNING: FALLBACK" in captured.err
+    assert popstore.open_store(tmp_path / "fallback.zarr").attrs["flux_source"].startswith("FALLBACK")
+    assert main(["observed", str(ATNF), "--like", str(root / "sim.zarr"), "--meerkat", str(TPA),
+                 "-o", str(tmp_path / "obs.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "'PMPS': 965" in out and "with flux {'PMPS': 618, 'SMPS': 160, 'HTRU': 663}" in out
     png = tmp_path / "cmp.png"
     assert main(["compare-ppdot", str(tmp_path / "obs.zarr"), str(root / "sim.zarr"), "--sample", "1",
                  "-o", str(png)]) == 0
@@ -237,3 +250,44 @@ def test_observed_like_a_full_store_names_the_coordinate(client, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no 'survey' coordinate" in err and "Traceback" not in err
     assert not (tmp_path / "obs.zarr").exists()
+
+
+@pytest.mark.skipif(not (ATNF.exists() and TPA.exists()), reason=f"ATNF or TPA table not found at {ATNF.parent}")
+def test_observed_store_from_a_pipeline_section(stores, dm_cache, tmp_path, capsys):
+    from popstore.cli import main
+    from popstore.pipeline import section_names
+
+    if "observed" not in section_names():
+        pytest.skip("the [observed] section's entry point is not installed (pip install -e .)")
+    root, _ = stores
+
+    def pipeline(observed: str) -> Path:
+        path = tmp_path / "p.toml"
+        path.write_text(f"""
+[simulator]
+name = "pulsar_surveys"
+[simulator.config]
+dm_grid = "coarse"
+dm_cache_dir = "{dm_cache}"
+resolution_ppdot = 16
+resolution_dyn = 16
+[priors]
+n_samples = 2
+[store]
+path = "{root / 'sim.zarr'}"
+[observed]
+atnf = "{ATNF}"
+output = "obs_from_pipeline.zarr"
+{observed}
+""")
+        return path
+
+    assert main(["observed", "--pipeline", str(pipeline(f'meerkat = "{TPA}"'))]) == 0
+    assert "with flux {'PMPS': 618, 'SMPS': 160, 'HTRU': 663} (MeerKAT TPA" in capsys.readouterr().out
+    obs = popstore.open_store(tmp_path / "obs_from_pipeline.zarr")
+    assert obs.attrs["meerkat_table"] == TPA.name and obs["n_observed_flux"].values.tolist() == [618, 160, 663]
+    both = pipeline(f'meerkat = "{TPA}"\nflux_fallback_atnf = true')
+    assert main(["observed", "--pipeline", str(both), "--overwrite"]) == 2
+    assert "choose one" in capsys.readouterr().err
+    assert main(["observed", "--pipeline", str(pipeline("")), "--overwrite"]) == 2
+    assert "need the MeerKAT TPA census" in capsys.readouterr().err

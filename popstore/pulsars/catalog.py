@@ -16,10 +16,12 @@ smoothing or resolution differ. See ``catalogs/README.md`` for where the files c
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ import xarray as xr
 
 from popstore import __version__, compat
 from popstore.errors import UserError
+from popstore.pipeline import Pipeline, section_schema
 from popstore.simulator import Axis
 from popstore.pulsars.config import PulsarConfig
 from popstore.pulsars.survey_maps import SURVEY_MAP_VARIABLES, survey_map_axes, survey_maps
@@ -149,21 +152,47 @@ def survey_subsets(df: pd.DataFrame, surveys: Mapping[str, ObservedSurvey] = OBS
             for name, s in surveys.items()}
 
 
-def flux_subsets(subsets: Mapping[str, pd.DataFrame], meerkat: pd.DataFrame | None) -> tuple[dict[str, pd.DataFrame], str]:
+#: ``flux_source`` attr of an observed store whose flux maps use the MeerKAT TPA census (the papers' choice).
+MEERKAT_FLUX_SOURCE = "MeerKAT TPA ch6flux (1429 MHz), Posselt et al. 2023"
+#: ``flux_source`` attr of an observed store built with the explicit ATNF S1400 fallback.
+ATNF_FALLBACK_FLUX_SOURCE = ("FALLBACK, NOT THE PAPERS' FLUX MAPS: ATNF S1400 (many telescopes and epochs), "
+                             "asked for explicitly instead of the MeerKAT TPA census")
+
+
+def flux_subsets(subsets: Mapping[str, pd.DataFrame], meerkat: pd.DataFrame | None,
+                 atnf_fallback: bool = False) -> tuple[dict[str, pd.DataFrame], str]:
     """The survey subsets with an ``S1400_Jy`` column for the flux maps, and the flux source.
 
-    With a MeerKAT table: inner join on PSRJ (ATNF S1400 replaced by the TPA 1429 MHz flux).
-    Without one: the ATNF S1400 column (mJy -> Jy), rows with a value only — a FALLBACK,
-    not the papers' choice (different telescope, epochs and calibration)."""
-    if meerkat is None and any("S1400" not in v for v in subsets.values()):
-        raise UserError("the ATNF export has no S1400 column (1400 MHz flux, mJy) and no MeerKAT table was given: "
-                        "add S1400 to the export or pass the MeerKAT TPA table")
+    With a MeerKAT table (the default and the papers' choice): inner join on PSRJ, S1400 = the TPA
+    1429 MHz flux. Without one, only when ``atnf_fallback`` is asked for: the ATNF S1400 column
+    (mJy -> Jy), rows with a value only, labelled :data:`ATNF_FALLBACK_FLUX_SOURCE` (different
+    telescopes, epochs and calibration). Neither is a :class:`UserError`."""
     if meerkat is not None:
         mk = meerkat.rename(columns={"S1400": "S1400_Jy"})
-        return ({k: v.merge(mk, on="PSRJ", how="inner") for k, v in subsets.items()},
-                "MeerKAT TPA ch6flux (1429 MHz), Posselt et al. 2023")
+        return {k: v.merge(mk, on="PSRJ", how="inner") for k, v in subsets.items()}, MEERKAT_FLUX_SOURCE
+    if not atnf_fallback:
+        raise UserError("the observed flux maps need the MeerKAT TPA census table (Posselt et al. 2023; "
+                        "--meerkat PATH or [observed] meerkat); the ATNF S1400 fallback is used only when asked for "
+                        "(--flux-fallback-atnf or [observed] flux_fallback_atnf = true)")
+    if any("S1400" not in v for v in subsets.values()):
+        raise UserError("the ATNF export has no S1400 column (1400 MHz flux, mJy) for the asked-for fallback and no "
+                        "MeerKAT table was given: add S1400 to the export or pass the MeerKAT TPA table")
+    warnings.warn(f"observed flux maps: {ATNF_FALLBACK_FLUX_SOURCE}", UserWarning, stacklevel=2)
     return ({k: v[v["S1400"].notna() & (v["S1400"] > 0)].assign(S1400_Jy=lambda t: t["S1400"] / 1e3)
-             for k, v in subsets.items()}, "FALLBACK: ATNF S1400 (no MeerKAT table given)")
+             for k, v in subsets.items()}, ATNF_FALLBACK_FLUX_SOURCE)
+
+
+def subset_counts(atnf_path: str | Path, meerkat_path: str | Path | None = None,
+                  atnf_fallback: bool = False) -> pd.DataFrame:
+    """Pulsars per survey after the filters (``pulsars``) and after the flux join (``with_flux``), with the
+    flux source in the attrs: the numbers of catalogs/README.md (``popstore observed-counts``)."""
+    df, _ = filter_atnf(read_atnf(atnf_path))
+    subsets = survey_subsets(df)
+    fluxes, source = flux_subsets(subsets, read_meerkat(meerkat_path) if meerkat_path else None, atnf_fallback)
+    table = pd.DataFrame({"pulsars": {k: len(v) for k, v in subsets.items()},
+                          "with_flux": {k: len(v) for k, v in fluxes.items()}})
+    table.attrs["flux_source"] = source
+    return table
 
 
 def survey_catalogue(df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -196,20 +225,21 @@ def check_survey_store(like: xr.Dataset) -> None:
 
 
 def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | Path | None = None,
-                   variables: Sequence[str] = SURVEY_MAP_VARIABLES) -> xr.Dataset:
+                   variables: Sequence[str] = SURVEY_MAP_VARIABLES, atnf_fallback: bool = False) -> xr.Dataset:
     """The observed survey maps as a one-sample dataset laid out exactly like the simulated store ``like``.
 
     Bins, coordinates and map settings come from ``like`` (its coordinates and
     ``simulator_config``); labels are NaN; velocity maps are empty (fill value), because
     the detection surveys give no proper motions for most pulsars. The flux maps use
-    the MeerKAT TPA table at ``meerkat_path`` when given, else the ATNF S1400 fallback
-    (recorded in the ``flux_source`` attr).
+    the MeerKAT TPA table at ``meerkat_path``; without it, the ATNF S1400 column only when
+    ``atnf_fallback`` is asked for (see :func:`flux_subsets`; recorded in the ``flux_source`` attr).
     """
     check_survey_store(like)
     cfg = PulsarConfig.from_dict(simulator_config(like)["pulsar"])
     df, counts = filter_atnf(read_atnf(atnf_path))
     subsets = survey_subsets(df)
-    fluxes, flux_source = flux_subsets(subsets, read_meerkat(meerkat_path) if meerkat_path else None)
+    fluxes, flux_source = flux_subsets(subsets, read_meerkat(meerkat_path) if meerkat_path else None,
+                                       atnf_fallback)
     surveys = [str(s) for s in like["survey"].values]
     unknown = set(surveys) - set(subsets)
     if unknown:
@@ -241,6 +271,32 @@ def observed_store(atnf_path: str | Path, like: xr.Dataset, meerkat_path: str | 
     obs = xr.Dataset(data, coords=coords, attrs=attrs)
     check_compatible(obs, like, variables)
     return obs
+
+
+# schema of the [observed] section (entry point of the "popstore.pipeline_sections" group): the observed
+# catalogue files of a pipeline, read by `popstore observed --pipeline`; paths relative to the pipeline file
+ObservedSection = section_schema("observed", atnf=(str, ...), meerkat=(Optional[str], None), output=(str, ...),
+                                 flux_fallback_atnf=(bool, False))
+
+
+def pipeline_observed_store(pipeline: str | Path) -> tuple[xr.Dataset, Path]:
+    """The observed store of a pipeline's ``[observed]`` section on the bins of its ``[store]``, and the
+    section's output path. The MeerKAT table, when the section names it, is the flux source; the ATNF
+    S1400 fallback only with ``flux_fallback_atnf = true`` and no ``meerkat``."""
+    from popstore.store import open_store
+
+    pipe = Pipeline.load(pipeline)
+    sec = pipe.section("observed")
+    if not sec:
+        raise UserError(f"{pipeline}: no [observed] section (atnf, meerkat, output)")
+    if sec.get("meerkat") and sec.get("flux_fallback_atnf"):
+        raise UserError(f"{pipeline}: [observed] names a meerkat table and flux_fallback_atnf = true; choose one")
+    if not store_exists(pipe.store_path):
+        raise UserError(f"{pipe.store_path}: the pipeline's store does not exist yet; run 'popstore generate' first")
+    meerkat = pipe.path_of("observed", "meerkat") if sec.get("meerkat") else None
+    obs = observed_store(pipe.path_of("observed", "atnf"), open_store(pipe.store_path), meerkat,
+                         atnf_fallback=bool(sec.get("flux_fallback_atnf")))
+    return obs, pipe.path_of("observed", "output")
 
 
 def write_observed_store(ds: xr.Dataset, path: str | Path) -> None:

@@ -1,7 +1,11 @@
 """``popstore observed``, ``popstore compare-ppdot`` and ``popstore dm-grid``: the observed pulsar maps.
 
-- ``popstore observed ATNF.csv --like STORE [--meerkat Census_Table5.csv] -o obs.zarr``
-  builds the observed survey maps on the bins of a simulated ``pulsar_surveys`` store.
+- ``popstore observed ATNF.csv --like STORE --meerkat Census_Table5.csv -o obs.zarr`` (or
+  ``popstore observed --pipeline P.toml``, files from its ``[observed]`` section) builds the observed
+  survey maps on the bins of a simulated ``pulsar_surveys`` store; the flux maps use the MeerKAT TPA
+  census, the ATNF S1400 column only with ``--flux-fallback-atnf`` (labelled FALLBACK in the store).
+- ``popstore observed-counts ATNF.csv --meerkat Census_Table5.csv`` prints the pulsars per survey
+  after the filters and after the flux join (the numbers of catalogs/README.md).
 - ``popstore compare-ppdot obs.zarr STORE [--sample 0] -o ppdot.png`` draws the observed
   and one simulated population's P-Pdot density (and flux) maps side by side per survey.
 - ``popstore dm-grid [--preset default]`` computes (once) and caches the YMW16 DM grid and
@@ -11,23 +15,49 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from popstore.cli import new_output
 from popstore.errors import UserError
 
 
 def _observed(args: argparse.Namespace) -> int:
-    from popstore.pulsars.catalog import check_compatible, observed_store, write_observed_store
+    from popstore.pulsars.catalog import (
+        ATNF_FALLBACK_FLUX_SOURCE, check_compatible, observed_store, pipeline_observed_store, write_observed_store,
+    )
     from popstore.store import open_store
 
-    out = new_output(args.output, args.overwrite)
-    like = open_store(args.like)
-    obs = observed_store(args.atnf, like, meerkat_path=args.meerkat)
-    check_compatible(obs, like)
+    if args.pipeline is not None:
+        if args.atnf or args.like or args.meerkat or args.output or args.flux_fallback_atnf:
+            raise UserError("--pipeline takes the ATNF, MeerKAT, store and output paths from its [observed] section; "
+                            "give no other paths")
+        obs, output = pipeline_observed_store(args.pipeline)
+        out = new_output(str(output), args.overwrite)
+    else:
+        if not (args.atnf and args.like and args.output):
+            raise UserError("give ATNF.csv, --like STORE and -o OUTPUT, or --pipeline P.toml")
+        out = new_output(args.output, args.overwrite)
+        obs = observed_store(args.atnf, open_store(args.like), meerkat_path=args.meerkat,
+                             atnf_fallback=args.flux_fallback_atnf)
+        check_compatible(obs, open_store(args.like))
     write_observed_store(obs, out)
     n = dict(zip(obs["survey"].values.tolist(), obs["n_observed"].values.tolist()))
     nf = dict(zip(obs["survey"].values.tolist(), obs["n_observed_flux"].values.tolist()))
-    print(f"{args.output}: observed pulsars per survey {n}; with flux {nf} ({obs.attrs['flux_source']})")
+    print(f"{out}: observed pulsars per survey {n}; with flux {nf} ({obs.attrs['flux_source']})")
+    if obs.attrs["flux_source"] == ATNF_FALLBACK_FLUX_SOURCE:
+        print(f"WARNING: {ATNF_FALLBACK_FLUX_SOURCE}", file=sys.stderr)
+    return 0
+
+
+def _observed_counts(args: argparse.Namespace) -> int:
+    from popstore.pulsars.catalog import filter_atnf, read_atnf, subset_counts
+
+    table = subset_counts(args.atnf, args.meerkat, args.flux_fallback_atnf)
+    _, counts = filter_atnf(read_atnf(args.atnf))
+    print("ATNF filters (rows left): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"flux source: {table.attrs['flux_source']}")
+    print(table.to_string())
     return 0
 
 
@@ -61,14 +91,25 @@ def _dm_grid(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("observed", help="observed ATNF (+MeerKAT) survey maps on a simulated store's bins")
-    p.add_argument("atnf", help="ATNF export (';'-delimited, two header rows; see catalogs/README.md)")
-    p.add_argument("--like", required=True, help="simulated pulsar_surveys store giving bins and map settings")
-    p.add_argument("--meerkat", default=None, help="MeerKAT TPA Census_Table5.csv (PSRJ, ch6flux in mJy); "
-                                                   "default: ATNF S1400 fallback")
-    p.add_argument("-o", "--output", required=True, help="output Zarr store")
+    p = subparsers.add_parser("observed", help="observed ATNF + MeerKAT TPA survey maps on a simulated store's bins")
+    p.add_argument("atnf", nargs="?", help="ATNF export (';'-delimited, two header rows; see catalogs/README.md)")
+    p.add_argument("--like", help="simulated pulsar_surveys store giving bins and map settings")
+    p.add_argument("--meerkat", default=None, help="MeerKAT TPA census table (Posselt et al. 2023; PSRJ, ch6flux in "
+                                                   "mJy): the flux source of the flux maps")
+    p.add_argument("--flux-fallback-atnf", action="store_true",
+                   help="without --meerkat: flux maps from the ATNF S1400 column instead (a labelled FALLBACK, "
+                        "not the papers' flux maps)")
+    p.add_argument("--pipeline", type=Path, default=None,
+                   help="take atnf, meerkat, output from the pipeline's [observed] section and bins from its store")
+    p.add_argument("-o", "--output", help="output Zarr store")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_observed)
+
+    p = subparsers.add_parser("observed-counts", help="observed pulsars per survey after the filters and the flux join")
+    p.add_argument("atnf", help="ATNF export (';'-delimited, two header rows; see catalogs/README.md)")
+    p.add_argument("--meerkat", default=None, help="MeerKAT TPA census table (Posselt et al. 2023)")
+    p.add_argument("--flux-fallback-atnf", action="store_true", help="without --meerkat: count ATNF S1400 instead")
+    p.set_defaults(func=_observed_counts)
 
     p = subparsers.add_parser("compare-ppdot", help="figure: observed vs simulated P-Pdot survey maps")
     p.add_argument("observed", help="observed store (popstore observed)")
