@@ -257,20 +257,18 @@ class MapDataset(Dataset):
     def _reset_process_state(self) -> None:
         self._pid: int | None = None
         self._readers: dict[str, ChunkReader] = {}
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[int, list[np.ndarray]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
         self._batch_arrays = _ArrayPool(BATCH_BUFFERS, pinned=self.pin_memory and get_worker_info() is None)
-        # cached + decoding ahead + in use: evicted chunks are decoded into again
+        # cached + decoding ahead + in use, one array per input: evicted chunks are decoded into again
         in_flight = 2 * max(self.read_threads, 1) + 8
-        self._chunk_arrays = _ArrayPool(self.cache_chunks + in_flight)
-        # one variable's chunk before it is stacked with the others' (single-input stores decode in place)
-        self._part_arrays = _ArrayPool(len(self.inputs) * (max(self.read_threads, 1) + 1))
+        self._chunk_arrays = _ArrayPool(len(self.inputs) * (self.cache_chunks + in_flight))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _batch_arrays=None,
-                     _chunk_arrays=None, _part_arrays=None)
+                     _chunk_arrays=None)
         return state
 
     def _open(self) -> None:
@@ -282,31 +280,21 @@ class MapDataset(Dataset):
                 self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
             self._pid = os.getpid()
 
-    def _read_part(self, v: str, c: int, pool: _ArrayPool) -> np.ndarray:
-        """Rows of store chunk ``c`` of input ``v`` as ``(n, channels, *map_shape)`` float32."""
+    def _read_part(self, v: str, c: int) -> np.ndarray:
+        """Rows of store chunk ``c`` of input ``v`` as ``(n, channels of v, *map_shape)`` float32."""
         reader = self._readers[v]
         n = min(self.chunk, reader.array.shape[0] - c * self.chunk)
         if reader.chunk == self.chunk and reader.dtype == np.float32:
-            a = reader.read(c, lambda shape, dtype: pool.empty(shape))
+            a = reader.read(c, lambda shape, dtype: self._chunk_arrays.empty(shape))
         else:  # chunked differently from the first input, or not float32: zarr assembles the rows
             a = np.asarray(reader.array[c * self.chunk:c * self.chunk + n], dtype=np.float32)
         return a.reshape(n, -1, *self.map_shape)
 
-    def _decode_chunk(self, c: int) -> np.ndarray:
-        """Store chunk ``c`` decoded: ``(n, C, *map_shape)`` float32, the inputs stacked as channels."""
+    def _decode_chunk(self, c: int) -> list[np.ndarray]:
+        """Store chunk ``c`` decoded: one ``(n, channels of v, *map_shape)`` float32 array per input ``v``.
+        The inputs are stacked as channels only when a batch is gathered (one copy, not two)."""
         self._open()
-        if len(self.inputs) == 1:
-            return self._read_part(self.inputs[0], c, self._chunk_arrays)
-        out = None
-        ch = 0
-        for v in self.inputs:
-            part = self._read_part(v, c, self._part_arrays)
-            if out is None:
-                out = self._chunk_arrays.empty((len(part), len(self.channels), *self.map_shape))
-            out[:, ch:ch + part.shape[1]] = part
-            ch += part.shape[1]
-            del part  # its array goes back to the pool
-        return out
+        return [self._read_part(v, c) for v in self.inputs]
 
     def read_ahead(self, chunks: Iterable[int]) -> None:
         """Start decoding store chunks on the background threads (those not cached or already started)."""
@@ -318,7 +306,7 @@ class MapDataset(Dataset):
             if c not in self._cache and c not in self._pending:
                 self._pending[c] = self._pool.submit(self._decode_chunk, c)
 
-    def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, np.ndarray]:
+    def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, list[np.ndarray]]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
         (several missing chunks are decoded concurrently); the chunks ``then`` start decoding next."""
         self.read_ahead(chunks)
@@ -351,10 +339,16 @@ class MapDataset(Dataset):
             out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
         decoded = self._chunks(np.unique(chunk_of), then=read_ahead)
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
-        for a, b in zip(starts, [*starts[1:], len(sample)]):
-            c = int(chunk_of[a])
-            # rows are in range by construction; mode="clip" writes straight into out ("raise" buffers)
-            np.take(decoded[c], sample[a:b] - c * self.chunk, axis=0, out=out[a:b], mode="clip")
+        target = torch.from_numpy(out)
+        rows = torch.from_numpy(sample - chunk_of * self.chunk)
+        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
+            ch = 0
+            for part in decoded[int(chunk_of[a])]:
+                # rows straight into the batch's channel slots; torch copies row by row into a strided
+                # target (np.take would gather into a temporary and copy it again)
+                k = part.shape[1]
+                torch.index_select(torch.from_numpy(part), 0, rows[a:b], out=target[a:b, ch:ch + k])
+                ch += k
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
