@@ -55,6 +55,8 @@ Normalize = Literal["minmax", "standard", "none"]
 CACHE_BYTES = 2**30
 #: Batch arrays kept for reuse in the training process (see :meth:`MapDataset.batch`).
 BATCH_BUFFERS = 4
+#: Batches gathered ahead on the batch thread, per process (see :meth:`MapDataset.prepare`).
+PREPARE_BATCHES = 2
 
 
 def open_group(path: str | Path) -> zarr.Group:
@@ -260,15 +262,19 @@ class MapDataset(Dataset):
         self._cache: OrderedDict[int, list[np.ndarray]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
-        self._batch_arrays = _ArrayPool(BATCH_BUFFERS, pinned=self.pin_memory and get_worker_info() is None)
+        self._lock = threading.Lock()  # guards _cache and _pending (the batch thread reads chunks too)
+        self._assembler: ThreadPoolExecutor | None = None
+        self._prepared: OrderedDict[tuple[int, ...], Future] = OrderedDict()
+        self._batch_arrays = _ArrayPool(BATCH_BUFFERS + PREPARE_BATCHES,
+                                        pinned=self.pin_memory and get_worker_info() is None)
         # cached + decoding ahead + in use, one array per input: evicted chunks are decoded into again
         in_flight = 2 * max(self.read_threads, 1) + 8
         self._chunk_arrays = _ArrayPool(len(self.inputs) * (self.cache_chunks + in_flight))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _batch_arrays=None,
-                     _chunk_arrays=None)
+        state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _lock=None,
+                     _assembler=None, _prepared=OrderedDict(), _batch_arrays=None, _chunk_arrays=None)
         return state
 
     def _open(self) -> None:
@@ -278,6 +284,8 @@ class MapDataset(Dataset):
             self._readers = {v: ChunkReader(group[v]) for v in self.inputs}
             if self.read_threads > 0:
                 self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
+                # one thread gathers prepared batches in order; it waits on the read pool, never the reverse
+                self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
             self._pid = os.getpid()
 
     def _read_part(self, v: str, c: int) -> np.ndarray:
@@ -301,28 +309,29 @@ class MapDataset(Dataset):
         self._open()
         if self._pool is None:
             return
-        for c in chunks:
-            c = int(c)
-            if c not in self._cache and c not in self._pending:
-                self._pending[c] = self._pool.submit(self._decode_chunk, c)
+        with self._lock:
+            for c in map(int, chunks):
+                if c not in self._cache and c not in self._pending:
+                    self._pending[c] = self._pool.submit(self._decode_chunk, c)
 
     def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, list[np.ndarray]]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
         (several missing chunks are decoded concurrently); the chunks ``then`` start decoding next."""
         self.read_ahead(chunks)
         self.read_ahead(then)
-        out = {}
-        for c in map(int, chunks):
-            if c in self._cache:
-                self._cache.move_to_end(c)
-                out[c] = self._cache[c]
-                continue
-            pending = self._pending.pop(c, None)
-            out[c] = pending.result() if pending is not None else self._decode_chunk(c)
-            if self.cache_chunks > 0:
-                self._cache[c] = out[c]
-                while len(self._cache) > self.cache_chunks:
-                    self._cache.popitem(last=False)
+        chunks = [int(c) for c in chunks]
+        with self._lock:
+            found = {c: self._cache.get(c, self._pending.get(c)) for c in chunks}
+        out = {c: f if isinstance(f, list) else f.result() if f is not None else self._decode_chunk(c)
+               for c, f in found.items()}
+        with self._lock:
+            for c in chunks:
+                self._pending.pop(c, None)
+                if self.cache_chunks > 0:
+                    self._cache[c] = out[c]
+                    self._cache.move_to_end(c)
+            while len(self._cache) > self.cache_chunks:
+                self._cache.popitem(last=False)
         return out
 
     def read_inputs(self, positions: Sequence[int] | np.ndarray, out: np.ndarray | None = None,
@@ -339,16 +348,18 @@ class MapDataset(Dataset):
             out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
         decoded = self._chunks(np.unique(chunk_of), then=read_ahead)
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
-        target = torch.from_numpy(out)
-        rows = torch.from_numpy(sample - chunk_of * self.chunk)
+        rows = sample - chunk_of * self.chunk
+        slots = _channel_slots(out, [part.shape[1] for part in decoded[int(chunk_of[0])]]) if len(sample) else []
         for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
-            ch = 0
-            for part in decoded[int(chunk_of[a])]:
-                # rows straight into the batch's channel slots; torch copies row by row into a strided
-                # target (np.take would gather into a temporary and copy it again)
-                k = part.shape[1]
-                torch.index_select(torch.from_numpy(part), 0, rows[a:b], out=target[a:b, ch:ch + k])
-                ch += k
+            for slot, part in zip(slots, decoded[int(chunk_of[a])]):
+                # whole maps (one item each) straight into the batch's channel slots: np.take when they are
+                # contiguous (one input), else a gather into a small temporary (torch's strided index_select
+                # is 100x slower with several intra-op threads on a busy machine)
+                src = _as_items(part)
+                if slot.flags.c_contiguous:
+                    np.take(src, rows[a:b], out=slot[a:b], mode="clip")
+                else:
+                    slot[a:b] = src[rows[a:b]]
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
@@ -362,24 +373,53 @@ class MapDataset(Dataset):
     def batch(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked ``(x, y)`` of several positions, inputs transformed (``read_ahead``: see :meth:`read_inputs`).
 
+        A batch named earlier to :meth:`prepare` is taken as the batch thread gathered it.
         In a DataLoader worker ``x`` lives in shared memory, as torch's own collate does, so
         sending it to the training process copies nothing. In the training process ``x`` reuses
         the array of one of the last :data:`BATCH_BUFFERS` batches once nothing holds that batch
         any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
         """
         self._open()  # per-process state first: a new process starts with no arrays to reuse
+        prepared = self._prepared.pop(tuple(map(int, positions)), None)
+        if prepared is None:
+            x = self._gather(positions, read_ahead)
+        else:
+            self.read_ahead(read_ahead)
+            x = prepared.result()
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.y[np.asarray(positions, dtype=np.int64)]
+
+    def _gather(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> torch.Tensor:
+        """Untransformed inputs of a batch, in a recycled (training process) or shared-memory (worker) array."""
         shape = (len(positions), len(self.channels), *self.map_shape)
         if get_worker_info() is None:
             x = torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
         else:
             x = _shared_tensor(shape)
         self.read_inputs(positions, out=x.numpy(), read_ahead=read_ahead)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.y[np.asarray(positions, dtype=np.int64)]
+        return x
+
+    def prepare(self, batches: Iterable[Sequence[int]]) -> None:
+        """Start gathering ``batches`` (lists of positions) on the batch thread, in order, so that
+        :meth:`batch` finds them ready: gathering overlaps the training step. At most
+        :data:`PREPARE_BATCHES` + 1 unclaimed batches (those named ahead and the one about to be
+        claimed) are kept; older ones are dropped."""
+        self._open()
+        if self._assembler is None:
+            return
+        for positions in batches:
+            key = tuple(map(int, positions))
+            if key not in self._prepared:
+                self._prepared[key] = self._assembler.submit(self._gather, key)
+        while len(self._prepared) > PREPARE_BATCHES + 1:  # never claimed (an epoch left early)
+            self._prepared.popitem(last=False)[1].cancel()
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
-        return _Batch(*self.batch(positions, getattr(positions, "read_ahead", ())))
+        read_ahead = getattr(positions, "read_ahead", ())
+        self.read_ahead(read_ahead)  # decoding starts before the batch thread needs the chunks
+        self.prepare(getattr(positions, "prepare", ()))
+        return _Batch(*self.batch(positions, read_ahead))
 
     def chunk_groups(self) -> list[np.ndarray]:
         """Dataset positions grouped by the store chunk that holds them."""
@@ -416,6 +456,20 @@ class _ArrayPool:
             return a
 
 
+def _as_items(a: np.ndarray) -> np.ndarray:
+    """``a`` (n, ...) viewed as n opaque items of its row's bytes (one memcpy each when gathered)."""
+    return a.reshape(len(a), -1).view(np.dtype((np.void, a[0].nbytes)))[:, 0]
+
+
+def _channel_slots(out: np.ndarray, channels: Sequence[int]) -> list[np.ndarray]:
+    """Views of ``out`` (n, C, ...) as opaque items: per input, its ``channels`` of every row."""
+    flat = out.reshape(len(out), -1)
+    per = flat.shape[1] // out.shape[1]
+    bounds = np.cumsum([0, *channels]) * per
+    return [flat[:, lo:hi].view(np.dtype((np.void, (hi - lo) * out.itemsize)))[:, 0]
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
 def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:
     """An empty float32 tensor in shared memory."""
     proto = torch.empty(0, dtype=torch.float32)
@@ -449,11 +503,14 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
 class ChunkBatch(list):
     """Dataset positions of one batch (a list), grouped by store chunk, with :attr:`read_ahead`:
     the store chunks the same worker reads a few batches later, which :class:`MapDataset`
-    starts decoding in the background. It pickles, so the hint reaches DataLoader workers."""
+    starts decoding in the background, and :attr:`prepare`: the positions of the same worker's
+    next batches, which it gathers in the background. It pickles, so the hints reach DataLoader workers."""
 
-    def __init__(self, positions: Iterable[int], read_ahead: Iterable[int] = ()) -> None:
+    def __init__(self, positions: Iterable[int], read_ahead: Iterable[int] = (),
+                 prepare: Iterable[Sequence[int]] = ()) -> None:
         super().__init__(positions)
         self.read_ahead = tuple(read_ahead)
+        self.prepare = tuple(tuple(p) for p in prepare)
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -555,12 +612,16 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         return streams[self.rank * self.n_streams:(self.rank + 1) * self.n_streams]
 
     def _with_read_ahead(self, batches: list[np.ndarray]) -> list[ChunkBatch]:
-        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead``; the first names all up to it."""
+        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead`` (the first: all up to it)
+        and batch ``i + PREPARE_BATCHES`` to gather (the first: all up to it)."""
         chunks = [np.unique(self.chunk_of[b]) for b in batches]
         ahead = [chunks[i + self.lookahead] if i + self.lookahead < len(chunks) else () for i in range(len(chunks))]
         if chunks:
             ahead[0] = np.unique(np.concatenate(chunks[1:self.lookahead + 1] or [np.empty(0, dtype=np.int64)]))
-        return [ChunkBatch(b.tolist(), map(int, a)) for b, a in zip(batches, ahead)]
+        lists = [b.tolist() for b in batches]
+        prepare = [lists[1:PREPARE_BATCHES + 1] if i == 0 else lists[i + PREPARE_BATCHES:i + PREPARE_BATCHES + 1]
+                   for i in range(len(lists))]
+        return [ChunkBatch(b, map(int, a), p) for b, a, p in zip(lists, ahead, prepare)]
 
     def __iter__(self) -> Iterator[ChunkBatch]:
         streams = [self._with_read_ahead(s) for s in self._batches()]

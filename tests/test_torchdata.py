@@ -15,7 +15,7 @@ from popstore.priors import sample_table
 from popstore.splits import label_statistics
 from popstore.simulators import get_simulator
 from popstore.store import open_store
-from popstore.torchdata import ChunkBatch, ChunkBatchSampler, _ArrayPool
+from popstore.torchdata import BATCH_BUFFERS, PREPARE_BATCHES, ChunkBatch, ChunkBatchSampler, _ArrayPool
 from toy_simulators import Ramp
 
 
@@ -192,6 +192,14 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
         return original(self, c)
 
     monkeypatch.setattr(popstore.MapDataset, "_decode_chunk", recording)
+    gathered = []
+    original_gather = popstore.MapDataset.read_inputs
+
+    def recording_gather(self, *args, **kwargs):
+        gathered.append((self.read_threads, threading.current_thread().name))
+        return original_gather(self, *args, **kwargs)
+
+    monkeypatch.setattr(popstore.MapDataset, "read_inputs", recording_gather)
     kwargs = dict(split="train", normalize="none")
     on_demand = popstore.MapDataset(store, read_threads=0, **kwargs)
     ahead = popstore.MapDataset(store, read_threads=2, **kwargs)
@@ -202,6 +210,10 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
         assert ahead._pending == {} and len(ahead._cache) == len(np.unique(ahead.indices // ahead.chunk))
         assert {name for n, name in threads if n == 0} == {"MainThread"}
         assert all(name.startswith("popstore-read") for n, name in threads if n == 2)
+        # every batch but the first is gathered on the batch thread, while the previous one is in use
+        names = [name for n, name in gathered if n == 2]
+        assert names.count("MainThread") == 1 and all(n.startswith("popstore-batch") for n in names if n != "MainThread")
+        assert len(names) == len(popstore.make_loader(ahead, batch_size=6)) and ahead._prepared == {}
 
 
 def test_batch_arrays_are_reused_only_once_released(store):
@@ -328,9 +340,9 @@ def test_reads_verify_crc32c_checksums(tmp_path):
 
 
 def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(tmp_path):
-    """100 chunks of 256 KiB through a 2-chunk cache: traced allocations stay at the pools' size."""
-    n, chunk = 1600, 16
-    maps = np.random.default_rng(1).random((n, 64, 64), dtype=np.float32)  # 25 MiB
+    """125 chunks of 256 KiB through a 2-chunk cache: traced allocations stay at the pools' size."""
+    n, chunk = 2000, 16
+    maps = np.random.default_rng(1).random((n, 64, 64), dtype=np.float32)  # 31 MiB
     path = tmp_path / "big.zarr"
     xr.Dataset({"m": (("s", "y", "x"), maps), "a": ("s", np.arange(n, dtype=float))}).to_zarr(
         path, encoding={"m": {"chunks": (chunk, 64, 64)}})
@@ -345,8 +357,9 @@ def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_allclose(total, maps.sum(dtype=np.float64), rtol=1e-9)  # every sample read once
-    # pools: cache + in-flight chunk arrays, batch arrays, plus a compressed chunk per thread
-    bound = (data.cache_chunks + 2 * data.read_threads + 8) * chunk_bytes + 4 * 8 * 64 * 64 * 4 \
+    # pools: cache + in-flight chunk arrays, batch arrays (recycled and gathered ahead), a compressed chunk per thread
+    bound = (data.cache_chunks + 2 * data.read_threads + 8) * chunk_bytes \
+        + (BATCH_BUFFERS + PREPARE_BATCHES) * 8 * 64 * 64 * 4 \
         + (data.read_threads + 1) * chunk_bytes
     assert peak < bound < maps.nbytes / 5
 
