@@ -11,11 +11,14 @@ single DataLoader worker so each chunk is decompressed once per epoch.
 Chunks are read by :class:`popstore.zarrchunks.ChunkReader`: the chunk's bytes
 go through every codec of the array's own codec pipeline (checksums included)
 without zarr's async machinery, into recycled arrays. Each batch from the
-sampler names the chunks its worker will need a few batches later
-(:class:`ChunkBatch`); the dataset decodes those on a pool of threads, one per
-core (Blosc and file reads release the GIL), so reading overlaps with the
-training step, and the batch itself is gathered from the decoded chunks with
-one contiguous copy per chunk. Batches and decoded chunks reuse arrays that
+sampler names the chunks its worker will need a few batches later and the
+worker's next batches (:class:`ChunkBatch`); the dataset decodes those chunks on
+a pool of threads, one per core (Blosc and file reads release the
+GIL), and a batch thread gathers the next batches from the decoded chunks, so
+reading and gathering overlap the training step, which only claims finished
+batches. A decoded chunk stays one array per input; each input's maps are
+copied straight into their channels of the batch (one copy of every map,
+never a stacked copy of the chunk first). Batches and decoded chunks reuse arrays that
 nothing holds any more, so memory is not faulted in afresh for every batch; on
 CUDA machines the batch arrays are page-locked, so ``.to(device,
 non_blocking=True)`` copies asynchronously.
@@ -138,8 +141,9 @@ class MapDataset(Dataset):
         :data:`CACHE_BYTES`, ``0`` disables the cache.
     read_threads
         Threads per process that decode the chunks named by
-        :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read only
-        on demand, in the calling thread).
+        :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read
+        and gather only on demand, in the calling thread). With threads, a
+        further thread gathers the batches named by :attr:`ChunkBatch.prepare`.
     split_variable
         The variable holding subset names for a string ``split``.
     label_stats
@@ -549,7 +553,8 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
     caches its own chunks only. Inside a batch the positions are grouped by chunk
     (the order within a batch does not change a gradient), and each batch names
     the chunks of the batch one buffer ahead in its stream as
-    :attr:`ChunkBatch.read_ahead`.
+    :attr:`ChunkBatch.read_ahead` and the batch :data:`PREPARE_BATCHES` ahead
+    as :attr:`ChunkBatch.prepare`.
 
     With ``world_size > 1`` every stream of every rank serves the same number of
     samples, so all ranks run the same number of batches (DDP needs this):
