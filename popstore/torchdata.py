@@ -196,8 +196,10 @@ class MapDataset(Dataset):
         if len(spatial) != 1:
             raise UserError(f"{store}: inputs have different map shapes: {shapes}")
         self.map_shape = spatial.pop()
-        self.channels = [f"{v}[{i}]" if np.prod(s[:len(s) - spatial_ndim]) > 1 else v
-                         for v, s in shapes.items() for i in range(int(np.prod(s[:len(s) - spatial_ndim])))]
+        #: channels of each input (its dims between the sample dim and the map dims, folded)
+        self.input_channels = [int(np.prod(s[:len(s) - spatial_ndim])) for s in shapes.values()]
+        self.channels = [f"{v}[{i}]" if k > 1 else v for v, k in zip(self.inputs, self.input_channels)
+                         for i in range(k)]
         self.split = split if isinstance(split, str) or split is None else "indices"
         selected = _selection(ds, split, split_variable, self.sample_dim, str(store))
         self.indices = np.flatnonzero(selected)
@@ -263,7 +265,7 @@ class MapDataset(Dataset):
     def _reset_process_state(self) -> None:
         self._pid: int | None = None
         self._readers: dict[str, ChunkReader] = {}
-        self._cache: OrderedDict[int, list[np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()  # guards _cache and _pending (the batch thread reads chunks too)
@@ -271,9 +273,9 @@ class MapDataset(Dataset):
         self._prepared: OrderedDict[tuple[int, ...], Future] = OrderedDict()
         self._batch_arrays = _ArrayPool(BATCH_BUFFERS + PREPARE_BATCHES,
                                         pinned=self.pin_memory and get_worker_info() is None)
-        # cached + decoding ahead + in use, one array per input: evicted chunks are decoded into again
+        # cached + decoding ahead + in use: evicted chunks are decoded into again
         in_flight = 2 * max(self.read_threads, 1) + 8
-        self._chunk_arrays = _ArrayPool(len(self.inputs) * (self.cache_chunks + in_flight))
+        self._chunk_arrays = _ArrayPool(self.cache_chunks + in_flight)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -292,21 +294,29 @@ class MapDataset(Dataset):
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
             self._pid = os.getpid()
 
-    def _read_part(self, v: str, c: int) -> np.ndarray:
-        """Rows of store chunk ``c`` of input ``v`` as ``(n, channels of v, *map_shape)`` float32."""
+    def _read_part(self, v: str, c: int, out: np.ndarray) -> None:
+        """Rows of store chunk ``c`` of input ``v`` into ``out`` ``(chunk, channels of v, *map_shape)``."""
         reader = self._readers[v]
         n = min(self.chunk, reader.array.shape[0] - c * self.chunk)
         if reader.chunk == self.chunk and reader.dtype == np.float32:
-            a = reader.read(c, lambda shape, dtype: self._chunk_arrays.empty(shape))
+            a = reader.read(c, lambda shape, dtype: out.reshape(shape))  # decoded in place where it can
+            if np.may_share_memory(a, out):
+                return
         else:  # chunked differently from the first input, or not float32: zarr assembles the rows
             a = np.asarray(reader.array[c * self.chunk:c * self.chunk + n], dtype=np.float32)
-        return a.reshape(n, -1, *self.map_shape)
+        out[:n] = a.reshape(n, -1, *self.map_shape)
 
-    def _decode_chunk(self, c: int) -> list[np.ndarray]:
-        """Store chunk ``c`` decoded: one ``(n, channels of v, *map_shape)`` float32 array per input ``v``.
-        The inputs are stacked as channels only when a batch is gathered (one copy, not two)."""
+    def _decode_chunk(self, c: int) -> np.ndarray:
+        """Store chunk ``c`` decoded: one float32 array of ``chunk x C`` maps, in which each input
+        ``v`` fills its own block ``(chunk, channels of v, *map_shape)``, one after the other (the
+        codecs decode straight into it; the channels are interleaved only when a batch is gathered)."""
         self._open()
-        return [self._read_part(v, c) for v in self.inputs]
+        out = self._chunk_arrays.empty((self.chunk * len(self.channels), *self.map_shape))
+        start = 0
+        for v, k in zip(self.inputs, self.input_channels):
+            self._read_part(v, c, out[start:start + self.chunk * k].reshape(self.chunk, k, *self.map_shape))
+            start += self.chunk * k
+        return out
 
     def read_ahead(self, chunks: Iterable[int]) -> None:
         """Start decoding store chunks on the background threads (those not cached or already started)."""
@@ -318,7 +328,7 @@ class MapDataset(Dataset):
                 if c not in self._cache and c not in self._pending:
                     self._pending[c] = self._pool.submit(self._decode_chunk, c)
 
-    def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, list[np.ndarray]]:
+    def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, np.ndarray]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
         (several missing chunks are decoded concurrently); the chunks ``then`` start decoding next."""
         self.read_ahead(chunks)
@@ -326,7 +336,7 @@ class MapDataset(Dataset):
         chunks = [int(c) for c in chunks]
         with self._lock:
             found = {c: self._cache.get(c, self._pending.get(c)) for c in chunks}
-        out = {c: f if isinstance(f, list) else f.result() if f is not None else self._decode_chunk(c)
+        out = {c: f if isinstance(f, np.ndarray) else f.result() if f is not None else self._decode_chunk(c)
                for c, f in found.items()}
         with self._lock:
             for c in chunks:
@@ -350,20 +360,24 @@ class MapDataset(Dataset):
         chunk_of = sample // self.chunk
         if out is None:
             out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
+        elif not (out.flags.c_contiguous and out.dtype == np.float32):
+            raise UserError("read_inputs: out must be a C-contiguous float32 array")
+        if not len(sample):
+            return out
         decoded = self._chunks(np.unique(chunk_of), then=read_ahead)
+        # every map of the batch is one item; item (row r, channel c) of a decoded chunk is
+        # block_start[c] + r * channels of c's input + c's place in its input (see _decode_chunk)
+        k = np.repeat(self.input_channels, self.input_channels)
+        first = np.repeat(np.cumsum([0, *self.input_channels[:-1]]), self.input_channels)
+        start = first * self.chunk + np.arange(len(self.channels)) - first
+        items = (start + (sample - chunk_of * self.chunk)[:, None] * k).ravel()
+        target = _as_items(out, len(out) * len(self.channels))
+        n_c = len(self.channels)
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
-        rows = sample - chunk_of * self.chunk
-        slots = _channel_slots(out, [part.shape[1] for part in decoded[int(chunk_of[0])]]) if len(sample) else []
         for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
-            for slot, part in zip(slots, decoded[int(chunk_of[a])]):
-                # whole maps (one item each) straight into the batch's channel slots: np.take when they are
-                # contiguous (one input), else a gather into a small temporary (torch's strided index_select
-                # is 100x slower with several intra-op threads on a busy machine)
-                src = _as_items(part)
-                if slot.flags.c_contiguous:
-                    np.take(src, rows[a:b], out=slot[a:b], mode="clip")
-                else:
-                    slot[a:b] = src[rows[a:b]]
+            # one memcpy per map, straight into the batch: no temporary, no stacked copy of the chunk
+            np.take(_as_items(decoded[int(chunk_of[a])], self.chunk * n_c), items[a * n_c:b * n_c],
+                    out=target[a * n_c:b * n_c], mode="clip")
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
@@ -460,18 +474,9 @@ class _ArrayPool:
             return a
 
 
-def _as_items(a: np.ndarray) -> np.ndarray:
-    """``a`` (n, ...) viewed as n opaque items of its row's bytes (one memcpy each when gathered)."""
-    return a.reshape(len(a), -1).view(np.dtype((np.void, a[0].nbytes)))[:, 0]
-
-
-def _channel_slots(out: np.ndarray, channels: Sequence[int]) -> list[np.ndarray]:
-    """Views of ``out`` (n, C, ...) as opaque items: per input, its ``channels`` of every row."""
-    flat = out.reshape(len(out), -1)
-    per = flat.shape[1] // out.shape[1]
-    bounds = np.cumsum([0, *channels]) * per
-    return [flat[:, lo:hi].view(np.dtype((np.void, (hi - lo) * out.itemsize)))[:, 0]
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+def _as_items(a: np.ndarray, n: int) -> np.ndarray:
+    """Contiguous ``a`` viewed as ``n`` opaque items of equal size (a gather copies each with one memcpy)."""
+    return a.reshape(n, -1).view(np.dtype((np.void, a.nbytes // n)))[:, 0]
 
 
 def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:
