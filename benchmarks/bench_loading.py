@@ -18,7 +18,9 @@ alike (``--rounds`` rounds; median and best of them are printed):
 - ``chunk-aware, later epochs``: one loader whose decoded-chunk cache holds the
   split, past its first epoch;
 - ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
-  every epoch decodes every chunk again, as for a dataset larger than memory;
+  every epoch decodes every chunk again, as for a dataset larger than memory; and
+  the same with ``gather_ahead=True`` (the default on CUDA machines): batches
+  gathered on a background thread, the training thread only claims them;
 - ``loose .npy + CSV``: the research codes' Dataset (a CSV row and one
   ``np.load`` per map per sample).
 
@@ -197,7 +199,7 @@ def profile_streaming(store: Path, batch: int) -> None:
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     start = next(i for i, ln in enumerate(lines) if "ncalls" in ln)
     print("\ncProfile of one streaming epoch on the training thread alone (read_threads=0), top 8 by own time:")
-    print("\n".join([lines[1]] + lines[start:start + 9]))
+    print("\n".join(lines[:start] + lines[start:start + 9]))
 
 
 def main() -> None:
@@ -231,9 +233,10 @@ def main() -> None:
               f"in {time.perf_counter() - t0:.1f} s; {_cores()} cores")
         memory = TensorDataset(torch.from_numpy(reader.read_inputs(np.arange(len(reader)))), reader.y)
 
-        def chunk_aware(cache_chunks: int | None = None) -> DataLoader:
+        def chunk_aware(cache_chunks: int | None = None, gather_ahead: bool | None = None) -> DataLoader:
             data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none",
-                                       cache_chunks=cache_chunks, read_threads=args.read_threads)
+                                       cache_chunks=cache_chunks, read_threads=args.read_threads,
+                                       gather_ahead=gather_ahead)
             return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=args.buffer_chunks)
 
         limit = RawLimit(store, _cores())
@@ -243,6 +246,7 @@ def main() -> None:
             "chunk-aware, first epoch": None,  # a fresh loader every round
             "chunk-aware, later epochs": cached,
             "chunk-aware, streaming": chunk_aware(2 * args.buffer_chunks),
+            "chunk-aware, streaming, gather_ahead": chunk_aware(2 * args.buffer_chunks, gather_ahead=True),
             "loose .npy + CSV": DataLoader(LooseFiles(folder), batch_size=args.batch, shuffle=True),
         }
         rates = {"read+decode limit": [], "read+decode limit, 1 thread": [], **{k: [] for k in loaders}}
@@ -278,10 +282,10 @@ def main() -> None:
         print("\nratios of median rates (targets for streaming and first epochs: >= 0.5x in-memory, >= 10x loose, "
               ">= 0.5x the limit); last column: the limit's CPU cost per sample / the loader's")
         mem, loose, lim = median["in-memory tensor"], median["loose .npy + CSV"], median["read+decode limit"]
-        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, later epochs",
-                     "in-memory tensor"):
+        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, streaming, gather_ahead",
+                     "chunk-aware, later epochs", "in-memory tensor"):
             r = median[name]
-            print(f"  {name:<28}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
+            print(f"  {name:<38}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
                   f"{cost['read+decode limit'] / cost[name]:8.2f}")
 
         data = cached.dataset

@@ -14,9 +14,9 @@ without zarr's async machinery, into recycled arrays. Each batch from the
 sampler names the chunks its worker will need a few batches later and the
 worker's next batches (:class:`ChunkBatch`); the dataset decodes those chunks on
 a pool of threads, one per core (Blosc and file reads release the
-GIL), and a batch thread gathers the next batches from the decoded chunks, so
-reading and gathering overlap the training step, which only claims finished
-batches. A decoded chunk stays one array per input; each input's maps are
+GIL), so reading overlaps the training step; with ``gather_ahead`` (the default
+on CUDA machines) a batch thread also gathers the next batches from the decoded
+chunks, and the training thread only claims finished batches. A decoded chunk stays one array per input; each input's maps are
 copied straight into their channels of the batch (one copy of every map,
 never a stacked copy of the chunk first). Batches and decoded chunks reuse arrays that
 nothing holds any more, so memory is not faulted in afresh for every batch; on
@@ -142,8 +142,14 @@ class MapDataset(Dataset):
     read_threads
         Threads per process that decode the chunks named by
         :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read
-        and gather only on demand, in the calling thread). With threads, a
-        further thread gathers the batches named by :attr:`ChunkBatch.prepare`.
+        and gather only on demand, in the calling thread).
+    gather_ahead
+        Gather the batches named by :attr:`ChunkBatch.prepare` on a further
+        thread (needs ``read_threads``), so the training thread only claims
+        finished batches: what a GPU training loop wants. It costs more CPU
+        per sample in all (thread hand-offs; ``benchmarks/bench_loading.py``
+        prints both), which a CPU training step, itself using every core, would
+        pay for nothing. Default: when CUDA is available.
     split_variable
         The variable holding subset names for a string ``split``.
     label_stats
@@ -171,6 +177,7 @@ class MapDataset(Dataset):
         split_variable: str = "split",
         label_stats: np.ndarray | None = None,
         pin_memory: bool | None = None,
+        gather_ahead: bool | None = None,
     ) -> None:
         group = open_group(store)
         ds = xr.open_zarr(group.store_path, consolidated=False, chunks=None)
@@ -214,6 +221,7 @@ class MapDataset(Dataset):
         self.cache_chunks = max(1, CACHE_BYTES // chunk_bytes) if cache_chunks is None else cache_chunks
         self.read_threads = _cores() if read_threads is None else read_threads
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.gather_ahead = torch.cuda.is_available() if gather_ahead is None else gather_ahead
         self._reset_process_state()
 
     # -- labels ------------------------------------------------------------
@@ -290,6 +298,7 @@ class MapDataset(Dataset):
             self._readers = {v: ChunkReader(group[v]) for v in self.inputs}
             if self.read_threads > 0:
                 self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
+            if self.read_threads > 0 and self.gather_ahead:
                 # one thread gathers prepared batches in order; it waits on the read pool, never the reverse
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
             self._pid = os.getpid()
@@ -655,7 +664,8 @@ def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True,
     """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader).
 
     ``num_workers=0`` (the default) reads in the training process, with the dataset's
-    ``read_threads`` decoding ahead; worker processes add the cost of moving every batch
+    ``read_threads`` decoding ahead (and, with ``gather_ahead``, its batch thread gathering the next
+    batches) while the training step runs; worker processes add the cost of moving every batch
     between processes (``benchmarks/bench_loading.py``), so they pay off only when a
     ``transform`` is expensive. ``rank``/``world_size`` (default: from ``torch.distributed``)
     give this process its share of the chunks; see :class:`ChunkBatchSampler` for how

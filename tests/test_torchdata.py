@@ -202,7 +202,7 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
     monkeypatch.setattr(popstore.MapDataset, "read_inputs", recording_gather)
     kwargs = dict(split="train", normalize="none")
     on_demand = popstore.MapDataset(store, read_threads=0, **kwargs)
-    ahead = popstore.MapDataset(store, read_threads=2, **kwargs)
+    ahead = popstore.MapDataset(store, read_threads=2, gather_ahead=True, **kwargs)
     for a, b in zip(popstore.make_loader(on_demand, batch_size=6, seed=4, num_workers=num_workers),
                     popstore.make_loader(ahead, batch_size=6, seed=4, num_workers=num_workers), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
