@@ -146,10 +146,10 @@ class MapDataset(Dataset):
     gather_ahead
         Gather the batches named by :attr:`ChunkBatch.prepare` on a further
         thread (needs ``read_threads``), so the training thread only claims
-        finished batches: what a GPU training loop wants. It costs more CPU
-        per sample in all (thread hand-offs; ``benchmarks/bench_loading.py``
-        prints both), which a CPU training step, itself using every core, would
-        pay for nothing. Default: when CUDA is available.
+        finished batches: what a GPU training loop wants. A CPU training step
+        uses every core itself, so there the overlap gains little and the
+        thread hand-offs can cost CPU (``benchmarks/bench_loading.py`` prints
+        streaming with and without it). Default: when CUDA is available.
     split_variable
         The variable holding subset names for a string ``split``.
     label_stats
