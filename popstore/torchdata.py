@@ -13,12 +13,13 @@ go through every codec of the array's own codec pipeline (checksums included)
 without zarr's async machinery, into recycled arrays. Each batch from the
 sampler names the chunks its worker will need a few batches later and the
 worker's next batches (:class:`ChunkBatch`); the dataset decodes those chunks on
-a pool of threads, one per core (Blosc and file reads release the
-GIL), so reading overlaps the training step; with ``gather_ahead`` (the default
-on CUDA machines) a batch thread also gathers the next batches from the decoded
-chunks, and the training thread only claims finished batches. A decoded chunk stays one array per input; each input's maps are
-copied straight into their channels of the batch (one copy of every map,
-never a stacked copy of the chunk first). Batches and decoded chunks reuse arrays that
+a pool of threads, one per core (Blosc and file reads release the GIL), so
+reading overlaps the training step; with ``gather_ahead`` (the default on CUDA
+machines) a batch thread also gathers the next batches from the decoded chunks,
+and the training thread only claims finished batches. Each input of a chunk is
+decoded straight into its own block of one array, and a batch takes every map
+from there into its channel slot with one copy (never a stacked copy of the
+chunk first). Batches and decoded chunks reuse arrays that
 nothing holds any more, so memory is not faulted in afresh for every batch; on
 CUDA machines the batch arrays are page-locked, so ``.to(device,
 non_blocking=True)`` copies asynchronously.
