@@ -6,26 +6,33 @@ measures, round-robin so that the drifts of a shared machine hit every figure
 alike (``--rounds`` rounds; median and best of them are printed):
 
 - ``read+decode limit``: the store's input chunk files read with plain file
-  reads into a reused buffer and decoded with the same Blosc codec into a reused
-  array, in a tight loop on a pool of one thread per core (and on one thread).
-  No loader can beat it: it is the hardware's rate for this data and codec;
-- ``in-memory``: ``TensorDataset`` over the whole array, shuffled batches;
+  reads into a reused buffer, their crc32c checksum verified and decoded with the
+  same Blosc codec into a reused array (the store's whole codec chain, as a loader
+  must run it), in a tight loop on a pool of one thread per core (and on one
+  thread). It is the hardware's rate for this data and codec;
+- ``in-memory``: what users run when the data fits in memory: ``TensorDataset``
+  over the whole array and ``DataLoader(batch_size=..., shuffle=True)``;
 - ``chunk-aware, first epoch``: a fresh :class:`popstore.MapDataset` +
   :func:`popstore.make_loader` every round, so every chunk is read and decoded
   (the files are in the OS page cache, as they are for the limit);
 - ``chunk-aware, later epochs``: one loader whose decoded-chunk cache holds the
   split, past its first epoch;
 - ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
-  every epoch decodes every chunk again, as for a dataset larger than memory;
+  every epoch decodes every chunk again, as for a dataset larger than memory; and
+  the same with ``gather_ahead=True`` (the default on CUDA machines): batches
+  gathered on a background thread, the training thread only claims them;
 - ``loose .npy + CSV``: the research codes' Dataset (a CSV row and one
   ``np.load`` per map per sample).
 
-Then it prints how many store chunks a batch mixes (shuffling quality), and
-where the streaming time goes: the cost of each stage per chunk in tight loops
-(file read, codec decode through :class:`popstore.zarrchunks.ChunkReader`,
-stacking the inputs as channels, gathering batches; and what the same chunk
-costs through ``zarr.Array.__getitem__`` and xarray, the earlier read path), and
-a cProfile of a streaming epoch read on the training thread alone.
+Every rate comes with the CPU time of the whole process per sample (all its
+threads) and of the training thread alone (what a training step waits for; the
+rest overlaps it). Then it prints how many store chunks a batch mixes (shuffling
+quality), and where the streaming time goes: the cost of each stage per chunk in
+tight loops (file read, checksum, codec decode through
+:class:`popstore.zarrchunks.ChunkReader`, gathering batches as
+:meth:`popstore.MapDataset.read_inputs` does; and what the same chunk costs
+through ``zarr.Array.__getitem__`` and xarray, the earlier read path), and a
+cProfile of a streaming epoch read on the training thread alone.
 
 On small VMs fresh memory is expensive to fault in; MapDataset reuses its
 arrays, and for the other loaders ``MALLOC_MMAP_THRESHOLD_=67108864
@@ -49,6 +56,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import google_crc32c
 import numcodecs
 import numpy as np
 import pandas as pd
@@ -95,6 +103,7 @@ class RawLimit:
         shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
         self.codec = numcodecs.Blosc(cname=blosc[0]["cname"], clevel=blosc[0]["clevel"],
                                      shuffle=shuffle[blosc[0]["shuffle"]]) if blosc else None
+        self.checksum = any(c["name"] == "crc32c" for c in meta["codecs"])
         self.chunk_shape = meta["chunk_grid"]["configuration"]["chunk_shape"]
         self.decoded_bytes = 4 * int(np.prod(self.chunk_shape)) * len(self.files)
         self.pool = ThreadPoolExecutor(threads)
@@ -102,13 +111,17 @@ class RawLimit:
         numcodecs.blosc.use_threads = False  # one core per decode, as in the loader (zarr sets the same)
 
     def _work(self, files: list[Path]) -> None:
-        raw = bytearray(max(f.stat().st_size for f in self.files))
+        raw = np.empty(max(f.stat().st_size for f in self.files), dtype=np.uint8)
         out = np.empty(self.chunk_shape, dtype=np.float32)
         for f in files:
             with open(f, "rb", buffering=0) as fh:
                 n = fh.readinto(raw)
+            if self.checksum:
+                n -= 4
+                if google_crc32c.value(raw[:n]).to_bytes(4, "little") != raw[n:n + 4].tobytes():
+                    raise ValueError(f"{f}: checksum mismatch")
             if self.codec is not None:
-                self.codec.decode(memoryview(raw)[:n], out=out.reshape(-1).view(np.uint8))
+                self.codec.decode(raw[:n], out=out.reshape(-1).view(np.uint8))
 
     def rate(self, threads: int | None = None) -> tuple[float, float]:
         """Decoded bytes per second over every input chunk file, and CPU seconds (all threads) per byte."""
@@ -118,16 +131,16 @@ class RawLimit:
         return self.decoded_bytes / (time.perf_counter() - t0), (time.process_time() - c0) / self.decoded_bytes
 
 
-def epoch_rate(loader: DataLoader) -> tuple[float, float]:
-    """Samples per second over one pass (after the first batch, which includes worker start-up), and
+def epoch_rate(loader: DataLoader) -> tuple[float, float, float]:
+    """Samples per second over one pass (after the first batch, which includes worker start-up);
     CPU seconds of this process (all its threads) per sample: the work done, which other users of a
-    shared machine slow down far less than the rate."""
+    shared machine slow down far less than the rate; and CPU seconds of the training thread per sample."""
     it = iter(loader)
     next(it)
-    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    n, t0, c0, m0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
     for x, _ in it:
         n += len(x)
-    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n, (time.thread_time() - m0) / n
 
 
 def per_chunk_ms(stages: dict, n_chunks: int, repeats: int = 5) -> dict[str, float]:
@@ -148,18 +161,18 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
     readers = [ChunkReader(group[v]) for v in INPUTS]
     n_chunks = readers[0].n_chunks
     part = np.empty((chunk, npix, npix), dtype=np.float32)
-    stacked = np.empty((chunk, len(INPUTS), npix, npix), dtype=np.float32)
-    batch = np.empty_like(stacked)
-    rows = np.random.default_rng(0).permutation(chunk)
+    batch = np.empty((chunk, len(INPUTS), npix, npix), dtype=np.float32)
     ds = xr.open_zarr(store, consolidated=False, chunks=None)
+    cached = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none", read_threads=0)
+    cached.read_inputs(np.arange(len(cached)))  # every chunk decoded into the cache
+    batches = list(ChunkBatchSampler(cached, chunk, seed=0))  # batches of one chunk's size, mixing 4 chunks
+    files = [[store / v / "c" / str(c) / "0" / "0" for v in INPUTS] for c in range(n_chunks)]
     stages = {
-        "file read (np.fromfile)": lambda c: [np.fromfile(store / v / "c" / str(c) / "0" / "0", np.uint8)
-                                              for v in INPUTS],
-        "read + decode (ChunkReader, recycled arrays)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
-        "read + decode (ChunkReader, fresh arrays)": lambda c: [r.read(c) for r in readers],
-        "stack inputs as channels": lambda c: [stacked.__setitem__((slice(None), slice(i, i + 1)), part[:, None])
-                                               for i in range(len(INPUTS))],
-        "gather a batch's rows (np.take)": lambda c: np.take(stacked, rows, axis=0, out=batch, mode="clip"),
+        "file read (np.fromfile)": lambda c: [np.fromfile(f, np.uint8) for f in files[c]],
+        "file read + crc32c checksum": lambda c: [google_crc32c.value(np.fromfile(f, np.uint8)) for f in files[c]],
+        "read + check + decode (ChunkReader, recycled)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
+        "read + check + decode (ChunkReader, fresh)": lambda c: [r.read(c) for r in readers],
+        "gather into channel slots (read_inputs)": lambda c: cached.read_inputs(batches[c % len(batches)], out=batch),
         "earlier path: zarr.Array.__getitem__": lambda c: [group[v][c * chunk:(c + 1) * chunk] for v in INPUTS],
         "earlier path: xarray .isel().values": lambda c: [ds[v].isel(sample=slice(c * chunk, (c + 1) * chunk)).values
                                                           for v in INPUTS],
@@ -186,7 +199,7 @@ def profile_streaming(store: Path, batch: int) -> None:
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     start = next(i for i, ln in enumerate(lines) if "ncalls" in ln)
     print("\ncProfile of one streaming epoch on the training thread alone (read_threads=0), top 8 by own time:")
-    print("\n".join([lines[1]] + lines[start:start + 9]))
+    print("\n".join(lines[:start] + lines[start:start + 9]))
 
 
 def main() -> None:
@@ -220,9 +233,10 @@ def main() -> None:
               f"in {time.perf_counter() - t0:.1f} s; {_cores()} cores")
         memory = TensorDataset(torch.from_numpy(reader.read_inputs(np.arange(len(reader)))), reader.y)
 
-        def chunk_aware(cache_chunks: int | None = None) -> DataLoader:
+        def chunk_aware(cache_chunks: int | None = None, gather_ahead: bool | None = None) -> DataLoader:
             data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none",
-                                       cache_chunks=cache_chunks, read_threads=args.read_threads)
+                                       cache_chunks=cache_chunks, read_threads=args.read_threads,
+                                       gather_ahead=gather_ahead)
             return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=args.buffer_chunks)
 
         limit = RawLimit(store, _cores())
@@ -232,39 +246,46 @@ def main() -> None:
             "chunk-aware, first epoch": None,  # a fresh loader every round
             "chunk-aware, later epochs": cached,
             "chunk-aware, streaming": chunk_aware(2 * args.buffer_chunks),
+            "chunk-aware, streaming, gather_ahead": chunk_aware(2 * args.buffer_chunks, gather_ahead=True),
             "loose .npy + CSV": DataLoader(LooseFiles(folder), batch_size=args.batch, shuffle=True),
         }
         rates = {"read+decode limit": [], "read+decode limit, 1 thread": [], **{k: [] for k in loaders}}
         cached_first = epoch_rate(cached)[0]
         cpu = {k: [] for k in rates}
+        train_cpu = {k: [] for k in loaders}
         for _ in range(args.rounds):
             for name, threads in (("read+decode limit", None), ("read+decode limit, 1 thread", 1)):
                 r, c = limit.rate(threads)
                 rates[name].append(r / sample_bytes)
                 cpu[name].append(c * sample_bytes)
             for name, loader in loaders.items():
-                r, c = epoch_rate(loader or chunk_aware(2 * args.buffer_chunks))
+                r, c, m = epoch_rate(loader or chunk_aware(2 * args.buffer_chunks))
                 rates[name].append(r)
                 cpu[name].append(c)
+                train_cpu[name].append(m)
         median = {k: float(np.median(r)) for k, r in rates.items()}
         best = {k: max(r) for k, r in rates.items()}
         cost = {k: 1e6 * float(np.median(c)) for k, c in cpu.items()}
 
         print(f"\n{'samples/s (' + str(args.rounds) + ' rounds, interleaved)':<44}{'median':>10}{'best':>10}"
-              f"{'MB/s median':>14}{'CPU us/sample':>15}")
+              f"{'MB/s median':>14}{'CPU us/sample':>15}{'training thread':>17}")
         for name in rates:
+            train = f"{1e6 * np.median(train_cpu[name]):>17.1f}" if name in train_cpu else ""
             print(f"{name:<44}{median[name]:>10.0f}{best[name]:>10.0f}{median[name] * sample_bytes / 1e6:>14.0f}"
-                  f"{cost[name]:>15.1f}")
-        print(f"(the cached loader's own first epoch: {cached_first:.0f} samples/s; CPU time counts every thread "
-              "of this process, medians)")
+                  f"{cost[name]:>15.1f}{train}")
+        print(f"(the cached loader's own first epoch: {cached_first:.0f} samples/s; CPU time: every thread of this "
+              "process, and the training thread alone (what a training step waits for), medians)")
+        print("per-round ratios to in-memory (streaming, first epoch): "
+              + ", ".join(f"{s / m:.2f}/{f / m:.2f}" for s, f, m in zip(
+                  rates["chunk-aware, streaming"], rates["chunk-aware, first epoch"], rates["in-memory tensor"])))
 
         print("\nratios of median rates (targets for streaming and first epochs: >= 0.5x in-memory, >= 10x loose, "
               ">= 0.5x the limit); last column: the limit's CPU cost per sample / the loader's")
         mem, loose, lim = median["in-memory tensor"], median["loose .npy + CSV"], median["read+decode limit"]
-        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, later epochs",
-                     "in-memory tensor"):
+        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, streaming, gather_ahead",
+                     "chunk-aware, later epochs", "in-memory tensor"):
             r = median[name]
-            print(f"  {name:<28}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
+            print(f"  {name:<38}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
                   f"{cost['read+decode limit'] / cost[name]:8.2f}")
 
         data = cached.dataset

@@ -11,11 +11,15 @@ single DataLoader worker so each chunk is decompressed once per epoch.
 Chunks are read by :class:`popstore.zarrchunks.ChunkReader`: the chunk's bytes
 go through every codec of the array's own codec pipeline (checksums included)
 without zarr's async machinery, into recycled arrays. Each batch from the
-sampler names the chunks its worker will need a few batches later
-(:class:`ChunkBatch`); the dataset decodes those on a pool of threads, one per
-core (Blosc and file reads release the GIL), so reading overlaps with the
-training step, and the batch itself is gathered from the decoded chunks with
-one contiguous copy per chunk. Batches and decoded chunks reuse arrays that
+sampler names the chunks its worker will need a few batches later and the
+worker's next batches (:class:`ChunkBatch`); the dataset decodes those chunks on
+a pool of threads, one per core (Blosc and file reads release the GIL), so
+reading overlaps the training step; with ``gather_ahead`` (the default on CUDA
+machines) a batch thread also gathers the next batches from the decoded chunks,
+and the training thread only claims finished batches. Each input of a chunk is
+decoded straight into its own block of one array, and a batch takes every map
+from there into its channel slot with one copy (never a stacked copy of the
+chunk first). Batches and decoded chunks reuse arrays that
 nothing holds any more, so memory is not faulted in afresh for every batch; on
 CUDA machines the batch arrays are page-locked, so ``.to(device,
 non_blocking=True)`` copies asynchronously.
@@ -55,6 +59,8 @@ Normalize = Literal["minmax", "standard", "none"]
 CACHE_BYTES = 2**30
 #: Batch arrays kept for reuse in the training process (see :meth:`MapDataset.batch`).
 BATCH_BUFFERS = 4
+#: Batches gathered ahead on the batch thread, per process (see :meth:`MapDataset.prepare`).
+PREPARE_BATCHES = 2
 
 
 def open_group(path: str | Path) -> zarr.Group:
@@ -136,8 +142,15 @@ class MapDataset(Dataset):
         :data:`CACHE_BYTES`, ``0`` disables the cache.
     read_threads
         Threads per process that decode the chunks named by
-        :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read only
-        on demand, in the calling thread).
+        :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read
+        and gather only on demand, in the calling thread).
+    gather_ahead
+        Gather the batches named by :attr:`ChunkBatch.prepare` on a further
+        thread (needs ``read_threads``), so the training thread only claims
+        finished batches: what a GPU training loop wants. A CPU training step
+        uses every core itself, so there the overlap gains little and the
+        thread hand-offs can cost CPU (``benchmarks/bench_loading.py`` prints
+        streaming with and without it). Default: when CUDA is available.
     split_variable
         The variable holding subset names for a string ``split``.
     label_stats
@@ -165,6 +178,7 @@ class MapDataset(Dataset):
         split_variable: str = "split",
         label_stats: np.ndarray | None = None,
         pin_memory: bool | None = None,
+        gather_ahead: bool | None = None,
     ) -> None:
         group = open_group(store)
         ds = xr.open_zarr(group.store_path, consolidated=False, chunks=None)
@@ -190,8 +204,10 @@ class MapDataset(Dataset):
         if len(spatial) != 1:
             raise UserError(f"{store}: inputs have different map shapes: {shapes}")
         self.map_shape = spatial.pop()
-        self.channels = [f"{v}[{i}]" if np.prod(s[:len(s) - spatial_ndim]) > 1 else v
-                         for v, s in shapes.items() for i in range(int(np.prod(s[:len(s) - spatial_ndim])))]
+        #: channels of each input (its dims between the sample dim and the map dims, folded)
+        self.input_channels = [int(np.prod(s[:len(s) - spatial_ndim])) for s in shapes.values()]
+        self.channels = [f"{v}[{i}]" if k > 1 else v for v, k in zip(self.inputs, self.input_channels)
+                         for i in range(k)]
         self.split = split if isinstance(split, str) or split is None else "indices"
         selected = _selection(ds, split, split_variable, self.sample_dim, str(store))
         self.indices = np.flatnonzero(selected)
@@ -206,6 +222,7 @@ class MapDataset(Dataset):
         self.cache_chunks = max(1, CACHE_BYTES // chunk_bytes) if cache_chunks is None else cache_chunks
         self.read_threads = _cores() if read_threads is None else read_threads
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.gather_ahead = torch.cuda.is_available() if gather_ahead is None else gather_ahead
         self._reset_process_state()
 
     # -- labels ------------------------------------------------------------
@@ -260,17 +277,19 @@ class MapDataset(Dataset):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
-        self._batch_arrays = _ArrayPool(BATCH_BUFFERS, pinned=self.pin_memory and get_worker_info() is None)
+        self._lock = threading.Lock()  # guards _cache and _pending (the batch thread reads chunks too)
+        self._assembler: ThreadPoolExecutor | None = None
+        self._prepared: OrderedDict[tuple[int, ...], Future] = OrderedDict()
+        self._batch_arrays = _ArrayPool(BATCH_BUFFERS + PREPARE_BATCHES,
+                                        pinned=self.pin_memory and get_worker_info() is None)
         # cached + decoding ahead + in use: evicted chunks are decoded into again
         in_flight = 2 * max(self.read_threads, 1) + 8
         self._chunk_arrays = _ArrayPool(self.cache_chunks + in_flight)
-        # one variable's chunk before it is stacked with the others' (single-input stores decode in place)
-        self._part_arrays = _ArrayPool(len(self.inputs) * (max(self.read_threads, 1) + 1))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _batch_arrays=None,
-                     _chunk_arrays=None, _part_arrays=None)
+        state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _lock=None,
+                     _assembler=None, _prepared=OrderedDict(), _batch_arrays=None, _chunk_arrays=None)
         return state
 
     def _open(self) -> None:
@@ -280,32 +299,33 @@ class MapDataset(Dataset):
             self._readers = {v: ChunkReader(group[v]) for v in self.inputs}
             if self.read_threads > 0:
                 self._pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="popstore-read")
+            if self.read_threads > 0 and self.gather_ahead:
+                # one thread gathers prepared batches in order; it waits on the read pool, never the reverse
+                self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
             self._pid = os.getpid()
 
-    def _read_part(self, v: str, c: int, pool: _ArrayPool) -> np.ndarray:
-        """Rows of store chunk ``c`` of input ``v`` as ``(n, channels, *map_shape)`` float32."""
+    def _read_part(self, v: str, c: int, out: np.ndarray) -> None:
+        """Rows of store chunk ``c`` of input ``v`` into ``out`` ``(chunk, channels of v, *map_shape)``."""
         reader = self._readers[v]
         n = min(self.chunk, reader.array.shape[0] - c * self.chunk)
         if reader.chunk == self.chunk and reader.dtype == np.float32:
-            a = reader.read(c, lambda shape, dtype: pool.empty(shape))
+            a = reader.read(c, lambda shape, dtype: out.reshape(shape))  # decoded in place where it can
+            if np.may_share_memory(a, out):
+                return
         else:  # chunked differently from the first input, or not float32: zarr assembles the rows
             a = np.asarray(reader.array[c * self.chunk:c * self.chunk + n], dtype=np.float32)
-        return a.reshape(n, -1, *self.map_shape)
+        out[:n] = a.reshape(n, -1, *self.map_shape)
 
     def _decode_chunk(self, c: int) -> np.ndarray:
-        """Store chunk ``c`` decoded: ``(n, C, *map_shape)`` float32, the inputs stacked as channels."""
+        """Store chunk ``c`` decoded: one float32 array of ``chunk x C`` maps, in which each input
+        ``v`` fills its own block ``(chunk, channels of v, *map_shape)``, one after the other (the
+        codecs decode straight into it; the channels are interleaved only when a batch is gathered)."""
         self._open()
-        if len(self.inputs) == 1:
-            return self._read_part(self.inputs[0], c, self._chunk_arrays)
-        out = None
-        ch = 0
-        for v in self.inputs:
-            part = self._read_part(v, c, self._part_arrays)
-            if out is None:
-                out = self._chunk_arrays.empty((len(part), len(self.channels), *self.map_shape))
-            out[:, ch:ch + part.shape[1]] = part
-            ch += part.shape[1]
-            del part  # its array goes back to the pool
+        out = self._chunk_arrays.empty((self.chunk * len(self.channels), *self.map_shape))
+        start = 0
+        for v, k in zip(self.inputs, self.input_channels):
+            self._read_part(v, c, out[start:start + self.chunk * k].reshape(self.chunk, k, *self.map_shape))
+            start += self.chunk * k
         return out
 
     def read_ahead(self, chunks: Iterable[int]) -> None:
@@ -313,28 +333,29 @@ class MapDataset(Dataset):
         self._open()
         if self._pool is None:
             return
-        for c in chunks:
-            c = int(c)
-            if c not in self._cache and c not in self._pending:
-                self._pending[c] = self._pool.submit(self._decode_chunk, c)
+        with self._lock:
+            for c in map(int, chunks):
+                if c not in self._cache and c not in self._pending:
+                    self._pending[c] = self._pool.submit(self._decode_chunk, c)
 
     def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, np.ndarray]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
         (several missing chunks are decoded concurrently); the chunks ``then`` start decoding next."""
         self.read_ahead(chunks)
         self.read_ahead(then)
-        out = {}
-        for c in map(int, chunks):
-            if c in self._cache:
-                self._cache.move_to_end(c)
-                out[c] = self._cache[c]
-                continue
-            pending = self._pending.pop(c, None)
-            out[c] = pending.result() if pending is not None else self._decode_chunk(c)
-            if self.cache_chunks > 0:
-                self._cache[c] = out[c]
-                while len(self._cache) > self.cache_chunks:
-                    self._cache.popitem(last=False)
+        chunks = [int(c) for c in chunks]
+        with self._lock:
+            found = {c: self._cache.get(c, self._pending.get(c)) for c in chunks}
+        out = {c: f if isinstance(f, np.ndarray) else f.result() if f is not None else self._decode_chunk(c)
+               for c, f in found.items()}
+        with self._lock:
+            for c in chunks:
+                self._pending.pop(c, None)
+                if self.cache_chunks > 0:
+                    self._cache[c] = out[c]
+                    self._cache.move_to_end(c)
+            while len(self._cache) > self.cache_chunks:
+                self._cache.popitem(last=False)
         return out
 
     def read_inputs(self, positions: Sequence[int] | np.ndarray, out: np.ndarray | None = None,
@@ -349,12 +370,24 @@ class MapDataset(Dataset):
         chunk_of = sample // self.chunk
         if out is None:
             out = np.empty((len(sample), len(self.channels), *self.map_shape), dtype=np.float32)
+        elif not (out.flags.c_contiguous and out.dtype == np.float32):
+            raise UserError("read_inputs: out must be a C-contiguous float32 array")
+        if not len(sample):
+            return out
         decoded = self._chunks(np.unique(chunk_of), then=read_ahead)
+        # every map of the batch is one item; item (row r, channel c) of a decoded chunk is
+        # block_start[c] + r * channels of c's input + c's place in its input (see _decode_chunk)
+        k = np.repeat(self.input_channels, self.input_channels)
+        first = np.repeat(np.cumsum([0, *self.input_channels[:-1]]), self.input_channels)
+        start = first * self.chunk + np.arange(len(self.channels)) - first
+        items = (start + (sample - chunk_of * self.chunk)[:, None] * k).ravel()
+        target = _as_items(out, len(out) * len(self.channels))
+        n_c = len(self.channels)
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
-        for a, b in zip(starts, [*starts[1:], len(sample)]):
-            c = int(chunk_of[a])
-            # rows are in range by construction; mode="clip" writes straight into out ("raise" buffers)
-            np.take(decoded[c], sample[a:b] - c * self.chunk, axis=0, out=out[a:b], mode="clip")
+        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
+            # one memcpy per map, straight into the batch: no temporary, no stacked copy of the chunk
+            np.take(_as_items(decoded[int(chunk_of[a])], self.chunk * n_c), items[a * n_c:b * n_c],
+                    out=target[a * n_c:b * n_c], mode="clip")
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
@@ -368,24 +401,53 @@ class MapDataset(Dataset):
     def batch(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked ``(x, y)`` of several positions, inputs transformed (``read_ahead``: see :meth:`read_inputs`).
 
+        A batch named earlier to :meth:`prepare` is taken as the batch thread gathered it.
         In a DataLoader worker ``x`` lives in shared memory, as torch's own collate does, so
         sending it to the training process copies nothing. In the training process ``x`` reuses
         the array of one of the last :data:`BATCH_BUFFERS` batches once nothing holds that batch
         any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
         """
         self._open()  # per-process state first: a new process starts with no arrays to reuse
+        prepared = self._prepared.pop(tuple(map(int, positions)), None)
+        if prepared is None:
+            x = self._gather(positions, read_ahead)
+        else:
+            self.read_ahead(read_ahead)
+            x = prepared.result()
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.y[np.asarray(positions, dtype=np.int64)]
+
+    def _gather(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> torch.Tensor:
+        """Untransformed inputs of a batch, in a recycled (training process) or shared-memory (worker) array."""
         shape = (len(positions), len(self.channels), *self.map_shape)
         if get_worker_info() is None:
             x = torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
         else:
             x = _shared_tensor(shape)
         self.read_inputs(positions, out=x.numpy(), read_ahead=read_ahead)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.y[np.asarray(positions, dtype=np.int64)]
+        return x
+
+    def prepare(self, batches: Iterable[Sequence[int]]) -> None:
+        """Start gathering ``batches`` (lists of positions) on the batch thread, in order, so that
+        :meth:`batch` finds them ready: gathering overlaps the training step. At most
+        :data:`PREPARE_BATCHES` + 1 unclaimed batches (those named ahead and the one about to be
+        claimed) are kept; older ones are dropped."""
+        self._open()
+        if self._assembler is None:
+            return
+        for positions in batches:
+            key = tuple(map(int, positions))
+            if key not in self._prepared:
+                self._prepared[key] = self._assembler.submit(self._gather, key)
+        while len(self._prepared) > PREPARE_BATCHES + 1:  # never claimed (an epoch left early)
+            self._prepared.popitem(last=False)[1].cancel()
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
-        return _Batch(*self.batch(positions, getattr(positions, "read_ahead", ())))
+        read_ahead = getattr(positions, "read_ahead", ())
+        self.read_ahead(read_ahead)  # decoding starts before the batch thread needs the chunks
+        self.prepare(getattr(positions, "prepare", ()))
+        return _Batch(*self.batch(positions, read_ahead))
 
     def chunk_groups(self) -> list[np.ndarray]:
         """Dataset positions grouped by the store chunk that holds them."""
@@ -422,6 +484,11 @@ class _ArrayPool:
             return a
 
 
+def _as_items(a: np.ndarray, n: int) -> np.ndarray:
+    """Contiguous ``a`` viewed as ``n`` opaque items of equal size (a gather copies each with one memcpy)."""
+    return a.reshape(n, -1).view(np.dtype((np.void, a.nbytes // n)))[:, 0]
+
+
 def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:
     """An empty float32 tensor in shared memory."""
     proto = torch.empty(0, dtype=torch.float32)
@@ -455,11 +522,14 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
 class ChunkBatch(list):
     """Dataset positions of one batch (a list), grouped by store chunk, with :attr:`read_ahead`:
     the store chunks the same worker reads a few batches later, which :class:`MapDataset`
-    starts decoding in the background. It pickles, so the hint reaches DataLoader workers."""
+    starts decoding in the background, and :attr:`prepare`: the positions of the same worker's
+    next batches, which it gathers in the background. It pickles, so the hints reach DataLoader workers."""
 
-    def __init__(self, positions: Iterable[int], read_ahead: Iterable[int] = ()) -> None:
+    def __init__(self, positions: Iterable[int], read_ahead: Iterable[int] = (),
+                 prepare: Iterable[Sequence[int]] = ()) -> None:
         super().__init__(positions)
         self.read_ahead = tuple(read_ahead)
+        self.prepare = tuple(tuple(p) for p in prepare)
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -498,7 +568,8 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
     caches its own chunks only. Inside a batch the positions are grouped by chunk
     (the order within a batch does not change a gradient), and each batch names
     the chunks of the batch one buffer ahead in its stream as
-    :attr:`ChunkBatch.read_ahead`.
+    :attr:`ChunkBatch.read_ahead` and the batch :data:`PREPARE_BATCHES` ahead
+    as :attr:`ChunkBatch.prepare`.
 
     With ``world_size > 1`` every stream of every rank serves the same number of
     samples, so all ranks run the same number of batches (DDP needs this):
@@ -561,12 +632,16 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         return streams[self.rank * self.n_streams:(self.rank + 1) * self.n_streams]
 
     def _with_read_ahead(self, batches: list[np.ndarray]) -> list[ChunkBatch]:
-        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead``; the first names all up to it."""
+        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead`` (the first: all up to it)
+        and batch ``i + PREPARE_BATCHES`` to gather (the first: all up to it)."""
         chunks = [np.unique(self.chunk_of[b]) for b in batches]
         ahead = [chunks[i + self.lookahead] if i + self.lookahead < len(chunks) else () for i in range(len(chunks))]
         if chunks:
             ahead[0] = np.unique(np.concatenate(chunks[1:self.lookahead + 1] or [np.empty(0, dtype=np.int64)]))
-        return [ChunkBatch(b.tolist(), map(int, a)) for b, a in zip(batches, ahead)]
+        lists = [b.tolist() for b in batches]
+        prepare = [lists[1:PREPARE_BATCHES + 1] if i == 0 else lists[i + PREPARE_BATCHES:i + PREPARE_BATCHES + 1]
+                   for i in range(len(lists))]
+        return [ChunkBatch(b, map(int, a), p) for b, a, p in zip(lists, ahead, prepare)]
 
     def __iter__(self) -> Iterator[ChunkBatch]:
         streams = [self._with_read_ahead(s) for s in self._batches()]
@@ -590,7 +665,8 @@ def make_loader(dataset: MapDataset, batch_size: int = 64, shuffle: bool = True,
     """A DataLoader over ``dataset`` with a :class:`ChunkBatchSampler` (extra kwargs go to DataLoader).
 
     ``num_workers=0`` (the default) reads in the training process, with the dataset's
-    ``read_threads`` decoding ahead; worker processes add the cost of moving every batch
+    ``read_threads`` decoding ahead (and, with ``gather_ahead``, its batch thread gathering the next
+    batches) while the training step runs; worker processes add the cost of moving every batch
     between processes (``benchmarks/bench_loading.py``), so they pay off only when a
     ``transform`` is expensive. ``rank``/``world_size`` (default: from ``torch.distributed``)
     give this process its share of the chunks; see :class:`ChunkBatchSampler` for how

@@ -15,7 +15,7 @@ from popstore.priors import sample_table
 from popstore.splits import label_statistics
 from popstore.simulators import get_simulator
 from popstore.store import open_store
-from popstore.torchdata import ChunkBatch, ChunkBatchSampler, _ArrayPool
+from popstore.torchdata import BATCH_BUFFERS, PREPARE_BATCHES, ChunkBatch, ChunkBatchSampler, _ArrayPool
 from toy_simulators import Ramp
 
 
@@ -192,9 +192,17 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
         return original(self, c)
 
     monkeypatch.setattr(popstore.MapDataset, "_decode_chunk", recording)
+    gathered = []
+    original_gather = popstore.MapDataset.read_inputs
+
+    def recording_gather(self, *args, **kwargs):
+        gathered.append((self.read_threads, threading.current_thread().name))
+        return original_gather(self, *args, **kwargs)
+
+    monkeypatch.setattr(popstore.MapDataset, "read_inputs", recording_gather)
     kwargs = dict(split="train", normalize="none")
     on_demand = popstore.MapDataset(store, read_threads=0, **kwargs)
-    ahead = popstore.MapDataset(store, read_threads=2, **kwargs)
+    ahead = popstore.MapDataset(store, read_threads=2, gather_ahead=True, **kwargs)
     for a, b in zip(popstore.make_loader(on_demand, batch_size=6, seed=4, num_workers=num_workers),
                     popstore.make_loader(ahead, batch_size=6, seed=4, num_workers=num_workers), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -202,6 +210,10 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
         assert ahead._pending == {} and len(ahead._cache) == len(np.unique(ahead.indices // ahead.chunk))
         assert {name for n, name in threads if n == 0} == {"MainThread"}
         assert all(name.startswith("popstore-read") for n, name in threads if n == 2)
+        # every batch but the first is gathered on the batch thread, while the previous one is in use
+        names = [name for n, name in gathered if n == 2]
+        assert names.count("MainThread") == 1 and all(n.startswith("popstore-batch") for n in names if n != "MainThread")
+        assert len(names) == len(popstore.make_loader(ahead, batch_size=6)) and ahead._prepared == {}
 
 
 def test_batch_arrays_are_reused_only_once_released(store):
@@ -295,6 +307,31 @@ def test_dataset_on_a_store_written_by_plain_xarray(plain_store):
     np.testing.assert_array_equal(x[order], ds.maps.values[train_idx][np.argsort(ds.omega_m.values[train_idx])])
 
 
+def test_inputs_with_different_channel_counts_interleave_as_stacked(tmp_path):
+    """A 3-channel input, a map chunked differently and a float64 one: batches equal numpy's stacking."""
+    rng = np.random.default_rng(4)
+    n = 45
+    ds = xr.Dataset({
+        "maps": (("s", "f", "y", "x"), rng.random((n, 3, 4, 5), dtype=np.float32)),
+        "mask": (("s", "y", "x"), rng.random((n, 4, 5), dtype=np.float32)),
+        "dens": (("s", "y", "x"), rng.random((n, 4, 5))),
+        "a": ("s", np.arange(n, dtype=float)),
+    })
+    path = tmp_path / "mixed.zarr"
+    ds.to_zarr(path, encoding={"maps": {"chunks": (8, 3, 4, 5)}, "mask": {"chunks": (5, 4, 5)},
+                               "dens": {"chunks": (8, 4, 5)}})
+    truth = np.concatenate([ds.maps.values, ds.mask.values[:, None], ds.dens.values[:, None]], axis=1)
+    for threads in (0, 2):
+        data = popstore.MapDataset(path, split=None, inputs=["maps", "mask", "dens"], labels=["a"],
+                                   normalize="none", cache_chunks=2, read_threads=threads)
+        assert data.input_channels == [3, 1, 1] and len(data.channels) == 5
+        positions = rng.permutation(n)
+        np.testing.assert_array_equal(data.read_inputs(positions), truth[positions].astype(np.float32))
+        xs, ys = zip(*popstore.make_loader(data, batch_size=7, seed=1, buffer_chunks=2))
+        order = torch.cat(ys)[:, 0].numpy().astype(int)
+        np.testing.assert_array_equal(torch.cat(xs).numpy(), truth[order].astype(np.float32))
+
+
 def test_plain_store_errors_name_the_fix(plain_store):
     path, _ = plain_store
     with pytest.raises(UserError, match="no Zarr store at"):
@@ -328,9 +365,9 @@ def test_reads_verify_crc32c_checksums(tmp_path):
 
 
 def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(tmp_path):
-    """100 chunks of 256 KiB through a 2-chunk cache: traced allocations stay at the pools' size."""
-    n, chunk = 1600, 16
-    maps = np.random.default_rng(1).random((n, 64, 64), dtype=np.float32)  # 25 MiB
+    """125 chunks of 256 KiB through a 2-chunk cache: traced allocations stay at the pools' size."""
+    n, chunk = 2000, 16
+    maps = np.random.default_rng(1).random((n, 64, 64), dtype=np.float32)  # 31 MiB
     path = tmp_path / "big.zarr"
     xr.Dataset({"m": (("s", "y", "x"), maps), "a": ("s", np.arange(n, dtype=float))}).to_zarr(
         path, encoding={"m": {"chunks": (chunk, 64, 64)}})
@@ -345,8 +382,9 @@ def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_allclose(total, maps.sum(dtype=np.float64), rtol=1e-9)  # every sample read once
-    # pools: cache + in-flight chunk arrays, batch arrays, plus a compressed chunk per thread
-    bound = (data.cache_chunks + 2 * data.read_threads + 8) * chunk_bytes + 4 * 8 * 64 * 64 * 4 \
+    # pools: cache + in-flight chunk arrays, batch arrays (recycled and gathered ahead), a compressed chunk per thread
+    bound = (data.cache_chunks + 2 * data.read_threads + 8) * chunk_bytes \
+        + (BATCH_BUFFERS + PREPARE_BATCHES) * 8 * 64 * 64 * 4 \
         + (data.read_threads + 1) * chunk_bytes
     assert peak < bound < maps.nbytes / 5
 
