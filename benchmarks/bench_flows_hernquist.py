@@ -9,7 +9,8 @@ skipped where absent), measured in the same run:
   (least squares on grad log f rows), 1,000 evaluation velocities per position (An et al. 2021,
   arXiv:2106.05981, Sect. 4);
 - ``bias``: median signed radial error a_r / a_r,true - 1 on the same grid;
-- ``x med``: x-component error |a_x / a_x,true - 1| at the papers' 50 linear radii, grad log f rows;
+- ``x med``: x-component error |a_x / a_x,true - 1| at the papers' 50 linear radii with their velocity design
+  (|v| < 0.9 v_esc, v_t > 0.1 v_esc, every |v_i| > 0.2 v_esc), grad log f rows;
 - ``paper x``: the papers' definition, the same with grad f / f_ref rows (f-weighted);
 
 plus variants of the estimator on the largest ensembles: symmetric (+v, -v) velocity pairs and the
@@ -21,7 +22,8 @@ Gradients of every member are computed once per grid (memory-bounded chunks) and
 sub-ensemble costs no further flow evaluation and a rerun only evaluates what is new.
 
 Run:  nice .venv/bin/python benchmarks/bench_flows_hernquist.py --n-stars 100000 --epochs 40 --members 4
-      (--no-train: evaluate the members that already finished)
+      (--workers N: members train as Dask tasks on N local workers; --no-train: evaluate the members that
+      already finished)
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ import torch
 
 from popstore.estimators.flows import FlowConfig, load_flow, load_nflows
 from popstore.estimators.flows_ensemble import finished_member, phase_space_log_df, train_ensemble
-from popstore.galaxy.dynamics.acceleration import CBETerms, cbe_terms, evaluation_velocities, mixture_terms, solve_cbe
+from popstore.galaxy.dynamics.acceleration import (
+    PAPER_VELOCITIES,
+    CBETerms,
+    cbe_terms,
+    evaluation_velocities,
+    mixture_terms,
+    solve_cbe,
+)
 from popstore.galaxy.dynamics.hernquist import Hernquist
 from popstore.galaxy.dynamics.metrics import error_summary, geometric_radii, on_x_axis, paper_radii
 
@@ -53,12 +62,13 @@ def member_sample(seed: int, kind: str, n: int) -> np.ndarray:
 
 
 def grids(n_vel: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-    """Evaluation grids: geometric radii (3D metric), the same with symmetric velocities, the papers' linear radii."""
+    """Evaluation grids: geometric radii (3D metric), the same with symmetric velocities, the papers' linear radii
+    with their velocity design (|v| < 0.9 v_esc, v_t > 0.1 v_esc, every |v_i| > 0.2 v_esc)."""
     out = {}
-    for name, r, sym in (("geom", geometric_radii(H.scale_radius), False), ("geom_sym", geometric_radii(H.scale_radius), True),
-                         ("linear", paper_radii(H.scale_radius), False)):
+    for name, r, kw in (("geom", geometric_radii(H.scale_radius), {}), ("geom_sym", geometric_radii(H.scale_radius), {"symmetric": True}),
+                        ("linear", paper_radii(H.scale_radius), PAPER_VELOCITIES)):
         pos = on_x_axis(r)
-        vel = evaluation_velocities(pos, H.escape_speed(r), n_vel, np.random.default_rng(42), symmetric=sym)
+        vel = evaluation_velocities(pos, H.escape_speed(r), n_vel, np.random.default_rng(42), **kw)
         out[name] = (torch.tensor(pos), torch.tensor(vel), H.acceleration(pos))
     return out
 
@@ -94,14 +104,14 @@ def log_mean_terms(members: list[CBETerms]) -> CBETerms:
 
 
 def member_terms(log_f, g, cache: Path, names=("geom", "linear", "geom_sym")) -> dict[str, CBETerms]:
-    return {k: cached_terms(cache / f"{k}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
+    return {k: cached_terms(cache / f"{k.replace('linear', 'linear_paper_velocities')}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
 
 
 def sizes(k: int) -> list[int]:
     return sorted({1, k} | {2**i for i in range(1, 8) if 2**i < k})
 
 
-def run_kind(kind: str, args, g) -> None:
+def run_kind(kind: str, args, g, client=None) -> None:
     print(f"\n=== {kind} Hernquist DF ===")
     print(f"{'model':<40s} {'3D med':>7s} {'3D p90':>7s} {'bias':>7s} {'x med':>7s} {'paper x':>8s}   [%]")
     exact = lambda x, v: H.log_df(x, v, kind)
@@ -113,7 +123,8 @@ def run_kind(kind: str, args, g) -> None:
     seeds = list(range(args.members))
     if not args.no_train:
         t = time.perf_counter()
-        train_ensemble(partial(member_sample, kind=kind, n=args.n_stars), cfg, seeds, out, rescaling=UNITS, progress=False)
+        train_ensemble(partial(member_sample, kind=kind, n=args.n_stars), cfg, seeds, out, client=client, rescaling=UNITS,
+                       progress=False)
         print(f"(training/loading {len(seeds)} members: {time.perf_counter() - t:.0f} s wall)")
     seeds = [s for s in seeds if finished_member(out, s, cfg, "independent") is not None]
     ours = {s: member_terms(phase_space_log_df(load_flow(out / f"seed_{s}")), g, out / f"terms_v{args.velocities}" / f"seed_{s}") for s in seeds}
@@ -162,11 +173,17 @@ def main() -> None:
     ap.add_argument("--out", default="out/flows_hernquist")
     ap.add_argument("--no-train", action="store_true", help="evaluate only the members that already finished")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0, help="train members as Dask tasks on this many local workers")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = grids(args.velocities)
+    client = None
+    if args.workers and not args.no_train:
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=args.threads, dashboard_address=None))
     for kind in args.kinds:
-        run_kind(kind, args, g)
+        run_kind(kind, args, g, client)
 
 
 if __name__ == "__main__":

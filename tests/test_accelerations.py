@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from popstore.galaxy.dynamics.acceleration import (
+    PAPER_VELOCITIES,
     cbe_acceleration,
     cbe_terms,
     evaluation_velocities,
@@ -99,3 +100,12 @@ def test_graph_size_per_point_grows_with_members_and_sets_the_chunks():
     b1, b3 = graph_bytes_per_point(one, x, v), graph_bytes_per_point(three, x, v)
     assert b1 >= 2 * 64 * 8  # at least the (n, 64) tanh output, times the headroom
     assert 2.5 < b3 / b1 < 3.6
+
+
+def test_paper_velocity_design_cuts_every_component():
+    """HernquistFlows' design: |v| < 0.9 v_esc, v_t > 0.1 v_esc and every |v_i| > 0.2 v_esc."""
+    pos = _positions()[::10]
+    vesc = H.escape_speed(pos[:, 0])
+    vel = evaluation_velocities(pos, vesc, 400, np.random.default_rng(4), **PAPER_VELOCITIES) / vesc[:, None, None]
+    assert np.abs(vel).min() > 0.2 and np.linalg.norm(vel, axis=2).max() < 0.9
+    assert np.linalg.norm(vel[..., 1:], axis=2).min() > 0.1

@@ -166,20 +166,25 @@ def evaluation_velocities(
     v_range: tuple[float, float] = (0.2, 0.9),
     min_tangential: float = 0.1,
     symmetric: bool = False,
+    min_component: float = 0.0,
 ) -> np.ndarray:
     """The Hernquist paper's evaluation velocities: (P, n, 3).
 
-    Isotropic directions, ``|v|`` uniform in ``v_range`` times ``v_esc`` and
+    Isotropic directions, ``|v|`` uniform in ``v_range`` times ``v_esc``,
     tangential speed (perpendicular to ``x``) above ``min_tangential v_esc``
     (An et al. 2021, Sect. 4: keeps away from the ``1/L`` pole of the
-    anisotropic DF). ``x`` (P, 3), ``v_esc`` (P,). ``symmetric``: ``n / 2``
-    draws and their opposites ``-v`` (antithetic pairs; the cuts are
-    symmetric), which balances the velocity design of the least squares.
+    anisotropic DF) and every Cartesian component ``|v_i|`` above
+    ``min_component v_esc``. ``x`` (P, 3), ``v_esc`` (P,). The HernquistFlows
+    figure code draws ``|v|`` in (0, 0.9) with ``min_component = 0.2``
+    (:data:`PAPER_VELOCITIES`); popstore's default cuts ``|v| > 0.2 v_esc``
+    instead. ``symmetric``: ``n / 2`` draws and their opposites ``-v``
+    (antithetic pairs; the cuts are symmetric), which balances the velocity
+    design of the least squares.
     """
     if symmetric:
         if n % 2:
             raise ValueError(f"symmetric velocities need an even n, got {n}")
-        half = evaluation_velocities(x, v_esc, n // 2, rng, v_range, min_tangential)
+        half = evaluation_velocities(x, v_esc, n // 2, rng, v_range, min_tangential, min_component=min_component)
         return np.concatenate([half, -half], axis=1)
     p = x.shape[0]
     xhat = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -192,8 +197,12 @@ def evaluation_velocities(
         d /= np.linalg.norm(d, axis=1, keepdims=True)
         speed = rng.uniform(*v_range, size=m) * v_esc[rows]
         vt = speed * np.sqrt(np.clip(1 - (d * xhat[rows]).sum(1) ** 2, 0, None))
-        ok = vt > min_tangential * v_esc[rows]
+        ok = (vt > min_tangential * v_esc[rows]) & np.all(np.abs(speed[:, None] * d) > min_component * v_esc[rows, None], axis=1)
         idx = np.nonzero(todo)
         out[idx[0][ok], idx[1][ok]] = speed[ok, None] * d[ok]
         todo[idx[0][ok], idx[1][ok]] = False
     return out
+
+
+PAPER_VELOCITIES = {"v_range": (0.0, 0.9), "min_tangential": 0.1, "min_component": 0.2}
+"""Keyword arguments of :func:`evaluation_velocities` for the HernquistFlows figures' velocity design."""
