@@ -25,7 +25,8 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   optional :class:`~popstore.estimators.flows.FlowConfig` fields that
   override those of ``[flows]`` for these flows.
 - ``[accelerations]``: where to evaluate (Hernquist: ``radii`` =
-  ``"geometric"``, popstore's grid, or ``"linear"``, the papers'), the
+  ``"geometric"``, popstore's grid, or ``"linear"``, the papers' radii and
+  velocity design), the
   figure path and ``memory_budget`` (bytes of autograd graph at a time); a
   trained ``[missing_rv] output`` adds the factorised DF (``missing_rv``) to
   the comparison. Each member's gradients are computed once and mixed
@@ -48,6 +49,7 @@ import xarray as xr
 from popstore.cluster import cluster_client
 from popstore.galaxy.dynamics.acceleration import (
     DEFAULT_MEMORY_BUDGET,
+    PAPER_VELOCITIES,
     cbe_acceleration,
     cbe_terms,
     evaluation_velocities,
@@ -167,8 +169,9 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
 
     Hernquist stores: ``n_positions`` on the x axis from ``r_min_over_a`` to
     ``r_max_over_a`` (0.4 a - 20 a, log-spaced; ``radii = "linear"``: the
-    papers' ``linspace(0, r_max_over_a, n + 1)[1:]``), the paper's evaluation
-    velocities, plus the exact-DF result. Solar-neighbourhood stores:
+    papers' ``linspace(0, r_max_over_a, n + 1)[1:]`` with their velocity
+    design :data:`~popstore.galaxy.dynamics.acceleration.PAPER_VELOCITIES`),
+    the paper's evaluation velocities, plus the exact-DF result. Solar-neighbourhood stores:
     positions on a line from ``start`` to ``stop`` [kpc] (default along R at
     z = 0 across the sphere), ``n_velocities`` velocities per position drawn
     from the ensemble itself; truth from the potential.
@@ -181,11 +184,12 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
     if ds.attrs["simulator"] == "hernquist":
         h = hernquist_model(ds)
         hi = float(sec.get("r_max_over_a", 20.0))
-        if sec.get("radii", "geometric") == "linear":
+        paper = sec.get("radii", "geometric") == "linear"
+        if paper:
             pos = on_x_axis(paper_radii(h.scale_radius, n_pos, hi))
         else:
             pos = on_x_axis(geometric_radii(h.scale_radius, n_pos, float(sec.get("r_min_over_a", 0.4)), hi))
-        vel = evaluation_velocities(pos, h.escape_speed(pos[:, 0]), n_vel, rng)
+        vel = evaluation_velocities(pos, h.escape_speed(pos[:, 0]), n_vel, rng, **(PAPER_VELOCITIES if paper else {}))
         truth = h.acceleration(pos)
         df_kind = pipe.section("simulator").get("config", {}).get("df", "isotropic")
         logdfs = {"exact_df": lambda x, v: h.log_df(x, v, df_kind)}
