@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from popstore.estimators.flows import FlowConfig, load_flow, load_nflows
+from popstore.estimators.flows import FlowConfig, load_flow, load_nflows, train_flow
 from popstore.estimators.flows_ensemble import finished_member, phase_space_log_df, train_ensemble
 from popstore.galaxy.dynamics.acceleration import (
     PAPER_VELOCITIES,
@@ -154,6 +156,13 @@ def run_kind(kind: str, args, g, client=None) -> None:
         sm = json.loads((out / f"seed_{s}" / "summary.json").read_text())
         cpu = f"{sm['cpu_seconds']:.0f} CPU s" if "cpu_seconds" in sm else "CPU s not recorded"
         print(f"  popstore seed {s}: {sm['epochs']} epochs on {sm.get('n_train', int(0.9 * args.n_stars))} stars, {cpu}")
+    if args.cost_probe:
+        with tempfile.TemporaryDirectory() as tmp:
+            one = train_flow(member_sample(0, kind, args.n_stars), replace(cfg, max_epochs=1, early_stopping_patience=None), 0, tmp,
+                             UNITS, progress=False)
+            cpu = json.loads((one.checkpoint.parent / "summary.json").read_text())["cpu_seconds"]
+        print(f"  cost probe: 1 epoch on {args.n_stars:.0e} stars = {cpu:.1f} CPU s ({args.threads} thread(s)), so a member of "
+              f"{args.epochs} epochs costs ~{args.epochs * cpu / 60:.0f} CPU min")
     if pub:
         epochs = [len(load_nflows(pub_dir, s, rescaling=UNITS)[1]) for s in pub]
         print(f"  published: {np.mean(epochs):.0f} epochs on average (min {min(epochs)}, max {max(epochs)}) on 1e6 stars each (cost not published)")
@@ -174,6 +183,7 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="evaluate only the members that already finished")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0, help="train members as Dask tasks on this many local workers")
+    ap.add_argument("--cost-probe", action="store_true", help="time one training epoch (CPU seconds) to project member costs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = grids(args.velocities)
