@@ -40,10 +40,18 @@ import numpy as np
 import torch
 
 from popstore.estimators.flows import FlowConfig, load_flow, load_nflows, train_flow
-from popstore.estimators.flows_ensemble import finished_member, phase_space_log_df, train_ensemble
+from popstore.estimators.flows_ensemble import (
+    FlowEnsemble,
+    finished_member,
+    load_nflows_ensemble,
+    phase_space_log_df,
+    train_ensemble,
+)
 from popstore.galaxy.dynamics.acceleration import (
+    DEFAULT_MEMORY_BUDGET,
     PAPER_VELOCITIES,
     CBETerms,
+    cbe_acceleration,
     cbe_terms,
     evaluation_velocities,
     mixture_terms,
@@ -109,6 +117,19 @@ def member_terms(log_f, g, cache: Path, names=("geom", "linear", "geom_sym")) ->
     return {k: cached_terms(cache / f"{k.replace('linear', 'linear_paper_velocities')}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
 
 
+def memory_check(ens: FlowEnsemble, grid, n_pos: int = 10) -> None:
+    """Peak RSS added by one generic ``cbe_acceleration`` call on the whole ensemble DF (default memory budget)."""
+    status = lambda key: next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key + ":"))
+    x, v = grid[0][:n_pos], grid[1][:n_pos]
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
+    before, t = status("VmRSS"), time.perf_counter()
+    cbe_acceleration(phase_space_log_df(ens), x, v)
+    print(f"  memory: {len(ens.members)}-member ensemble DF, {x.shape[0]} x {v.shape[1]} points in one call: peak RSS "
+          f"+{(status('VmHWM') - before) / 2**30:.2f} GiB (budget {DEFAULT_MEMORY_BUDGET / 2**30:.0f} GiB of graph; "
+          f"unchunked graph {len(ens.members) * x.shape[0] * v.shape[1] * 40e3 / 2**30:.0f} GiB at ~40 kB/point/member), "
+          f"{time.perf_counter() - t:.0f} s")
+
+
 def sizes(k: int) -> list[int]:
     return sorted({1, k} | {2**i for i in range(1, 8) if 2**i < k})
 
@@ -148,6 +169,8 @@ def run_kind(kind: str, args, g, client=None) -> None:
         print(symmetric_row(f"published, {len(pub)}, symmetric +-v", [pub[s]["geom_sym"] for s in pub], g))
         print(row(f"published, {len(pub)}, geometric-mean ensemble", {n: [pub[s][n] for s in pub] for n in ("geom", "linear")}, g,
                   log_mean_terms))
+        if args.memory_check:
+            memory_check(load_nflows_ensemble(pub_dir, rescaling=UNITS), g["geom"])
     else:
         print(f"published ensemble: {pub_dir} absent, row skipped")
 
@@ -183,6 +206,7 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="evaluate only the members that already finished")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0, help="train members as Dask tasks on this many local workers")
+    ap.add_argument("--memory-check", action="store_true", help="peak RSS of one call on the whole published ensemble DF")
     ap.add_argument("--cost-probe", action="store_true", help="time one training epoch (CPU seconds) to project member costs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
