@@ -131,7 +131,8 @@ def memory_check(ens: FlowEnsemble, grid, n_pos: int = 10) -> None:
 
 
 def sizes(k: int) -> list[int]:
-    return sorted({1, k} | {2**i for i in range(1, 8) if 2**i < k})
+    """Ensemble sizes to tabulate: 1, 2, 3, powers of two and ``k`` itself (at most ``k``)."""
+    return sorted(n for n in {1, 2, 3, k} | {2**i for i in range(2, 8)} if n <= k)
 
 
 def run_kind(kind: str, args, g, client=None) -> None:
