@@ -34,6 +34,7 @@ from popstore.estimators.flows import (
     LOSSES,
     SUMMARY,
     NFLOWS_BEST,
+    NFLOWS_LOSSES,
     FlowConfig,
     ScaledFlow,
     TrainResult,
@@ -169,7 +170,8 @@ def load_ensemble(out_dir: str | Path, seeds: Sequence[int] | None = None, dtype
 def load_nflows_ensemble(directory: str | Path, cfg: FlowConfig = FlowConfig(), seeds: Sequence[int] | None = None,
                          rescaling: tuple[np.ndarray, np.ndarray] | None = None,
                          dtype: torch.dtype = torch.float64) -> FlowEnsemble:
-    """The ensemble of flows saved in the research-code layout (``<seed>_best.pth``; all seeds found unless given).
+    """The ensemble of flows saved in the research-code layout (``<seed>_best.pth``; unless ``seeds`` are given, all
+    seeds with both ``<seed>_best.pth`` and ``<seed>_losses.npy``).
 
     Reads the published HernquistFlows ensembles (Naik et al. 2021, arXiv:2112.07657; pass their
     ``rescaling``) and the copies popstore writes beside its own members (:func:`load_nflows`).
@@ -177,7 +179,9 @@ def load_nflows_ensemble(directory: str | Path, cfg: FlowConfig = FlowConfig(), 
     directory = Path(directory)
     if seeds is None:
         suffix = NFLOWS_BEST.format(seed="")
-        seeds = sorted(int(p.name[: -len(suffix)]) for p in directory.glob(f"*{suffix}") if p.name[: -len(suffix)].isdigit())
+        found = [p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")]
+        # a member whose <seed>_losses.npy is missing is still training (or was killed): not part of the ensemble
+        seeds = sorted(int(s) for s in found if s.isdigit() and (directory / NFLOWS_LOSSES.format(seed=s)).exists())
     if not seeds:
         raise UserError(f"no <seed>_best.pth flows in {directory}")
     return FlowEnsemble([load_nflows(directory, s, cfg, rescaling, dtype)[0] for s in seeds]).eval()
