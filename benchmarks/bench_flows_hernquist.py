@@ -1,100 +1,224 @@
-"""Hernquist benchmark of the CBE acceleration method (An et al. 2021, arXiv:2106.05981).
+"""Hernquist benchmark of flow-based CBE accelerations: error against ensemble size, both metrics, iso and aniso.
 
-Prints, for the isotropic Hernquist sphere (M = 1e10 Msun, a = 5 kpc):
-1. the relative acceleration error with the *exact* DF (tests the method);
-2. the same with each flow of an ensemble trained on a noiseless mock, and with
-   the ensemble-averaged DF (median, 90th percentile, max over 50 positions
-   from 0.4 a to 20 a on the x axis, 1,000 velocities each, the paper's scheme);
-3. timings (sampling, training per member, accelerations).
+For the isotropic and the beta = 1/2 Hernquist sphere (Hernquist 1990; M = 1e10 Msun, a = 5 kpc) prints,
+for the exact DF, for popstore's ensembles of K = 1, 2, 4, ... flows and for the published HernquistFlows
+ensemble (Naik et al. 2021, arXiv:2112.07657; 1, 3, 7, 30 of its flows, read from --published and
+skipped where absent), measured in the same run:
 
-Run:  nice -n 10 .venv/bin/python benchmarks/bench_flows_hernquist.py --n-stars 100000 --members 3 --epochs 40
-Trained flows go to --out (reused on a rerun unless --retrain).
+- ``3D med`` / ``3D p90``: popstore's metric, |a - a_true| / |a_true| at 50 geometric radii 0.4 a - 20 a
+  (least squares on grad log f rows), 1,000 evaluation velocities per position (An et al. 2021,
+  arXiv:2106.05981, Sect. 4);
+- ``bias``: median signed radial error a_r / a_r,true - 1 on the same grid;
+- ``x med``: x-component error |a_x / a_x,true - 1| at the papers' 50 linear radii with their velocity design
+  (|v| < 0.9 v_esc, v_t > 0.1 v_esc, every |v_i| > 0.2 v_esc), grad log f rows;
+- ``paper x``: the papers' definition, the same with grad f / f_ref rows (f-weighted);
+
+plus variants of the estimator on the largest ensembles: symmetric (+v, -v) velocity pairs and the
+geometric-mean ensemble (mean of log p_k instead of the mean density). popstore's members each train on
+their own independent draw of --n-stars stars (``train_ensemble`` with a per-seed sampler), with the
+papers' scheduler (ReduceLROnPlateau factor 0.5, patience 5, threshold 1e-6, cooldown 10), a 10%
+validation split and early stopping; the cost table gives epochs and CPU seconds per member.
+Gradients of every member are computed once per grid (memory-bounded chunks) and cached under --out, so a
+sub-ensemble costs no further flow evaluation and a rerun only evaluates what is new.
+
+Run:  nice .venv/bin/python benchmarks/bench_flows_hernquist.py --n-stars 100000 --epochs 40 --members 4
+      (--workers N: members train as Dask tasks on N local workers; --no-train: evaluate the members that
+      already finished)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
-from popstore.galaxy.dynamics.acceleration import cbe_acceleration, evaluation_velocities
-from popstore.galaxy.dynamics.hernquist import Hernquist
-from popstore.estimators.flows import FlowConfig, load_flow
+from popstore.estimators.flows import FlowConfig, load_flow, load_nflows, train_flow
 from popstore.estimators.flows_ensemble import (
     FlowEnsemble,
+    finished_member,
+    load_nflows_ensemble,
     phase_space_log_df,
     train_ensemble,
 )
+from popstore.galaxy.dynamics.acceleration import (
+    DEFAULT_MEMORY_BUDGET,
+    PAPER_VELOCITIES,
+    CBETerms,
+    cbe_acceleration,
+    cbe_terms,
+    evaluation_velocities,
+    mixture_terms,
+    solve_cbe,
+)
+from popstore.galaxy.dynamics.hernquist import Hernquist
+from popstore.galaxy.dynamics.metrics import error_summary, geometric_radii, on_x_axis, paper_radii
+
+H = Hernquist(1e10, 5.0)
+UNITS = (np.zeros(6), np.r_[[10 * H.scale_radius] * 3, [np.sqrt(2 * H.gm / H.scale_radius)] * 3])  # the papers' rescaling
+PUBLISHED_DIRS = {"isotropic": "hq_iso_orig", "anisotropic": "hq_aniso_orig"}
 
 
-def errors(acc: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(acc - truth, axis=1) / np.linalg.norm(truth, axis=1)
+def member_sample(seed: int, kind: str, n: int) -> np.ndarray:
+    """Member ``seed``'s own training sample: ``n`` exact draws (r < 200 a) with ``default_rng(1000 + seed)``."""
+    x, v = H.sample(n, np.random.default_rng(1000 + seed), kind, r_max=200 * H.scale_radius)
+    return np.hstack([x, v])
 
 
-def summary(name: str, err: np.ndarray) -> str:
-    return f"{name:<28s} median {100 * np.median(err):6.2f}%  p90 {100 * np.percentile(err, 90):6.2f}%  max {100 * err.max():6.2f}%"
+def grids(n_vel: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    """Evaluation grids: geometric radii (3D metric), the same with symmetric velocities, the papers' linear radii
+    with their velocity design (|v| < 0.9 v_esc, v_t > 0.1 v_esc, every |v_i| > 0.2 v_esc)."""
+    out = {}
+    for name, r, kw in (("geom", geometric_radii(H.scale_radius), {}), ("geom_sym", geometric_radii(H.scale_radius), {"symmetric": True}),
+                        ("linear", paper_radii(H.scale_radius), PAPER_VELOCITIES)):
+        pos = on_x_axis(r)
+        vel = evaluation_velocities(pos, H.escape_speed(r), n_vel, np.random.default_rng(42), **kw)
+        out[name] = (torch.tensor(pos), torch.tensor(vel), H.acceleration(pos))
+    return out
+
+
+def cached_terms(path: Path, compute) -> CBETerms:
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        return CBETerms(**d)
+    t = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: getattr(t, k) for k in ("log_f", "grad_x", "grad_v", "v")}, path)
+    return t
+
+
+def row(name: str, terms: dict[str, CBETerms], g, combine=mixture_terms) -> str:
+    """One table row from per-member terms on every grid (``terms[grid]`` a list over members)."""
+    geom = error_summary(solve_cbe(combine(terms["geom"])).numpy(), g["geom"][2])
+    lin_log = error_summary(solve_cbe(combine(terms["linear"])).numpy(), g["linear"][2])
+    lin_f = error_summary(solve_cbe(combine(terms["linear"]), "f").numpy(), g["linear"][2])
+    return (f"{name:<40s} {100 * geom['median_3d']:7.2f} {100 * geom['p90_3d']:7.2f} {100 * geom['radial_bias']:+7.2f} "
+            f"{100 * lin_log['median_x']:7.2f} {100 * lin_f['median_x']:8.2f}")
+
+
+def symmetric_row(name: str, terms: list[CBETerms], g, combine=mixture_terms) -> str:
+    s = error_summary(solve_cbe(combine(terms)).numpy(), g["geom_sym"][2])
+    return f"{name:<40s} {100 * s['median_3d']:7.2f} {100 * s['p90_3d']:7.2f} {100 * s['radial_bias']:+7.2f}      (3D grid only)"
+
+
+def log_mean_terms(members: list[CBETerms]) -> CBETerms:
+    """Geometric-mean ensemble ``log f = mean_k log p_k``: plain means of the members' gradients."""
+    return CBETerms(torch.stack([m.log_f for m in members]).mean(0), torch.stack([m.grad_x for m in members]).mean(0),
+                    torch.stack([m.grad_v for m in members]).mean(0), members[0].v)
+
+
+def member_terms(log_f, g, cache: Path, names=("geom", "linear", "geom_sym")) -> dict[str, CBETerms]:
+    return {k: cached_terms(cache / f"{k.replace('linear', 'linear_paper_velocities')}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
+
+
+def memory_check(ens: FlowEnsemble, grid, n_pos: int = 10) -> None:
+    """Peak RSS added by one generic ``cbe_acceleration`` call on the whole ensemble DF (default memory budget)."""
+    status = lambda key: next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key + ":"))
+    x, v = grid[0][:n_pos], grid[1][:n_pos]
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
+    before, t = status("VmRSS"), time.perf_counter()
+    cbe_acceleration(phase_space_log_df(ens), x, v)
+    print(f"  memory: {len(ens.members)}-member ensemble DF, {x.shape[0]} x {v.shape[1]} points in one call: peak RSS "
+          f"+{(status('VmHWM') - before) / 2**30:.2f} GiB (budget {DEFAULT_MEMORY_BUDGET / 2**30:.0f} GiB of graph; "
+          f"unchunked graph {len(ens.members) * x.shape[0] * v.shape[1] * 40e3 / 2**30:.0f} GiB at ~40 kB/point/member), "
+          f"{time.perf_counter() - t:.0f} s")
+
+
+def sizes(k: int) -> list[int]:
+    """Ensemble sizes to tabulate: 1, 2, 3, powers of two and ``k`` itself (at most ``k``)."""
+    return sorted(n for n in {1, 2, 3, k} | {2**i for i in range(2, 8)} if n <= k)
+
+
+def run_kind(kind: str, args, g, client=None) -> None:
+    print(f"\n=== {kind} Hernquist DF ===")
+    print(f"{'model':<40s} {'3D med':>7s} {'3D p90':>7s} {'bias':>7s} {'x med':>7s} {'paper x':>8s}   [%]")
+    exact = lambda x, v: H.log_df(x, v, kind)
+    print(row("exact DF", {k: [cbe_terms(exact, g[k][0], g[k][1])] for k in ("geom", "linear")}, g))
+
+    cfg = FlowConfig(batch_size=args.batch_size, max_epochs=args.epochs, valid_fraction=0.1, early_stopping_patience=10,
+                     transform=args.transform)
+    out = Path(args.out) / f"{kind}_{args.transform}_n{args.n_stars}_e{args.epochs}"
+    seeds = list(range(args.members))
+    if not args.no_train:
+        t = time.perf_counter()
+        train_ensemble(partial(member_sample, kind=kind, n=args.n_stars), cfg, seeds, out, client=client, rescaling=UNITS,
+                       progress=False)
+        print(f"(training/loading {len(seeds)} members: {time.perf_counter() - t:.0f} s wall)")
+    seeds = [s for s in seeds if finished_member(out, s, cfg, "independent") is not None]
+    ours = {s: member_terms(phase_space_log_df(load_flow(out / f"seed_{s}")), g, out / f"terms_v{args.velocities}" / f"seed_{s}") for s in seeds}
+    for k in sizes(len(seeds)) if seeds else []:
+        print(row(f"popstore, {k} flow(s), {args.n_stars:.0e} stars each", {n: [ours[s][n] for s in seeds[:k]] for n in ("geom", "linear")}, g))
+    if len(seeds) > 1:
+        print(symmetric_row(f"popstore, {len(seeds)}, symmetric +-v", [ours[s]["geom_sym"] for s in seeds], g))
+        print(row(f"popstore, {len(seeds)}, geometric-mean ensemble", {n: [ours[s][n] for s in seeds] for n in ("geom", "linear")}, g,
+                  log_mean_terms))
+
+    pub_dir = Path(args.published) / PUBLISHED_DIRS[kind]
+    pub = {}
+    if pub_dir.exists():
+        for s in range(args.published_members):
+            model, _ = load_nflows(pub_dir, s, rescaling=UNITS)
+            pub[s] = member_terms(phase_space_log_df(model), g, Path(args.out) / f"published_terms_v{args.velocities}" / kind / f"seed_{s}")
+        for k in [k for k in (1, 3, 7, 30) if k < len(pub)] + [len(pub)]:
+            print(row(f"published, {k} flow(s), 1e6 stars (shared)", {n: [pub[s][n] for s in range(k)] for n in ("geom", "linear")}, g))
+        print(symmetric_row(f"published, {len(pub)}, symmetric +-v", [pub[s]["geom_sym"] for s in pub], g))
+        print(row(f"published, {len(pub)}, geometric-mean ensemble", {n: [pub[s][n] for s in pub] for n in ("geom", "linear")}, g,
+                  log_mean_terms))
+        if args.memory_check:
+            memory_check(load_nflows_ensemble(pub_dir, rescaling=UNITS), g["geom"])
+    else:
+        print(f"published ensemble: {pub_dir} absent, row skipped")
+
+    print("per-member training cost:")
+    for s in seeds:
+        sm = json.loads((out / f"seed_{s}" / "summary.json").read_text())
+        cpu = f"{sm['cpu_seconds']:.0f} CPU s" if "cpu_seconds" in sm else "CPU s not recorded"
+        print(f"  popstore seed {s}: {sm['epochs']} epochs on {sm.get('n_train', int(0.9 * args.n_stars))} stars, {cpu}")
+    if args.cost_probe:
+        with tempfile.TemporaryDirectory() as tmp:
+            one = train_flow(member_sample(0, kind, args.n_stars), replace(cfg, max_epochs=1, early_stopping_patience=None), 0, tmp,
+                             UNITS, progress=False)
+            cpu = json.loads((one.checkpoint.parent / "summary.json").read_text())["cpu_seconds"]
+        print(f"  cost probe: 1 epoch on {args.n_stars:.0e} stars = {cpu:.1f} CPU s ({args.threads} thread(s)), so a member of "
+              f"{args.epochs} epochs costs ~{args.epochs * cpu / 60:.0f} CPU min")
+    if pub:
+        epochs = [len(load_nflows(pub_dir, s, rescaling=UNITS)[1]) for s in pub]
+        print(f"  published: {np.mean(epochs):.0f} epochs on average (min {min(epochs)}, max {max(epochs)}) on 1e6 stars each (cost not published)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-stars", type=int, default=100_000)
-    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=2000)
-    ap.add_argument("--lr-patience", type=int, default=5)
     ap.add_argument("--transform", choices=["affine", "spline"], default="affine")
+    ap.add_argument("--velocities", type=int, default=1000)
+    ap.add_argument("--kinds", nargs="+", default=["isotropic", "anisotropic"])
+    ap.add_argument("--published", default="../shared/data/hernquistflows_published")
+    ap.add_argument("--published-members", type=int, default=30)
     ap.add_argument("--out", default="out/flows_hernquist")
-    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--no-train", action="store_true", help="evaluate only the members that already finished")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0, help="train members as Dask tasks on this many local workers")
+    ap.add_argument("--memory-check", action="store_true", help="peak RSS of one call on the whole published ensemble DF")
+    ap.add_argument("--cost-probe", action="store_true", help="time one training epoch (CPU seconds) to project member costs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    h = Hernquist(1e10, 5.0)
-    a = h.scale_radius
+    g = grids(args.velocities)
+    client = None
+    if args.workers and not args.no_train:
+        from distributed import Client, LocalCluster
 
-    pos = np.zeros((50, 3))
-    pos[:, 0] = np.geomspace(0.4, 20, 50) * a
-    vel = evaluation_velocities(pos, h.escape_speed(pos[:, 0]), 1000, np.random.default_rng(42))
-    xt, vt = torch.tensor(pos), torch.tensor(vel)
-    truth = h.acceleration(pos)
-
-    t = time.perf_counter()
-    exact = cbe_acceleration(lambda x, v: h.log_df(x, v, "isotropic"), xt, vt).numpy()
-    t_exact = time.perf_counter() - t
-    print(summary("exact DF", errors(exact, truth)), f"  ({t_exact:.2f} s for 50 x 1000)")
-
-    t = time.perf_counter()
-    x, v = h.sample(args.n_stars, np.random.default_rng(0), "isotropic", r_max=200 * a)
-    print(f"sampling {args.n_stars} stars: {time.perf_counter() - t:.2f} s")
-    r = np.linalg.norm(x, axis=1)
-    ks = stats.kstest(r, lambda rr: h.mass_fraction(rr) / h.mass_fraction(200 * a))
-    print(f"KS test of radii against M(<r) = M r^2/(r+a)^2 (truncated at 200 a): D = {ks.statistic:.4f}, p = {ks.pvalue:.3f}")
-
-    cfg = FlowConfig(transform=args.transform, batch_size=args.batch_size, max_epochs=args.epochs,
-                     valid_fraction=0.1, early_stopping_patience=10, lr_patience=args.lr_patience)
-    out = Path(args.out) / f"{args.transform}_n{args.n_stars}_e{args.epochs}_p{args.lr_patience}"
-    seeds = list(range(args.members))
-    scale = np.r_[[10 * a] * 3, [np.sqrt(2 * h.gm / a)] * 3]  # the papers' rescaling
-    todo = [s for s in seeds if args.retrain or not (out / f"seed_{s}" / "checkpoint.pt").exists() or not (out / f"seed_{s}" / "losses.csv").exists()]
-    if todo:
-        t = time.perf_counter()
-        res = train_ensemble(np.hstack([x, v]), cfg, todo, out, rescaling=(np.zeros(6), scale), progress=False)
-        dt = time.perf_counter() - t
-        for r in res:
-            print(f"trained seed {r.seed}: {len(r.losses)} epochs, best epoch {r.best_epoch}, best valid NLL {r.losses.valid.min():.4f}")
-        print(f"training {len(todo)} flows: {dt:.1f} s ({dt / len(todo):.1f} s per flow, {args.threads} thread(s))")
-
-    members = [load_flow(out / f"seed_{s}") for s in seeds]
-    t = time.perf_counter()
-    for s, m in zip(seeds, members):
-        print(summary(f"flow seed {s}", errors(cbe_acceleration(phase_space_log_df(m), xt, vt).detach().numpy(), truth)))
-    for k in range(2, len(members) + 1):
-        ens = FlowEnsemble(members[:k])
-        print(summary(f"ensemble of {k}", errors(cbe_acceleration(phase_space_log_df(ens), xt, vt).detach().numpy(), truth)))
-    print(f"flow accelerations: {time.perf_counter() - t:.1f} s")
+        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=args.threads, dashboard_address=None))
+    for kind in args.kinds:
+        run_kind(kind, args, g, client)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,19 @@ def test_simulator_kick_and_reproducibility():
         np.testing.assert_array_equal(b[key], c[key])
 
 
+def test_localflows_kick_moves_exactly_a_random_tenth_of_the_stars():
+    """kick_fraction = 0.1: 60 of 600 stars gain exactly +20 km/s in v_z, the rest are the equilibrium stars."""
+    a = get_simulator("solar_neighbourhood", n_stars=600).simulate({"kick_vz": 0.0, "time_myr": 0.0}, 5)
+    sim = get_simulator("solar_neighbourhood", n_stars=600, kick_fraction=0.1)
+    b = sim.simulate({"kick_vz": 20.0, "time_myr": 0.0}, 5)
+    dv = b["vz"] - a["vz"]
+    kicked = np.isclose(dv, 20.0)
+    assert kicked.sum() == 60 and np.allclose(dv[~kicked], 0.0)
+    assert not np.array_equal(np.flatnonzero(kicked), np.arange(60))  # a random subset, not the first stars
+    np.testing.assert_array_equal(a["x"], b["x"])
+    assert sim.config["kick_fraction"] == 0.1 and "kick_fraction" not in get_simulator("solar_neighbourhood").config
+
+
 def test_chunked_store_is_one_catalogue_and_missing_rv(tmp_path):
     """Chunks written by popstore.generate concatenate into one catalogue; the missing-RV subset round-trips."""
     from distributed import Client

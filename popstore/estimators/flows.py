@@ -7,15 +7,22 @@ Naik et al. (2021, arXiv:2112.07657, Sect. 3): a standard-normal base and
 a rational-quadratic spline (Durkan et al. 2019, "Neural Spline Flows").
 Data are rescaled to O(1) by a fixed affine map that is stored with the model
 (:class:`ScaledFlow`), so ``log_prob`` is always the density of the physical
-variables. Training: Adam, ReduceLROnPlateau; stops when the learning rate
+variables. Training: Adam, ReduceLROnPlateau (the HernquistFlows settings:
+factor 0.5, patience 5, threshold 1e-6, cooldown 10, floor 2e-6); stops when the learning rate
 reaches its floor (the papers' criterion) or, if ``early_stopping_patience``
 is set, when the monitored loss has not improved for that many epochs. The
-best checkpoint and the per-epoch losses are written to ``out_dir``.
+best checkpoint and the per-epoch losses are written to ``out_dir/seed_<k>``
+and, beside them, in the layout of the HernquistFlows/LocalFlows research
+code (``out_dir/<k>_best.pth``: the nflows ``Flow`` state dict of the
+rescaled variables; ``<k>_losses.npy``: per-epoch losses), plus
+``<k>_rescaling.json`` (shift and scale of the physical variables), which
+that layout lacks; :func:`load_nflows` reads either.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,10 +41,14 @@ from nflows.transforms import (
 from tqdm.auto import tqdm
 
 from popstore.checkpoints import load_checkpoint
+from popstore.errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.csv"
 SUMMARY = "summary.json"
+NFLOWS_BEST = "{seed}_best.pth"
+NFLOWS_LOSSES = "{seed}_losses.npy"
+NFLOWS_RESCALING = "{seed}_rescaling.json"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class FlowConfig:
     lr_factor: float = 0.5
     lr_patience: int = 5
     min_lr: float = 2e-6
+    lr_threshold: float = 1e-6
+    lr_cooldown: int = 10
     valid_fraction: float = 0.0
     early_stopping_patience: int | None = None
 
@@ -159,6 +172,7 @@ def train_flow(
     rescaling: tuple[np.ndarray, np.ndarray] | None = None,
     context: np.ndarray | None = None,
     progress: bool = True,
+    meta: dict | None = None,
 ) -> TrainResult:
     """Train one flow on ``data`` (n, features) by maximum likelihood and save it under ``out_dir/seed_<seed>``.
 
@@ -166,7 +180,8 @@ def train_flow(
     ``data``). ``context`` (n, context_features) conditions the flow.
     Writes ``checkpoint.pt`` (best state, config, rescaling) and
     ``losses.csv`` (epoch, train, valid, lr: mean negative log-likelihood per
-    star of the rescaled variables).
+    star of the rescaled variables); ``summary.json`` (with ``meta``, the training stars and the CPU
+    seconds spent) marks the member finished.
     """
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or data.shape[1] != cfg.features:
@@ -177,6 +192,7 @@ def train_flow(
         raise ValueError("pass a context exactly when cfg.context_features > 0")
     out = Path(out_dir) / f"seed_{seed}"
     out.mkdir(parents=True, exist_ok=True)
+    cpu_start = time.process_time()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     shift, scale = rescaling if rescaling is not None else standard_rescaling(data)
@@ -190,7 +206,8 @@ def train_flow(
     n_valid = round(cfg.valid_fraction * len(y))
     iv, it = perm[:n_valid], perm[n_valid:]
     opt = torch.optim.Adam(model.flow.parameters(), lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr,
+                                                       threshold=cfg.lr_threshold, cooldown=cfg.lr_cooldown)
 
     def nll(idx: torch.Tensor) -> torch.Tensor:
         return -model.flow.log_prob(y[idx], context=None if c is None else c[idx]).mean()
@@ -221,6 +238,7 @@ def train_flow(
             best, best_epoch, stale = monitored, epoch, 0
             torch.save({"config": asdict(cfg), "state_dict": model.state_dict(), "epoch": int(epoch), "seed": int(seed)},
                        out / CHECKPOINT)  # plain values only: loads with weights_only=True
+            torch.save(model.flow.state_dict(), Path(out_dir) / NFLOWS_BEST.format(seed=seed))
         else:
             stale += 1
         sched.step(monitored)
@@ -228,8 +246,10 @@ def train_flow(
             break
     losses = pd.DataFrame(rows)
     losses.to_csv(out / LOSSES, index=False)
+    save_nflows_extras(Path(out_dir), seed, losses["valid" if n_valid else "train"].to_numpy(), shift, scale)
     (out / SUMMARY).write_text(json.dumps({"seed": seed, "best_epoch": best_epoch, "best_loss": best, "epochs": len(rows),
-                                           "config": asdict(cfg)}))  # written last: the member is finished
+                                           "n_train": len(it), "cpu_seconds": time.process_time() - cpu_start,
+                                           "config": asdict(cfg), **(meta or {})}))  # written last: the member is finished
     return TrainResult(seed, losses, best_epoch, out / CHECKPOINT)
 
 
@@ -254,3 +274,44 @@ def load_flow(path: str | Path, dtype: torch.dtype = torch.float64) -> ScaledFlo
     model = ScaledFlow(cfg, sd["shift"].numpy(), sd["scale"].numpy(), sd["context_shift"].numpy(), sd["context_scale"].numpy())
     model.load_state_dict(sd)
     return model.to(dtype).eval()
+
+
+def save_nflows_extras(out_dir: Path, seed: int, losses: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> None:
+    """Write ``<seed>_losses.npy`` and ``<seed>_rescaling.json`` beside a ``<seed>_best.pth`` (research-code layout)."""
+    np.save(out_dir / NFLOWS_LOSSES.format(seed=seed), np.asarray(losses, dtype=np.float64))
+    (out_dir / NFLOWS_RESCALING.format(seed=seed)).write_text(
+        json.dumps({"shift": np.asarray(shift, dtype=float).tolist(), "scale": np.asarray(scale, dtype=float).tolist()}))
+
+
+def load_nflows(directory: str | Path, seed: int, cfg: FlowConfig = FlowConfig(),
+                rescaling: tuple[np.ndarray, np.ndarray] | None = None,
+                dtype: torch.dtype = torch.float64) -> tuple[ScaledFlow, np.ndarray]:
+    """A flow saved in the research-code layout: ``<seed>_best.pth`` (nflows ``Flow`` state dict) and its losses.
+
+    The state dict describes the rescaled variables ``(x - shift) / scale``;
+    ``rescaling`` = (shift, scale) in physical units, read from
+    ``<seed>_rescaling.json`` when not given (e.g. the HernquistFlows units,
+    shift 0 and scale ``10 a`` for positions, ``sqrt(2 G M / a)`` for
+    velocities: Naik et al. 2021, arXiv:2112.07657, Sect. 3). ``cfg`` must
+    describe the saved architecture (default: the papers' 8 x 64 MAF).
+    Returns the flow (``dtype``, eval mode) and the per-epoch losses with the
+    trailing zeros of the research code's preallocated array removed.
+    """
+    directory = Path(directory)
+    best, loss_file = directory / NFLOWS_BEST.format(seed=seed), directory / NFLOWS_LOSSES.format(seed=seed)
+    if not best.exists():
+        raise UserError(f"no nflows state dict {best}")
+    if rescaling is None:
+        units = directory / NFLOWS_RESCALING.format(seed=seed)
+        if not units.exists():
+            raise UserError(f"{best} has no {units.name}: pass the rescaling (shift, scale) of its data")
+        saved = json.loads(units.read_text())
+        rescaling = (np.asarray(saved["shift"]), np.asarray(saved["scale"]))
+    model = ScaledFlow(cfg, *rescaling)
+    try:
+        model.flow.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+    except RuntimeError as err:
+        raise UserError(f"{best} does not match the architecture {cfg}: {str(err).splitlines()[0]}") from None
+    losses = np.load(loss_file) if loss_file.exists() else np.empty(0)
+    last = np.flatnonzero(losses)
+    return model.to(dtype).eval(), losses[: last[-1] + 1] if last.size else losses

@@ -19,6 +19,7 @@ import torch
 import xarray as xr
 
 from popstore.estimators.flows import LOSSES
+from popstore.galaxy.dynamics.metrics import vector_error, x_component_error
 from popstore.plotting import figure
 
 PHASE_SPACE = ("x", "y", "z", "vx", "vy", "vz")
@@ -53,13 +54,21 @@ def loss_data(out_dir: str | Path, seeds: Sequence[int]) -> xr.Dataset:
 
 
 def draw_losses(ds: xr.Dataset, png: Path) -> None:
+    """Train (solid) and validation (dashed) losses; the limits show every epoch of a short run."""
     fig, ax = figure(figsize=(6, 4))
+    short = ds.sizes["epoch"] <= 20
     for i, s in enumerate(ds.seed.values):
-        ax.plot(ds.epoch, ds.train[i], color=f"C{i}", lw=1, label=f"seed {s} train")
+        ax.plot(ds.epoch, ds.train[i], color=f"C{i}", lw=1, marker="o" if short else None, ms=3, label=f"seed {s} train")
         if np.isfinite(ds.valid[i]).any():
-            ax.plot(ds.epoch, ds.valid[i], color=f"C{i}", lw=1, ls="--", label=f"seed {s} valid")
-    lo = np.nanmin([ds.train.values, ds.valid.values])
-    ax.set_ylim(lo - 0.05, lo + 0.6)
+            ax.plot(ds.epoch, ds.valid[i], color=f"C{i}", lw=1, ls="--", marker="s" if short else None, ms=3, label=f"seed {s} valid")
+    values = np.concatenate([ds.train.values.ravel(), ds.valid.values.ravel()])
+    values = values[np.isfinite(values)]
+    lo, hi = values.min(), values.max()
+    if not short:  # long runs: the first epochs would flatten the converged part
+        hi = min(hi, lo + max(0.6, np.nanmax(ds.train.isel(epoch=slice(5, None)).values) - lo))
+    pad = 0.05 * max(hi - lo, 1e-3)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlim(-0.5, ds.sizes["epoch"] - 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("NLL per star [nats]")
     ax.set_title("training losses (rescaled variables)", fontsize=9)
@@ -67,8 +76,19 @@ def draw_losses(ds: xr.Dataset, png: Path) -> None:
     fig.savefig(png, dpi=120)
 
 
+LABELS = {"ensemble": "ensemble", "ensemble_f_weighted": "ensemble, f-weighted rows (papers')", "exact_df": "exact DF",
+          "missing_rv": "factorised DF n(x) p(v|x) (missing v_los)", "seed_0": "ensemble members"}
+STYLES = {"ensemble": {"color": "C3", "lw": 2}, "ensemble_f_weighted": {"color": "C1", "lw": 1.2, "ls": "--"},
+          "exact_df": {"color": "C0", "ls": "", "marker": "o", "ms": 3}, "missing_rv": {"color": "C2", "lw": 1.5, "ls": "-."}}
+
+
 def draw_accelerations(ds: xr.Dataset, png: Path) -> None:
-    """|a| against position with the truth, and the relative error of every model in percent."""
+    """|a| against position with the truth, and the relative errors of every model in percent.
+
+    Both metrics: the 3D vector error |a - a_true| / |a_true| of every model
+    and, for positions on the x axis, the papers' x-component error
+    |a_x / a_x,true - 1| of the ensemble (dotted).
+    """
     dim = next(d for d in ds.truth.dims if d != "component")
     coord = ds[dim]
     truth = np.linalg.norm(ds.truth.values, axis=1)
@@ -78,16 +98,18 @@ def draw_accelerations(ds: xr.Dataset, png: Path) -> None:
         if not k.startswith("acc_"):
             continue
         name = k[4:]
-        style = {"ensemble": {"color": "C3", "lw": 2}, "exact_df": {"color": "C0", "ls": "", "marker": "o", "ms": 3}}.get(name, {"color": "0.6", "lw": 0.8})
-        a = np.linalg.norm(ds[k].values, axis=1)
-        label = name if name in ("ensemble", "exact_df") else "ensemble members" if name == "seed_0" else None
-        top.plot(coord, a, label=label, **style)
-        bot.plot(coord, 100 * (np.linalg.norm(ds[k].values - ds.truth.values, axis=1) / truth), **style)
+        style = STYLES.get(name, {"color": "0.6", "lw": 0.8})
+        top.plot(coord, np.linalg.norm(ds[k].values, axis=1), label=LABELS.get(name), **style)
+        bot.plot(coord, 100 * vector_error(ds[k].values, ds.truth.values), **style)
+    if "acc_ensemble" in ds and np.allclose(ds.position.values[:, 1:], 0):
+        bot.plot(coord, 100 * x_component_error(ds.acc_ensemble.values, ds.truth.values), color="C3", lw=1, ls=":",
+                 label="ensemble, x-component |a$_x$/a$_{x,true}$ - 1|")
+        bot.legend(fontsize=7)
     if dim == "r":
         top.set_xscale("log"), top.set_yscale("log")
     top.set_ylabel("|a| [km$^2$ s$^{-2}$ kpc$^{-1}$]")
     top.legend(fontsize=8)
-    bot.set_ylabel("|a - a$_{true}$| / |a$_{true}$| [%]")
+    bot.set_ylabel("3D: |a - a$_{true}$| / |a$_{true}$| [%]")
     bot.set_xlabel(f"{coord.attrs.get('long_name', dim)} [{coord.attrs.get('units', '')}]")
     fig.savefig(png, dpi=120)
 
@@ -115,17 +137,22 @@ def df_slice_data(log_dfs: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
 
 
 def draw_df_slice(ds: xr.Dataset, png: Path) -> None:
+    """log f of every model on the slice; with an exact DF, only within its support (bound orbits, |v| < v_esc)."""
     names = list(ds.data_vars)
     a0, a1 = ds[names[0]].dims
     fig, axs = figure(1, len(names), figsize=(4.8 * len(names) + 1, 4.2), squeeze=False)
-    finite = np.concatenate([ds[k].values[np.isfinite(ds[k].values)] for k in names])
+    support = np.isfinite(ds["logf_exact"].values) if "logf_exact" in ds else np.ones(ds[names[0]].shape, dtype=bool)
+    finite = np.concatenate([ds[k].values[support & np.isfinite(ds[k].values)] for k in names])
     vmax = finite.max()
     for ax, k in zip(axs[0], names):
-        im = ax.pcolormesh(ds[a0], ds[a1], ds[k].T, vmin=vmax - 12, vmax=vmax, shading="auto")
+        im = ax.pcolormesh(ds[a0], ds[a1], np.where(support, ds[k].values, np.nan).T, vmin=vmax - 12, vmax=vmax, shading="auto")
+        if not support.all():
+            ax.contour(ds[a0], ds[a1], support.T.astype(float), levels=[0.5], colors="k", linewidths=0.8)
         ax.set_title(k[5:])
         ax.set_xlabel(f"{a0} [{UNITS[a0]}]")
         ax.set_ylabel(f"{a1} [{UNITS[a1]}]")
     fig.colorbar(im, ax=axs[0].tolist(), label="ln f, f in (kpc km/s)$^{-3}$, unit total")
     fixed = ", ".join(f"{k[6:]}={v:g}" for k, v in ds.attrs.items() if k.startswith("fixed_"))
-    fig.suptitle(f"DF slice at {fixed}", fontsize=9)
+    edge = "; black line: escape speed (edge of the exact DF's support)" if not support.all() else ""
+    fig.suptitle(f"DF slice at {fixed}{edge}", fontsize=9)
     fig.savefig(png, dpi=120)

@@ -18,6 +18,10 @@ Labels (the disequilibrium of the sample):
   vertical phase spiral (Antoja et al. 2018, Nature 561, 360; Binney &
   Schoenrich 2018, MNRAS 481, 1501). ``kick_vz = 0`` is the equilibrium
   (fiducial) sample. This is our concrete definition of "perturbed".
+  With ``kick_fraction`` < 1 (config) only that fraction of the stars, chosen
+  at random, is kicked: LocalFlows' experiment (Naik et al. 2021,
+  arXiv:2112.07657; 10% of the stars kicked by +20 km/s in v_z), a
+  perturbation localised in phase space rather than a bulk shift.
 - ``time_myr`` [Myr]: the kicked sample is then integrated for this long in
   the potential (leapfrog, :func:`popstore.galaxy.dynamics.orbits.leapfrog`);
   0, 200 and 500 Myr give the paper's snapshots. The spatial cut applies at
@@ -77,6 +81,9 @@ class SolarNeighbourhood(Simulator):
         Per-population bounds of the Staeckel sampler (None: the defaults).
     torch_threads : int
         torch intra-op threads in the worker (1: one simulation per core).
+    kick_fraction : float
+        Fraction of the stars (exactly ``round(kick_fraction * n_stars)``, drawn at random) that receive
+        ``kick_vz``; 1 kicks every star.
     """
 
     version = "2"
@@ -84,9 +91,12 @@ class SolarNeighbourhood(Simulator):
     def __init__(self, n_stars: int = 25_000, populations: Sequence[Mapping[str, float]] | None = None,
                  r_min: float = 1.0, r_max: float = 16.0, z_max: float = 2.5, phi_max: float = np.pi,
                  dt_myr: float = 0.5, torch_threads: int = 1, actions: str = "staeckel", delta: float | None = None,
-                 rejection_bounds: Sequence[float] | None = None) -> None:
+                 rejection_bounds: Sequence[float] | None = None, kick_fraction: float = 1.0) -> None:
         if n_stars < 1:
             raise ValueError(f"n_stars must be >= 1, got {n_stars}")
+        if not 0 < kick_fraction <= 1:
+            raise ValueError(f"kick_fraction must be in (0, 1], got {kick_fraction}")
+        self.kick_fraction = float(kick_fraction)
         pops = tuple(QuasiIsothermal(**p) for p in populations) if populations is not None else DEFAULT_POPULATIONS
         if dt_myr <= 0:
             raise ValueError(f"need dt_myr > 0, got {dt_myr}")
@@ -115,13 +125,17 @@ class SolarNeighbourhood(Simulator):
                 **asdict(self.selection), "dt_myr": self.dt_myr, "torch_threads": self.torch_threads,
                 "actions": self.mixture.actions, "delta": self.mixture.staeckel.delta if self.mixture.staeckel else None,
                 "proposal": [list(c) for c in self.mixture.proposal], "rejection_bounds": self.mixture.rejection_bounds.tolist(),
-                "potential": asdict(self.mixture.potential)}
+                "potential": asdict(self.mixture.potential)} | (
+                    {"kick_fraction": self.kick_fraction} if self.kick_fraction < 1 else {})  # stores kicked whole keep their identity
 
     def simulate(self, params: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
         torch.set_num_threads(self.torch_threads)
         rng = np.random.default_rng(seed)
         x, v, pop = self.mixture.sample(self.n_stars, rng, self.selection)
-        v[:, 2] += float(params["kick_vz"])
+        if self.kick_fraction < 1:
+            v[rng.choice(self.n_stars, size=round(self.kick_fraction * self.n_stars), replace=False), 2] += float(params["kick_vz"])
+        else:
+            v[:, 2] += float(params["kick_vz"])
         if float(params["time_myr"]) > 0:
             x, v = leapfrog(self.mixture.potential.acceleration, x, v, float(params["time_myr"]), self.dt_myr)
             x, v = randomise_azimuth(x, v, self.selection.phi_max, rng)

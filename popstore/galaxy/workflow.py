@@ -12,7 +12,10 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   papers' choice; ``"standard"``: mean and std), ``parallel``
   (``"sequential"`` or ``"dask"``: one task per seed on the ``[cluster]``,
   each needing the worker ``resources``, e.g. ``{GPU = 1}``; members that
-  finished in an earlier run are not retrained),
+  finished in an earlier run are not retrained), ``sampling``
+  (``"shared"``, the default: every member trains on all selected stars;
+  ``"bootstrap"`` or ``"disjoint"``: each member on its own resample or
+  share, :func:`~popstore.estimators.flows_ensemble.member_rows`),
   ``threads`` (torch threads), ``sphere_radius`` (keep stars within this
   distance [kpc] of the Sun at ``(sun_x, 0, 0)``; solar neighbourhood).
 - ``[missing_rv]``: ``path`` of the missing-line-of-sight-velocity subset
@@ -21,8 +24,14 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   train-missing-rv``; :mod:`popstore.galaxy.missing_rv`) and
   optional :class:`~popstore.estimators.flows.FlowConfig` fields that
   override those of ``[flows]`` for these flows.
-- ``[accelerations]``: where to evaluate, and the figure path; a trained
-  ``[missing_rv] output`` adds the factorised DF (``missing_rv``) to the comparison.
+- ``[accelerations]``: where to evaluate (Hernquist: ``radii`` =
+  ``"geometric"``, popstore's grid, or ``"linear"``, the papers' radii and
+  velocity design), the
+  figure path and ``memory_budget`` (bytes of autograd graph at a time); a
+  trained ``[missing_rv] output`` adds the factorised DF (``missing_rv``) to
+  the comparison. Each member's gradients are computed once and mixed
+  exactly into the ensemble's; ``ensemble_f_weighted`` is the same ensemble
+  with the papers' f-weighted least squares.
 - ``[figures]``: paths of the loss and DF-slice figures and the slice definition.
 """
 
@@ -38,9 +47,23 @@ import torch
 import xarray as xr
 
 from popstore.cluster import cluster_client
-from popstore.galaxy.dynamics.acceleration import cbe_acceleration, evaluation_velocities
+from popstore.galaxy.dynamics.acceleration import (
+    DEFAULT_MEMORY_BUDGET,
+    PAPER_VELOCITIES,
+    cbe_acceleration,
+    cbe_terms,
+    evaluation_velocities,
+    mixture_terms,
+    solve_cbe,
+)
 from popstore.galaxy.dynamics.catalogue import catalogue_arrays
 from popstore.galaxy.dynamics.hernquist import Hernquist
+from popstore.galaxy.dynamics.metrics import (
+    error_summary,
+    geometric_radii,
+    on_x_axis,
+    paper_radii,
+)
 from popstore.estimators.flows import FlowConfig
 from popstore.estimators.flows_ensemble import (
     FlowEnsemble,
@@ -59,7 +82,7 @@ FlowsSection = section_schema(
     "flows", FlowConfig, output=(str, ...), seeds=(Optional[list[int]], None), threads=(Optional[int], None),
     parallel=(Optional[Literal["sequential", "dask"]], None), rescaling=(Optional[Literal["standard", "hernquist"]], None),
     sphere_radius=(Optional[float], None), sun_x=(Optional[float], None),
-    resources=(Optional[dict[str, float]], None),
+    resources=(Optional[dict[str, float]], None), sampling=(Optional[Literal["shared", "bootstrap", "disjoint"]], None),
 )
 MissingRVSection = section_schema(
     "missing_rv", FlowConfig, path=(Optional[str], None), output=(Optional[str], None), seed=(Optional[int], None),
@@ -70,6 +93,7 @@ AccelerationsSection = section_schema(
     "accelerations", figure=(Optional[str], None), seed=(Optional[int], None), n_positions=(Optional[int], None),
     n_velocities=(Optional[int], None), r_min_over_a=(Optional[float], None), r_max_over_a=(Optional[float], None),
     start=(Optional[Vector3], None), stop=(Optional[Vector3], None),
+    radii=(Optional[Literal["geometric", "linear"]], None), memory_budget=(Optional[float], None),
 )
 FiguresSection = section_schema(
     "figures", losses=(Optional[str], None), df_slice=(Optional[str], None), slice_axes=(Optional[list[str]], None),
@@ -118,10 +142,12 @@ def train(pipe: Pipeline, progress: bool = True) -> list:
     cfg = flow_config(sec)
     seeds = [int(s) for s in sec.get("seeds", [0])]
     out = pipe.path_of("flows", "output")
+    sampling = sec.get("sampling", "shared")
     if sec.get("parallel", "sequential") == "dask":
         with cluster_client(pipe.section("cluster")) as c:
-            return train_ensemble(data, cfg, seeds, out, client=c, rescaling=rescaling, resources=sec.get("resources"))
-    return train_ensemble(data, cfg, seeds, out, rescaling=rescaling, progress=progress)
+            return train_ensemble(data, cfg, seeds, out, client=c, rescaling=rescaling, resources=sec.get("resources"),
+                                  sampling=sampling)
+    return train_ensemble(data, cfg, seeds, out, rescaling=rescaling, progress=progress, sampling=sampling)
 
 
 def train_missing_rv_flows(pipe: Pipeline, progress: bool = True) -> None:
@@ -142,8 +168,10 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
     """Accelerations of every member, of the ensemble and the truth at the ``[accelerations]`` positions.
 
     Hernquist stores: ``n_positions`` on the x axis from ``r_min_over_a`` to
-    ``r_max_over_a`` (0.4 a - 20 a, log-spaced), the paper's evaluation
-    velocities, plus the exact-DF result. Solar-neighbourhood stores:
+    ``r_max_over_a`` (0.4 a - 20 a, log-spaced; ``radii = "linear"``: the
+    papers' ``linspace(0, r_max_over_a, n + 1)[1:]`` with their velocity
+    design :data:`~popstore.galaxy.dynamics.acceleration.PAPER_VELOCITIES`),
+    the paper's evaluation velocities, plus the exact-DF result. Solar-neighbourhood stores:
     positions on a line from ``start`` to ``stop`` [kpc] (default along R at
     z = 0 across the sphere), ``n_velocities`` velocities per position drawn
     from the ensemble itself; truth from the potential.
@@ -153,12 +181,15 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
     ens = ensemble(pipe)
     rng = np.random.default_rng(int(sec.get("seed", 42)))
     n_pos, n_vel = int(sec.get("n_positions", 50)), int(sec.get("n_velocities", 1000))
-    models: dict[str, Any] = {f"seed_{i}": m for i, m in enumerate(ens.members)} | {"ensemble": ens}
     if ds.attrs["simulator"] == "hernquist":
         h = hernquist_model(ds)
-        pos = np.zeros((n_pos, 3))
-        pos[:, 0] = np.geomspace(float(sec.get("r_min_over_a", 0.4)), float(sec.get("r_max_over_a", 20.0)), n_pos) * h.scale_radius
-        vel = evaluation_velocities(pos, h.escape_speed(pos[:, 0]), n_vel, rng)
+        hi = float(sec.get("r_max_over_a", 20.0))
+        paper = sec.get("radii", "geometric") == "linear"
+        if paper:
+            pos = on_x_axis(paper_radii(h.scale_radius, n_pos, hi))
+        else:
+            pos = on_x_axis(geometric_radii(h.scale_radius, n_pos, float(sec.get("r_min_over_a", 0.4)), hi))
+        vel = evaluation_velocities(pos, h.escape_speed(pos[:, 0]), n_vel, rng, **(PAPER_VELOCITIES if paper else {}))
         truth = h.acceleration(pos)
         df_kind = pipe.section("simulator").get("config", {}).get("df", "isotropic")
         logdfs = {"exact_df": lambda x, v: h.log_df(x, v, df_kind)}
@@ -174,10 +205,14 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
         logdfs = {"exact_df": mixture.log_df} if float(ds["kick_vz"].values[0]) == 0 and float(ds["time_myr"].values[0]) == 0 else {}
         coord = ("s", np.linalg.norm(pos - start, axis=1), {"units": "kpc", "long_name": f"distance from {start.tolist()} towards {stop.tolist()}"})
     if "output" in pipe.section("missing_rv") and pipe.path_of("missing_rv", "output").exists():
-        models["missing_rv"] = load_missing_rv(pipe.path_of("missing_rv", "output"))
-    logdfs.update({k: phase_space_log_df(m) for k, m in models.items()})
+        logdfs["missing_rv"] = phase_space_log_df(load_missing_rv(pipe.path_of("missing_rv", "output")))
     xt, vt = torch.tensor(pos), torch.tensor(vel)
-    accs = {k: cbe_acceleration(f, xt, vt, progress=progress).detach().numpy() for k, f in logdfs.items()}
+    budget = float(sec.get("memory_budget", DEFAULT_MEMORY_BUDGET))
+    accs = {k: cbe_acceleration(f, xt, vt, budget, progress=progress).detach().numpy() for k, f in logdfs.items()}
+    members = [cbe_terms(phase_space_log_df(m), xt, vt, budget, progress) for m in ens.members]
+    accs |= {f"seed_{i}": solve_cbe(t).numpy() for i, t in enumerate(members)}
+    mixed = mixture_terms(members)
+    accs |= {"ensemble": solve_cbe(mixed).numpy(), "ensemble_f_weighted": solve_cbe(mixed, "f").numpy()}
     dim = coord[0]
     data = {"truth": ((dim, "component"), truth, {"units": "km2 s-2 kpc-1", "long_name": "true acceleration"}),
             "position": ((dim, "component"), pos, {"units": "kpc"})}
@@ -204,17 +239,18 @@ def typical_draws(ens: FlowEnsemble, n: int, seed: int, max_sigma: float = 6.0) 
 
 
 def relative_errors(ds: xr.Dataset, reference: str = "truth") -> pd.DataFrame:
-    """Median, 90th percentile and max of |a - a_ref| / |a_ref| for every ``acc_*`` variable.
+    """Both accuracy metrics (:mod:`popstore.galaxy.dynamics.metrics`) for every ``acc_*`` variable.
 
-    ``reference``: ``"truth"`` (the potential) or another variable, e.g.
-    ``"acc_exact_df"`` (the CBE acceleration of the generating DF, which
-    isolates the flows' error from any non-equilibrium of the mock).
+    Columns: ``median_3d``, ``p90_3d`` (3D vector error), ``radial_bias``
+    (median signed radial error) and, for positions on the x axis (Hernquist),
+    ``median_x`` (the papers' x-component error; their full definition also
+    uses linear radii and ``ensemble_f_weighted``). ``reference``:
+    ``"truth"`` (the potential) or another variable, e.g. ``"acc_exact_df"``
+    (the CBE acceleration of the generating DF, which isolates the flows'
+    error from any non-equilibrium of the mock).
     """
     ref = ds[reference].values
-    truth = np.linalg.norm(ref, axis=1)
-    rows = {}
-    for k in ds.data_vars:
-        if k.startswith("acc_") and k != reference:
-            e = np.linalg.norm(ds[k].values - ref, axis=1) / truth
-            rows[k[4:]] = {"median": np.median(e), "p90": np.percentile(e, 90), "max": e.max()}
-    return pd.DataFrame(rows).T
+    on_axis = np.allclose(ds["position"].values[:, 1:], 0)
+    rows = {k[4:]: error_summary(ds[k].values, ref) for k in ds.data_vars if k.startswith("acc_") and k != reference}
+    table = pd.DataFrame(rows).T
+    return table if on_axis else table.drop(columns="median_x")
