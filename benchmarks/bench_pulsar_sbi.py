@@ -93,8 +93,6 @@ GRABER_2024 = {"mu_logB": (13.10, 0.10, 0.08), "sigma_logB": (0.45, 0.05, 0.05),
 #: simulator's Pardo-Araujo et al. 2025 defaults (popstore.pulsars.config).
 REFERENCE_LABELS = {"mu_logB": 13.10, "sigma_logB": 0.45, "mu_logP": -1.00, "sigma_logP": 0.38, "a_late": -1.80,
                     "L_radio_log10_mean": 26.17, "epsilon_L": 0.68}
-#: Fewest test samples the calibration report runs on (sbi's run_tarp bins the coverage into n // 10 bins).
-MIN_CALIBRATION_TEST = 10
 #: CPU seconds of one magneto-rotational + detection simulation in the research code (reference/pulsars.md).
 RESEARCH_CODE_CPU_S = (1300.0, 1840.0)
 
@@ -159,35 +157,19 @@ def cmd_train(args: argparse.Namespace) -> None:
               f"{blob['valid_loss'][blob['best_epoch']]:.3f} (first epoch {blob['valid_loss'][0]:.3f})")
 
 
-def channel_safe_build() -> None:
-    """Work around a bug of :func:`popstore.estimators.sbi.load_posterior` (to be fixed there): its dummy batch has
-    one channel per input *variable*, while a (survey, y, x) variable gives one channel per survey (6 here)."""
-    import torch
-
-    from popstore.estimators import sbi
-
-    build = sbi._build
-
-    def _build(cfg, pre, shape, theta, x):
-        n = pre.log10.numel()
-        return build(cfg, pre, shape, theta, x if x.shape[1] == n else torch.zeros(x.shape[0], n, *shape))
-
-    sbi._build = _build
-
-
 def cmd_report(args: argparse.Namespace) -> None:
     import popstore
+    from popstore.estimators.calibration import MIN_TEST
     from popstore.estimators.sbi_pipeline import calibrate, observed_posterior
     from popstore.pulsars.catalog import observed_store, write_observed_store
 
-    channel_safe_build()
     pipeline = OUT / "pipeline.toml"
     n_test = int((popstore.open_store(OUT / "pulsar_cpu.zarr")["split"].values == "test").sum())
-    if n_test >= MIN_CALIBRATION_TEST:
+    if n_test >= MIN_TEST:
         print("calibration on the test split (popstore sbi calibrate):")
         print(calibrate(pipeline, progress=False).to_string(float_format=lambda v: f"{v:.3g}"), flush=True)
     else:
-        print(f"calibration NOT run: {n_test} test samples; sbi's TARP needs >= {MIN_CALIBRATION_TEST} "
+        print(f"calibration NOT run: {n_test} test samples; sbi's TARP needs >= {MIN_TEST} "
               "(num_bins = n // 10) and the SBC classifier check >= 5", flush=True)
     obs_path = OUT / "observed_atnf_meerkat.zarr"
     if not popstore.store.store_exists(obs_path):

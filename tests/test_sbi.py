@@ -176,3 +176,9 @@ def test_sbi_commands_end_to_end(tmp_path, capsys):
     assert "prior_fraction" in capsys.readouterr().out
     assert popstore.open_store(out / "round1" / "store.zarr").sizes["sample"] == 200
     assert (out / "posterior_gaussian_fields_observed_round1.nc").exists() and (out / "rounds.csv").exists()
+
+
+def test_calibration_needs_ten_test_samples(trained, gaussian_store):
+    posterior, space, inputs = load_posterior(trained.checkpoint)
+    with pytest.raises(UserError, match="at least 10 test samples"):
+        calibration_report(posterior, torch.zeros(9, 2), torch.zeros(9, 1, 8, 8), space.names)

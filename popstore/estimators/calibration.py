@@ -24,9 +24,11 @@ import torch
 import xarray as xr
 from sbi.diagnostics import check_sbc, check_tarp, run_sbc, run_tarp
 
+from popstore.errors import UserError
 from popstore.plotting import figure
 
 #: Credibility levels of the expected-coverage table.
+MIN_TEST = 10  # sbi's TARP bins the test pairs into n // 10 bins
 LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.683, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -47,6 +49,8 @@ def calibration_report(posterior, thetas: torch.Tensor, xs: torch.Tensor, names:
 
     ``thetas`` are in the posterior's own parameter space (``(N, P)``), ``xs`` its inputs.
     """
+    if len(thetas) < MIN_TEST:
+        raise UserError(f"calibration needs at least {MIN_TEST} test samples (TARP bins them by tens); got {len(thetas)}")
     torch.manual_seed(seed)
     ranks, dap = run_sbc(thetas, xs, posterior, num_posterior_samples=n_draws, show_progress_bar=progress)
     checks = check_sbc(ranks, thetas, dap, num_posterior_samples=n_draws)

@@ -313,7 +313,7 @@ def load_posterior(path: str | Path, device: str | None = None) -> tuple[DirectP
     pre = Preprocessor(**blob["preprocessor"])
     shape = tuple(blob["shape"])
     theta = space.prior().sample((2,))
-    x = torch.zeros(2, len(blob["inputs"]), *shape)
+    x = torch.zeros(2, pre.log10.numel(), *shape)  # one channel per map: a (survey, y, x) input gives several
     estimator = _build(cfg, pre, shape, theta, x)
     estimator.load_state_dict(blob["state_dict"])
     dev = default_device(device)
