@@ -182,3 +182,14 @@ def test_calibration_needs_ten_test_samples(trained, gaussian_store):
     posterior, space, inputs = load_posterior(trained.checkpoint)
     with pytest.raises(UserError, match="at least 10 test samples"):
         calibration_report(posterior, torch.zeros(9, 2), torch.zeros(9, 1, 8, 8), space.names)
+
+
+def test_a_posterior_of_multi_channel_maps_loads(tmp_path, client):
+    """Ramp's image is (band, y, x): one input variable, two channels."""
+    path = tmp_path / "r.zarr"
+    popstore.generate(Ramp(n=8), Ramp().parameter_table(64, seed=0), path, client, samples_per_chunk=16, progress=False)
+    popstore.split(path, test=0.25, valid=0.25, seed=0)
+    out = train_npe(path, tmp_path / "npe.pt", NPEConfig(max_epochs=1, summary=4, hidden_features=8, num_transforms=1),
+                    progress=False)
+    posterior, space, inputs = load_posterior(out.checkpoint)
+    assert inputs == ["image"] and posterior_draws(posterior, torch.zeros(1, 2, 8, 8), 5).shape == (5, 1, 2)
