@@ -305,18 +305,16 @@ def _generate(simulator: Simulator, params: pd.DataFrame, path: Path | str, clie
     failures: list[dict] = []
     bar = tqdm(total=layout.n_samples, initial=n_skipped, unit="sample", desc=simulator.name, disable=not progress)
     with _client(client, len(todo)) as c:
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         # the simulator as the result of a task, not scattered (popstore.cluster.put): a scattered copy dies with
         # its workers and cancels every task depending on it (one crashing sample cost 70 of 100 samples)
         sim = put(c, simulator)
-        futures = {
-            c.submit(_write_block, sim, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False): b
-            for b in todo
-        }
-        for fut in as_completed(futures):
-            lock.refresh()
-            b = futures.pop(fut)  # forget it: a result kept on a worker that leaves would be recomputed
+
+        def submit(b: slice):
+            return c.submit(_write_block, sim, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False)
+
+        def finish(fut, b: slice) -> None:
             try:
                 block_failures = fut.result()
             except Exception as exc:  # the task died for good (e.g. KilledWorker): nothing of it is done
@@ -328,6 +326,22 @@ def _generate(simulator: Simulator, params: pd.DataFrame, path: Path | str, clie
             n_new = (b.stop - b.start) - len(block_failures) - int(done[b].sum())
             report.n_written += n_new
             bar.update(n_new)
+
+        futures = {submit(b): b for b in todo}
+        suspects = []
+        for fut in as_completed(futures):
+            lock.refresh()
+            b = futures.pop(fut)  # forget it: a result kept on a worker that leaves would be recomputed
+            if fut.status == "error" and isinstance(fut.exception(), KilledWorker):
+                suspects.append(b)
+            else:
+                finish(fut, b)
+        # a dying worker takes down the blocks queued beside the one that killed it: each block whose workers all
+        # died runs again alone, so that only a block that kills every worker it runs on fails
+        for b in suspects:
+            lock.refresh()
+            fut = submit(b)
+            finish(fut, b)
     bar.close()
     if failures:
         report.failed = pd.DataFrame(failures).sort_values("sample", ignore_index=True)

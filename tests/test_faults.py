@@ -241,6 +241,21 @@ def test_worker_that_always_dies_costs_its_own_block_only(table, reference, tmp_
     assert chunk_files(path) == chunk_files(reference)
 
 
+def test_a_block_that_dies_beside_a_crashing_one_is_rerun_alone(table, reference, tmp_path):
+    """One worker of two threads: the block that kills its worker takes the block running beside it down
+    every time; that bystander is then rerun alone and written, and only the crashing block fails."""
+    from distributed import Client, LocalCluster
+
+    crash = 1  # block 0 (samples 0-2)
+    path = tmp_path / "s.zarr"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+        report = popstore.generate(Ramp(crash_a=float(table["a"].iloc[crash]), delay=0.2), table.iloc[:6], path, c,
+                                   seed=SEED, samples_per_chunk=CHUNK, progress=False)
+    assert report.failed["sample"].tolist() == [0, 1, 2] and report.n_written == 3
+    np.testing.assert_array_equal(open_store(path)["image"].values[3:6], open_store(reference)["image"].values[3:6])
+
+
 # --- creation and writers ----------------------------------------------------------------------
 
 def test_interrupted_creation_leaves_no_store_and_is_cleaned(table, reference, tmp_path, client, monkeypatch):
