@@ -26,6 +26,7 @@ KILOPARSEC = "kiloparsec"
 SOLAR_MASS = "1.98840987e30 kg"  # astropy's M_sun (IAU 2015 nominal GM_sun / G), within 1e-9
 SPEED_OF_LIGHT = "299792458 m s-1"
 MILLIARCSEC_PER_YEAR = "milliarcsecond yr-1"
+JANSKY = "1e-26 W m-2 Hz-1"
 PER_CENTURY = "0.01 yr-1"
 
 RTOL = 1e-4

@@ -121,7 +121,7 @@ def split(
     split_da = xr.DataArray(values, dims="sample", attrs=attrs, name="split")
 
     labels = label_names(ds)
-    table = np.stack([ds[n].values for n in labels], axis=1)
+    table = np.stack([ds[n].values for n in labels], axis=1) if labels else np.empty((ds.sizes["sample"], 0))
     stats = np.stack([label_statistics(table[usable]), label_statistics(table[values == "train"])])
     stats_da = xr.DataArray(
         stats, dims=("subset", "label", "statistic"),

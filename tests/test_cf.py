@@ -29,6 +29,16 @@ def test_every_units_attribute_of_each_simulator_store_is_read_alike_by_udunits_
     assert ds.attrs["Conventions"] == "CF-1.10"
 
 
+def test_pulsar_per_star_catalogue_units_are_read_alike():
+    """The per-star columns of pulsar_full and pulsar_surveys' catalogues (not in the default stores above)."""
+    from popstore.pulsars.detected import CATALOGUE_COLUMNS
+    from popstore.pulsars.population import COLUMNS
+
+    ds = xr.Dataset({f"{k}_{i}": ((), 0.0, {"units": u}) for i, cols in enumerate((COLUMNS, CATALOGUE_COLUMNS))
+                     for k, (u, _) in cols.items()})
+    assert unit_problems(ds) == {}
+
+
 @needs_udunits
 def test_unit_checker_rejects_what_udunits_or_astropy_misread():
     for bad in ("Mpc/h", "pixel", "kpc", "deg", "Msun", "mag", "pc cm-3", "count", "log10(G)", "per century"):

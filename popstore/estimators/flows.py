@@ -309,7 +309,7 @@ def load_nflows(directory: str | Path, seed: int, cfg: FlowConfig = FlowConfig()
         rescaling = (np.asarray(saved["shift"]), np.asarray(saved["scale"]))
     model = ScaledFlow(cfg, *rescaling)
     try:
-        model.flow.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+        model.flow.load_state_dict(load_checkpoint(best))
     except RuntimeError as err:
         raise UserError(f"{best} does not match the architecture {cfg}: {str(err).splitlines()[0]}") from None
     losses = np.load(loss_file) if loss_file.exists() else np.empty(0)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from popstore.cf import PER_CENTURY
+from popstore.cf import JANSKY, KILOPARSEC, MILLIARCSEC_PER_YEAR, PER_CENTURY
 from popstore.simulator import Axis, Output, Parameter, Simulator
 from popstore.simulators import register
 from popstore.pulsars import radio
@@ -49,12 +49,12 @@ KEPT_COLUMNS = ("ra", "dec", "l", "b", "d", "pm_ra_cosdec", "pm_dec", "P", "Pdot
 #: MeerKAT-size flux-map subsample) say where each star went.
 CATALOGUE_COLUMNS: dict[str, tuple[str, str]] = {
     "P": ("s", "spin period"), "Pdot": ("s s-1", "spin period derivative"),
-    "l": ("deg", "Galactic longitude in [-180, 180]"), "b": ("deg", "Galactic latitude"),
-    "ra": ("deg", "right ascension (ICRS)"), "dec": ("deg", "declination (ICRS)"),
-    "d": ("kpc", "distance from the Sun"), "dm": ("pc cm-3", "dispersion measure (YMW16)"),
-    "S1400": ("Jy", "period-averaged flux density at 1.429 GHz"), "snr": ("1", "radiometer S/N in the survey"),
-    "pm_ra_cosdec": ("mas yr-1", "proper motion in RA times cos(dec)"), "pm_dec": ("mas yr-1", "proper motion in declination"),
-    "age": ("yr", "true age"), "B": ("G", "dipolar magnetic field at the pole"),
+    "l": ("degree", "Galactic longitude in [-180, 180]"), "b": ("degree", "Galactic latitude"),
+    "ra": ("degree", "right ascension (ICRS)"), "dec": ("degree", "declination (ICRS)"),
+    "d": (KILOPARSEC, "distance from the Sun"), "dm": ("parsec cm-3", "dispersion measure (YMW16)"),
+    "S1400": (JANSKY, "period-averaged flux density at 1.429 GHz"), "snr": ("1", "radiometer S/N in the survey"),
+    "pm_ra_cosdec": (MILLIARCSEC_PER_YEAR, "proper motion in RA times cos(dec)"), "pm_dec": (MILLIARCSEC_PER_YEAR, "proper motion in declination"),
+    "age": ("yr", "true age"), "B": ("gauss", "dipolar magnetic field at the pole"),
 }
 CATALOGUE_PREFIX = "cat_"
 FLUX_FREQUENCY_HZ = 1.429e9  # MeerKAT TPA ch6 sub-band centre (Posselt et al. 2023)

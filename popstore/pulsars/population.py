@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from popstore.cf import JANSKY, KILOPARSEC, MILLIARCSEC_PER_YEAR
 from popstore.pulsars import birth, coords, orbits, radio, spin
 from popstore.pulsars.config import PulsarConfig, resolve_labels
 from popstore.pulsars.potential import MarchettiPotential
@@ -20,34 +21,34 @@ from popstore.pulsars.potential import MarchettiPotential
 #: Catalogue columns: name -> (units, long name).
 DYNAMICS_COLUMNS: dict[str, tuple[str, str]] = {
     "age": ("yr", "true age"),
-    "x": ("kpc", "galactocentric x (towards l = 90 deg)"),
-    "y": ("kpc", "galactocentric y (towards l = 180 deg)"),
-    "z": ("kpc", "height above the Galactic plane"),
+    "x": (KILOPARSEC, "galactocentric x (towards l = 90 deg)"),
+    "y": (KILOPARSEC, "galactocentric y (towards l = 180 deg)"),
+    "z": (KILOPARSEC, "height above the Galactic plane"),
     "vx": ("km s-1", "galactocentric velocity x"),
     "vy": ("km s-1", "galactocentric velocity y"),
     "vz": ("km s-1", "galactocentric velocity z"),
     "v_r": ("km s-1", "cylindrical radial velocity"),
     "v_phi": ("km s-1", "cylindrical azimuthal velocity (Galactic rotation is negative)"),
-    "ra": ("deg", "right ascension (ICRS)"),
-    "dec": ("deg", "declination (ICRS)"),
-    "l": ("deg", "Galactic longitude in [-180, 180]"),
-    "b": ("deg", "Galactic latitude"),
-    "d": ("kpc", "distance from the Sun"),
-    "pm_ra_cosdec": ("mas yr-1", "proper motion in RA times cos(dec)"),
-    "pm_dec": ("mas yr-1", "proper motion in declination"),
+    "ra": ("degree", "right ascension (ICRS)"),
+    "dec": ("degree", "declination (ICRS)"),
+    "l": ("degree", "Galactic longitude in [-180, 180]"),
+    "b": ("degree", "Galactic latitude"),
+    "d": (KILOPARSEC, "distance from the Sun"),
+    "pm_ra_cosdec": (MILLIARCSEC_PER_YEAR, "proper motion in RA times cos(dec)"),
+    "pm_dec": (MILLIARCSEC_PER_YEAR, "proper motion in declination"),
     "v_los": ("km s-1", "heliocentric line-of-sight velocity"),
 }
 SPIN_COLUMNS: dict[str, tuple[str, str]] = {
     "P": ("s", "spin period"),
     "Pdot": ("s s-1", "spin period derivative"),
-    "B": ("G", "dipolar magnetic field at the pole"),
+    "B": ("gauss", "dipolar magnetic field at the pole"),
     "chi": ("rad", "magnetic inclination angle"),
     "rho": ("rad", "radio beam half-opening angle"),
     "los": ("rad", "angle between spin axis and line of sight"),
     "beamed": ("1", "radio beam crosses the line of sight"),
     "w": ("s", "intrinsic pulse width (0 if not beamed)"),
     "L": ("erg s-1", "radio luminosity"),
-    "S1400": ("Jy", "period-averaged flux density at 1.4 GHz (0 if not beamed)"),
+    "S1400": (JANSKY, "period-averaged flux density at 1.4 GHz (0 if not beamed)"),
 }
 COLUMNS: dict[str, tuple[str, str]] = {**DYNAMICS_COLUMNS, **SPIN_COLUMNS}
 
