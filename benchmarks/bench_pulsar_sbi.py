@@ -40,15 +40,18 @@ ATNF = DATA / "atnf_full_nobinary_06-08-2024.csv"
 MEERKAT = DATA / "meerkat_tpa_census_posselt2023.csv"
 
 
-def bench_pipeline(dm_grid: str, n_samples: int, seeds: int) -> Path:
-    """The CPU-scale pipeline file derived from :data:`SOURCE` (written into :data:`OUT`)."""
+def bench_pipeline(dm_grid: str, n_samples: int, seeds: int, dynamics_database: Path | None = None) -> Path:
+    """The CPU-scale pipeline file derived from :data:`SOURCE` (written into :data:`OUT`); with a
+    ``dynamics_database`` (a ``pulsar_dynamics`` store of the same dynamical settings) every population draws its
+    stars' dynamics from it."""
     path = OUT / "pipeline.toml"
     if path.exists():
         return path
     text = SOURCE.read_text()
     text = text[: text.index("\n[sbi.rounds]")] + "\n"
     text = text[: text.index("\n[observed]")] + text[text.index("\n[cluster]"):]
-    subs = {r'dm_grid = "default"': f'dm_grid = "{dm_grid}"',
+    database = f'\ndynamics_database = "{dynamics_database.resolve()}"' if dynamics_database else ""
+    subs = {r'dm_grid = "default"': f'dm_grid = "{dm_grid}"{database}',
             r"n_samples = 1000 ": f"n_samples = {n_samples} ",
             r'path = "../out/pulsar_tsnpe_pardo2025.zarr"': f'path = "{OUT / "pulsar_cpu.zarr"}"',
             r"samples_per_chunk = 64": "samples_per_chunk = 2",
@@ -68,7 +71,7 @@ def bench_pipeline(dm_grid: str, n_samples: int, seeds: int) -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    path = bench_pipeline(args.dm_grid, args.n_samples, args.members)
+    path = bench_pipeline(args.dm_grid, args.n_samples, args.members, args.dynamics_database)
     print(f"{path}: generating for {args.minutes} min (whole chunks are kept; rerun to resume)", flush=True)
     before = store_summary(OUT / "pulsar_cpu.zarr")["done"] if (OUT / "pulsar_cpu.zarr").exists() else 0
     t0 = time.time()
@@ -110,7 +113,7 @@ def store_summary(store: Path) -> dict[str, float]:
 def cmd_cost(args: argparse.Namespace) -> None:
     from popstore.pipeline import Pipeline
 
-    pipe = Pipeline.load(bench_pipeline(args.dm_grid, args.n_samples, args.members))
+    pipe = Pipeline.load(bench_pipeline(args.dm_grid, args.n_samples, args.members, args.dynamics_database))
     sim = pipe.simulator()
     sim.dm()  # the DM grid is loaded (or computed) once, outside the timing
     print(f"one detection-driven simulation (pulsar_surveys, targets {sim.targets}), labels {REFERENCE_LABELS}; "
@@ -218,6 +221,8 @@ def main() -> None:
         p.add_argument("--n-samples", type=int, default=4000, help="upper bound of the Latin-hypercube table")
         p.add_argument("--dm-grid", default="default", choices=("coarse", "default"))
         p.add_argument("--members", type=int, default=3, help="ensemble members")
+        p.add_argument("--dynamics-database", type=Path, default=None,
+                       help="pulsar_dynamics store the populations draw their dynamics from (same dynamical settings)")
         return p
 
     p = with_pipeline_options(sub.add_parser("generate", help="simulate in the background for --minutes"))
