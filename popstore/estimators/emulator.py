@@ -234,6 +234,15 @@ def band_coverage(draws: np.ndarray, true: np.ndarray, mask: np.ndarray | None =
     return float(inside[mask].mean() if mask is not None else inside.mean())
 
 
+def _log_bisect(coverage, target: float, bounds: tuple[float, float], n_iter: int) -> float:
+    """The factor in ``bounds`` at which the increasing ``coverage(factor)`` reaches ``target`` (bisection in log)."""
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if coverage(float(np.exp(mid))) < target else (lo, mid)
+    return float(np.exp(0.5 * (lo + hi)))
+
+
 def calibrate_temperature(
     emulator: CurveEmulator,
     curves: np.ndarray,
@@ -258,14 +267,7 @@ def calibrate_temperature(
     def cover(t: float) -> float:
         return band_coverage(emulator.sample(labels, n_draws, seed, temperature=t), curves, mask)
 
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    for _ in range(n_iter):
-        mid = 0.5 * (lo + hi)
-        if cover(float(np.exp(mid))) < target:
-            lo = mid
-        else:
-            hi = mid
-    emulator.temperature = float(np.exp(0.5 * (lo + hi)))
+    emulator.temperature = _log_bisect(cover, target, bounds, n_iter)
     return emulator.temperature, cover(emulator.temperature)
 
 
@@ -302,11 +304,7 @@ def calibrate_spread(
 
     spread, got = [], []
     for c in range(curves.shape[1]):
-        a, b = np.log(bounds[0]), np.log(bounds[1])
-        for _ in range(n_iter):
-            mid = 0.5 * (a + b)
-            a, b = (mid, b) if cover(c, float(np.exp(mid))) < target else (a, mid)
-        spread.append(float(np.exp(0.5 * (a + b))))
+        spread.append(_log_bisect(lambda f: cover(c, f), target, bounds, n_iter))
         got.append(cover(c, spread[-1]))
     emulator.spread = spread
     return spread, got

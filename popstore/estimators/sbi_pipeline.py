@@ -74,6 +74,20 @@ def _check_sample(observed: xr.Dataset, sample: int) -> None:
         raise UserError(f"sample {sample} is outside the observed store's {observed.sizes['sample']} samples")
 
 
+def _applied(pipe: Pipeline, observed: str | Path, sample: int, round: int):
+    """The round-``round`` members, their ensemble ``(posterior, space, inputs)``, and the ``observed`` and
+    training stores, after checking that the members exist, the sample is in range and the bins agree."""
+    paths = _members(pipe, round)
+    if not all(p.exists() for p in paths):
+        raise UserError(f"the round-{round} ensemble is not trained; run 'popstore sbi "
+                        f"{'train' if round == 0 else 'rounds'}' first")
+    obs, sim = open_store(observed), open_store(pipe.store_path)
+    _check_sample(obs, sample)
+    ensemble = load_ensemble(paths)
+    check_compatible(obs, sim, ensemble[2])
+    return paths, ensemble, obs, sim
+
+
 def observation(observed: xr.Dataset, inputs: list[str], sample: int = 0) -> torch.Tensor:
     """Sample ``sample`` of an observed store as the network reads it: ``(1, C, H, W)``, each variable's dims
     before its last two folded into channels, in order (as :class:`~popstore.MapDataset` stacks them)."""
@@ -140,13 +154,7 @@ def observed_posterior(pipeline: str | Path, observed: str | Path, n_draws: int 
     an ``observed`` store made on the same bins (checked), in physical units; saved as
     ``posterior_<observed>[_round<R>].nc``, ``.png`` (corner) and ``.csv``."""
     pipe = Pipeline.load(pipeline)
-    paths = _members(pipe, round)
-    if not all(p.exists() for p in paths):
-        raise UserError(f"the round-{round} ensemble is not trained; run 'popstore sbi "
-                        f"{'train' if round == 0 else 'rounds'}' first")
-    posterior, space, inputs = load_ensemble(paths)
-    obs, sim = open_store(observed), open_store(pipe.store_path)
-    check_compatible(obs, sim, inputs)
+    paths, (posterior, space, inputs), obs, sim = _applied(pipe, observed, sample, round)
     x = observation(obs, inputs, sample)
     draws = space.to_physical(torch.as_tensor(posterior_draws(posterior, x, n_draws, seed)[:, 0])).numpy()
     ds = xr.Dataset({n: ("draw", draws[:, i], {k: sim[n].attrs.get(k, "") for k in ("units", "long_name")})
@@ -170,14 +178,7 @@ def posterior_predictive(pipeline: str | Path, observed: str | Path, n_sims: int
     from popstore.plotting import plot_predictive, predictive_totals
 
     pipe = Pipeline.load(pipeline)
-    paths = _members(pipe, round)
-    if not all(p.exists() for p in paths):
-        raise UserError(f"the round-{round} ensemble is not trained; run 'popstore sbi "
-                        f"{'train' if round == 0 else 'rounds'}' first")
-    obs, sim = open_store(observed), open_store(pipe.store_path)
-    _check_sample(obs, sample)
-    posterior, space, inputs = load_ensemble(paths)
-    check_compatible(obs, sim, inputs)
+    _, (posterior, space, inputs), obs, _ = _applied(pipe, observed, sample, round)
     theta = torch.as_tensor(posterior_draws(posterior, observation(obs, inputs, sample), n_sims, seed)[:, 0])
     stem = pipe.path_of("sbi", "output") / (f"predictive_{Path(str(observed)).stem}" + (f"_round{round}" if round else ""))
     report = pipe.generate(progress=progress, params=space.table(theta, pipe.section("priors").get("fixed", {})),
