@@ -92,6 +92,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
 #: ATNF population, median and 95 % credible interval (-, +). NPE ensemble on the three P-Pdot maps.
 GRABER_2024 = {"mu_logB": (13.10, 0.10, 0.08), "sigma_logB": (0.45, 0.05, 0.05), "mu_logP": (-1.00, 0.21, 0.26),
                "sigma_logP": (0.38, 0.18, 0.33), "a_late": (-1.80, 0.61, 0.65)}
+#: Pardo-Araujo et al. (2025, A&A 696, A114): the research team's best-inferred point values for the observed
+#: ATNF + MeerKAT TPA population (ice-csic-astroexotic/ML-Poppyns-Open,
+#: data/paper_results/pardo_etal_2025/best_inferred_atnf/configuration.json at d962da7; spectral index -1.8 as
+#: here). The paper's intervals could not be retrieved here: the repository's notebook that computes them reads
+#: samples it does not hold, and the stored copies of the paper give its abstract only.
+PARDO_2025 = {"mu_logB": 13.09, "sigma_logB": 0.5, "mu_logP": -0.68, "sigma_logP": 0.55, "a_late": -0.88,
+              "L_radio_log10_mean": 26.17, "epsilon_L": 0.68}
 #: A Milky-Way-like label vector for the cost measurement: Graber et al. 2024 medians, luminosity law at the
 #: simulator's Pardo-Araujo et al. 2025 defaults (popstore.pulsars.config).
 REFERENCE_LABELS = {"mu_logB": 13.10, "sigma_logB": 0.45, "mu_logP": -1.00, "sigma_logP": 0.38, "a_late": -1.80,
@@ -185,14 +192,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     space_ranges = {n: (popstore.open_store(OUT / "pulsar_cpu.zarr")[n].attrs["prior_low"],
                         popstore.open_store(OUT / "pulsar_cpu.zarr")[n].attrs["prior_high"]) for n in table.index}
     print("posterior of the observed ATNF + MeerKAT TPA population (this CPU run) beside Graber et al. 2024 "
-          "(abstract; 95 % credible) and the prior:")
-    print(f"{'label':>20} {'median':>8} {'68% interval':>18} {'95% interval':>18} | {'Graber 2024 95%':>22} | prior")
+          "(abstract; 95 % credible), Pardo-Araujo et al. 2025 (point values) and the prior:")
+    print(f"{'label':>20} {'median':>8} {'68% interval':>18} {'95% interval':>18} | {'Graber 2024 95%':>22} | "
+          f"{'Pardo 2025':>10} | {'Pardo in 68%/95%':>16} | prior")
     for name, row in table.iterrows():
         g = GRABER_2024.get(name)
         pub = f"{g[0]:.2f} [{g[0] - g[1]:.2f}, {g[0] + g[2]:.2f}]" if g else "-"
+        pardo = PARDO_2025.get(name)
+        inside = "-" if pardo is None else (
+            f"{'yes' if row['16%'] <= pardo <= row['84%'] else 'no'}/{'yes' if row['2.5%'] <= pardo <= row['97.5%'] else 'no'}")
         lo, hi = space_ranges[name]
         print(f"{name:>20} {row['median']:8.3f} [{row['16%']:7.3f}, {row['84%']:7.3f}] "
-              f"[{row['2.5%']:7.3f}, {row['97.5%']:7.3f}] | {pub:>22} | [{lo:g}, {hi:g}]")
+              f"[{row['2.5%']:7.3f}, {row['97.5%']:7.3f}] | {pub:>22} | {'-' if pardo is None else f'{pardo:.2f}':>10} | "
+              f"{inside:>16} | [{lo:g}, {hi:g}]")
     print("(95 % interval width / prior width: " + ", ".join(
         f"{n} {(r['97.5%'] - r['2.5%']) / (space_ranges[n][1] - space_ranges[n][0]):.2f}" for n, r in table.iterrows())
         + ")")
