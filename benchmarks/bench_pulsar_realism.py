@@ -23,11 +23,15 @@ neutron-star radius) so its effect on the detected distances is measured alone.
 ``benchmarks/research_code_detections.py`` writes from a local checkout of ML-Poppyns-Open (columns survey, seed,
 P, Pdot, l, b, d, dm, S1400), compared with the same ATNF subsets; printed as one table with popstore's
 ``--research-setting`` run (medians and KS D of both codes), or alone when that setting is not run.
+``--research-database DIR`` compares the research code's dynamical database (``final_pop_dyn.csv`` of its
+``simulate_population_dyn.py``) with as many stars of popstore's dynamical stage: medians of the present-day
+distance, |z|, Galactocentric radius and age, and their two-sample KS D, for all stars and per survey sky area.
 
     python benchmarks/bench_pulsar_realism.py --seeds 0 1 2
     python benchmarks/bench_pulsar_realism.py --probes --target-scale 0.25 --seeds 0
     python benchmarks/bench_pulsar_realism.py --settings graber2024 \\
         --research-catalogue out/research_code/detections.csv
+    python benchmarks/bench_pulsar_realism.py --settings --research-database out/research_code/dyn_database
 """
 
 from __future__ import annotations
@@ -49,9 +53,12 @@ import pandas as pd  # noqa: E402
 from scipy.stats import ks_2samp  # noqa: E402
 
 from popstore.pulsars import surveys as survey_models  # noqa: E402
+from popstore.pulsars.config import PulsarConfig  # noqa: E402
+from popstore.pulsars.coords import to_observables  # noqa: E402
 from popstore.pulsars.catalog import filter_atnf, read_atnf, read_meerkat, survey_subsets  # noqa: E402
 from popstore.pulsars.config import GRABER2024_POSTERIOR_MEDIANS  # noqa: E402
 from popstore.pulsars.detected import DEFAULT_TARGETS, PulsarSurveys  # noqa: E402
+from popstore.pulsars.population import simulate_dynamics  # noqa: E402
 from popstore.pulsars.survey_maps import MAP_SURVEYS  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -142,6 +149,38 @@ def comparison_table(obs: Mapping[str, Mapping[str, np.ndarray]], ours: list[dic
     return rows
 
 
+def research_dynamics(db: Path, cfg: PulsarConfig) -> dict[str, np.ndarray]:
+    """Age (yr), Galactocentric radius R and height z (kpc) and popstore's sky coordinates (l, b, dec deg, d kpc)
+    of the stars of a research-code dynamical database (``final_pop_dyn.csv``: age, cylindrical r, phi, z and
+    v_r, v_phi, v_z in km/s, in the model frame of :mod:`popstore.pulsars.coords`, the Sun on +y)."""
+    df = pd.read_csv(db / "final_pop_dyn.csv", header=[0, 1], index_col=0)
+    df.columns = df.columns.get_level_values(0)
+    r, phi, z = (df[c].to_numpy(float) for c in ("r", "phi", "z"))
+    v_r, v_phi, v_z = (df[c].to_numpy(float) for c in ("v_r", "v_phi", "v_z"))
+    cos_p, sin_p = np.cos(phi), np.sin(phi)
+    pos = np.stack([r * cos_p, r * sin_p, z])
+    vel = np.stack([v_r * cos_p - v_phi * sin_p, v_r * sin_p + v_phi * cos_p, v_z])
+    return {"age": df["age"].to_numpy(float), "R": r, "z": z, **to_observables(pos, vel, cfg)}
+
+
+def dynamics_table(research: Mapping[str, np.ndarray], seed: int) -> list[str]:
+    """Rows area | n research/popstore | medians research/popstore and KS D of d, |z|, R, age."""
+    cfg = PulsarConfig()
+    ours = simulate_dynamics(len(research["age"]), np.random.default_rng(seed), cfg)
+    ours["R"] = np.hypot(ours["x"], ours["y"])
+    areas = {"all stars": None, **{f"{k} area": v.sky for k, v in survey_models.SURVEYS.items()}}
+    rows = []
+    for name, area in areas.items():
+        sel = [np.ones(len(c["age"]), bool) if area is None else area.contains(c["l"], c["b"], c["dec"])
+               for c in (research, ours)]
+        cells = []
+        for q in ("d", "z", "R", "age"):
+            a, b = (np.abs(c[q][m]) for c, m in zip((research, ours), sel))
+            cells.append(f"{np.median(a):.3g} / {np.median(b):.3g} | {ks_2samp(a, b).statistic:.3f}")
+        rows.append(f"| {name} | {sel[0].sum()} / {sel[1].sum()} | {' | '.join(cells)} |")
+    return rows
+
+
 def _patched(name: str, fn: Callable) -> Callable[[], contextlib.AbstractContextManager]:
     return lambda: mock.patch.object(survey_models, name, fn)
 
@@ -213,7 +252,16 @@ def main() -> None:
                     help="CSV of the research code's detections (benchmarks/research_code_detections.py)")
     ap.add_argument("--research-setting", default="graber2024", choices=list(SETTINGS),
                     help="the setting the research catalogue was simulated at")
+    ap.add_argument("--research-database", type=Path, default=None,
+                    help="research-code dynamical database directory (final_pop_dyn.csv)")
     args = ap.parse_args()
+    if args.research_database:
+        db = research_dynamics(args.research_database, PulsarConfig())
+        print(f"dynamical stage: research-code database {args.research_database} ({len(db['age'])} stars) vs "
+              f"popstore simulate_dynamics (defaults, seed {args.seeds[0]}); medians research / popstore, KS D")
+        print("| stars | n | d kpc | KS D(d) | abs z kpc | KS D(z) | R kpc | KS D(R) | age yr | KS D(age) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(dynamics_table(db, args.seeds[0])))
     research = research_runs(args.research_catalogue) if args.research_catalogue else None
     obs = observed_quantities(args.atnf, args.meerkat if str(args.meerkat) not in ("", ".") else None)
     print("observed ATNF subsets:", {s: len(v["log P"]) for s, v in obs.items()},
