@@ -139,13 +139,15 @@ def research_runs(csv: Path) -> list[dict[str, dict[str, np.ndarray]]]:
 
 def comparison_table(obs: Mapping[str, Mapping[str, np.ndarray]], ours: list[dict[str, dict[str, np.ndarray]]],
                      research: list[dict[str, dict[str, np.ndarray]]]) -> list[str]:
-    """Rows survey | quantity | observed median | popstore median, KS D | research-code median, KS D."""
+    """Rows survey | quantity | observed median | popstore median, KS D | research-code median, KS D | KS D
+    between the two codes' detections (all runs pooled)."""
     rows = []
     for s in MAP_SURVEYS:
         for q in QUANTITIES:
             cells = [f"{m:.3g} | {dmean:.3f} ({dmax:.3f})" for m, dmean, dmax in
                      (summary(obs[s][q], runs, s, q) for runs in (ours, research))]
-            rows.append(f"| {s} | {q} | {np.median(obs[s][q]):.3g} | {' | '.join(cells)} |")
+            between = ks_2samp(*(np.concatenate([r[s][q] for r in runs]) for runs in (ours, research))).statistic
+            rows.append(f"| {s} | {q} | {np.median(obs[s][q]):.3g} | {' | '.join(cells)} | {between:.3f} |")
     return rows
 
 
@@ -288,8 +290,8 @@ def main() -> None:
             print(f"\n{setting}: popstore beside the research code ({len(research)} runs of ML-Poppyns-Open, "
                   f"detected per run: {_counts(research)})")
             print("| survey | quantity | ATNF median | popstore median | popstore KS D | research code median | "
-                  "research code KS D |")
-            print("|---|---|---|---|---|---|---|")
+                  "research code KS D | KS D popstore vs research code |")
+            print("|---|---|---|---|---|---|---|---|")
             print("\n".join(comparison_table(obs, [r[0] for r in runs], research)))
     if research is not None and args.research_setting not in args.settings:
         print(f"\nresearch code at {args.research_setting}: {len(research)} runs, "
