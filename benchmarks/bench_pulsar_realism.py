@@ -19,8 +19,19 @@ each probe changes one ingredient (sky temperature, beam-offset loss, scattering
 DM smearing, scale height, kicks, birth model, luminosity law, FFT-search efficiency,
 neutron-star radius) so its effect on the detected distances is measured alone.
 
+``--research-catalogue CSV`` puts the research code's own detections beside ours: the per-star CSV that
+``benchmarks/research_code_detections.py`` writes from a local checkout of ML-Poppyns-Open (columns survey, seed,
+P, Pdot, l, b, d, dm, S1400), compared with the same ATNF subsets; printed as one table with popstore's
+``--research-setting`` run (medians and KS D of both codes), or alone when that setting is not run.
+``--research-database DIR`` compares the research code's dynamical database (``final_pop_dyn.csv`` of its
+``simulate_population_dyn.py``) with as many stars of popstore's dynamical stage: medians of the present-day
+distance, |z|, Galactocentric radius and age, and their two-sample KS D, for all stars and per survey sky area.
+
     python benchmarks/bench_pulsar_realism.py --seeds 0 1 2
     python benchmarks/bench_pulsar_realism.py --probes --target-scale 0.25 --seeds 0
+    python benchmarks/bench_pulsar_realism.py --settings graber2024 \\
+        --research-catalogue out/research_code/detections.csv
+    python benchmarks/bench_pulsar_realism.py --settings --research-database out/research_code/dyn_database
 """
 
 from __future__ import annotations
@@ -38,12 +49,16 @@ from pathlib import Path  # noqa: E402
 from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from scipy.stats import ks_2samp  # noqa: E402
 
 from popstore.pulsars import surveys as survey_models  # noqa: E402
+from popstore.pulsars.config import PulsarConfig  # noqa: E402
+from popstore.pulsars.coords import to_observables  # noqa: E402
 from popstore.pulsars.catalog import filter_atnf, read_atnf, read_meerkat, survey_subsets  # noqa: E402
 from popstore.pulsars.config import GRABER2024_POSTERIOR_MEDIANS  # noqa: E402
 from popstore.pulsars.detected import DEFAULT_TARGETS, PulsarSurveys  # noqa: E402
+from popstore.pulsars.population import simulate_dynamics  # noqa: E402
 from popstore.pulsars.survey_maps import MAP_SURVEYS  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -92,15 +107,79 @@ def detect(setting: str, seed: int, target_scale: float, dm_grid: str, sim_kw: M
     return {s: simulated_quantities(run.detected[d]) for s, d in MAP_SURVEYS.items()}, run.birth_rate
 
 
+def summary(obs: np.ndarray, runs: list[dict[str, dict[str, np.ndarray]]], survey: str,
+            quantity: str) -> tuple[float, float, float]:
+    """Simulated median (pooled over runs) and the KS D against ``obs``: mean and largest over runs."""
+    pooled = np.concatenate([r[survey][quantity] for r in runs])
+    ds = [ks_2samp(obs, r[survey][quantity]).statistic for r in runs]
+    return float(np.median(pooled)), float(np.mean(ds)), float(np.max(ds))
+
+
 def realism_table(obs: Mapping[str, Mapping[str, np.ndarray]], runs: list[dict[str, dict[str, np.ndarray]]]) -> list[str]:
     """Rows survey | quantity | observed median | simulated median | KS D mean (max) over seeds."""
     rows = []
     for s in MAP_SURVEYS:
         for q in QUANTITIES:
-            pooled = np.concatenate([r[s][q] for r in runs])
-            ds = [ks_2samp(obs[s][q], r[s][q]).statistic for r in runs]
-            rows.append(f"| {s} | {q} | {np.median(obs[s][q]):.3g} | {np.median(pooled):.3g} | "
-                        f"{np.mean(ds):.3f} ({np.max(ds):.3f}) |")
+            med, dmean, dmax = summary(obs[s][q], runs, s, q)
+            rows.append(f"| {s} | {q} | {np.median(obs[s][q]):.3g} | {med:.3g} | {dmean:.3f} ({dmax:.3f}) |")
+    return rows
+
+
+def research_runs(csv: Path) -> list[dict[str, dict[str, np.ndarray]]]:
+    """Per-seed detected-star quantities of the research code from ``research_code_detections.py``'s CSV."""
+    df = pd.read_csv(csv)
+    columns = {"survey", "seed", "P", "Pdot", "l", "b", "d", "dm", "S1400"}
+    if not columns <= set(df.columns):
+        raise SystemExit(f"{csv}: missing columns {sorted(columns - set(df.columns))} (expected the CSV of "
+                         "benchmarks/research_code_detections.py)")
+    values = sorted(columns - {"survey", "seed"})
+    return [{s: simulated_quantities({c: g.loc[g["survey"] == s, c].to_numpy(float) for c in values})
+             for s in MAP_SURVEYS} for _, g in df.groupby("seed")]
+
+
+def comparison_table(obs: Mapping[str, Mapping[str, np.ndarray]], ours: list[dict[str, dict[str, np.ndarray]]],
+                     research: list[dict[str, dict[str, np.ndarray]]]) -> list[str]:
+    """Rows survey | quantity | observed median | popstore median, KS D | research-code median, KS D | KS D
+    between the two codes' detections (all runs pooled)."""
+    rows = []
+    for s in MAP_SURVEYS:
+        for q in QUANTITIES:
+            cells = [f"{m:.3g} | {dmean:.3f} ({dmax:.3f})" for m, dmean, dmax in
+                     (summary(obs[s][q], runs, s, q) for runs in (ours, research))]
+            between = ks_2samp(*(np.concatenate([r[s][q] for r in runs]) for runs in (ours, research))).statistic
+            rows.append(f"| {s} | {q} | {np.median(obs[s][q]):.3g} | {' | '.join(cells)} | {between:.3f} |")
+    return rows
+
+
+def research_dynamics(db: Path, cfg: PulsarConfig) -> dict[str, np.ndarray]:
+    """Age (yr), Galactocentric radius R and height z (kpc) and popstore's sky coordinates (l, b, dec deg, d kpc)
+    of the stars of a research-code dynamical database (``final_pop_dyn.csv``: age, cylindrical r, phi, z and
+    v_r, v_phi, v_z in km/s, in the model frame of :mod:`popstore.pulsars.coords`, the Sun on +y)."""
+    df = pd.read_csv(db / "final_pop_dyn.csv", header=[0, 1], index_col=0)
+    df.columns = df.columns.get_level_values(0)
+    r, phi, z = (df[c].to_numpy(float) for c in ("r", "phi", "z"))
+    v_r, v_phi, v_z = (df[c].to_numpy(float) for c in ("v_r", "v_phi", "v_z"))
+    cos_p, sin_p = np.cos(phi), np.sin(phi)
+    pos = np.stack([r * cos_p, r * sin_p, z])
+    vel = np.stack([v_r * cos_p - v_phi * sin_p, v_r * sin_p + v_phi * cos_p, v_z])
+    return {"age": df["age"].to_numpy(float), "R": r, "z": z, **to_observables(pos, vel, cfg)}
+
+
+def dynamics_table(research: Mapping[str, np.ndarray], seed: int) -> list[str]:
+    """Rows area | n research/popstore | medians research/popstore and KS D of d, |z|, R, age."""
+    cfg = PulsarConfig()
+    ours = simulate_dynamics(len(research["age"]), np.random.default_rng(seed), cfg)
+    ours["R"] = np.hypot(ours["x"], ours["y"])
+    areas = {"all stars": None, **{f"{k} area": v.sky for k, v in survey_models.SURVEYS.items()}}
+    rows = []
+    for name, area in areas.items():
+        sel = [np.ones(len(c["age"]), bool) if area is None else area.contains(c["l"], c["b"], c["dec"])
+               for c in (research, ours)]
+        cells = []
+        for q in ("d", "z", "R", "age"):
+            a, b = (np.abs(c[q][m]) for c, m in zip((research, ours), sel))
+            cells.append(f"{np.median(a):.3g} / {np.median(b):.3g} | {ks_2samp(a, b).statistic:.3f}")
+        rows.append(f"| {name} | {sel[0].sum()} / {sel[1].sum()} | {' | '.join(cells)} |")
     return rows
 
 
@@ -163,14 +242,29 @@ def main() -> None:
     ap.add_argument("--atnf", type=Path, default=DATA / "atnf_full_nobinary_06-08-2024.csv")
     ap.add_argument("--meerkat", type=Path, default=DATA / "meerkat_tpa_census_posselt2023.csv",
                     help="MeerKAT TPA table for the observed fluxes ('' for ATNF S1400)")
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS),
+                    help="settings popstore runs (none: only the --research-catalogue table)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--target-scale", type=float, default=1.0, help="fraction of the detection targets")
     ap.add_argument("--dm-grid", default="default", choices=("default", "coarse"))
     ap.add_argument("--probes", action="store_true", help="run the candidate causes of the distance excess")
     ap.add_argument("--probe-setting", default="graber2024", choices=list(SETTINGS))
     ap.add_argument("--only", nargs="*", default=None, help="subset of the probe names")
+    ap.add_argument("--research-catalogue", type=Path, default=None,
+                    help="CSV of the research code's detections (benchmarks/research_code_detections.py)")
+    ap.add_argument("--research-setting", default="graber2024", choices=list(SETTINGS),
+                    help="the setting the research catalogue was simulated at")
+    ap.add_argument("--research-database", type=Path, default=None,
+                    help="research-code dynamical database directory (final_pop_dyn.csv)")
     args = ap.parse_args()
+    if args.research_database:
+        db = research_dynamics(args.research_database, PulsarConfig())
+        print(f"dynamical stage: research-code database {args.research_database} ({len(db['age'])} stars) vs "
+              f"popstore simulate_dynamics (defaults, seed {args.seeds[0]}); medians research / popstore, KS D")
+        print("| stars | n | d kpc | KS D(d) | abs z kpc | KS D(z) | R kpc | KS D(R) | age yr | KS D(age) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(dynamics_table(db, args.seeds[0])))
+    research = research_runs(args.research_catalogue) if args.research_catalogue else None
     obs = observed_quantities(args.atnf, args.meerkat if str(args.meerkat) not in ("", ".") else None)
     print("observed ATNF subsets:", {s: len(v["log P"]) for s, v in obs.items()},
           "| fluxes:", "MeerKAT TPA" if str(args.meerkat) not in ("", ".") else "ATNF S1400")
@@ -192,6 +286,23 @@ def main() -> None:
         print("| survey | quantity | ATNF median | simulated median | KS D mean (max) |")
         print("|---|---|---|---|---|")
         print("\n".join(realism_table(obs, [r[0] for r in runs])))
+        if research is not None and setting == args.research_setting:
+            print(f"\n{setting}: popstore beside the research code ({len(research)} runs of ML-Poppyns-Open, "
+                  f"detected per run: {_counts(research)})")
+            print("| survey | quantity | ATNF median | popstore median | popstore KS D | research code median | "
+                  "research code KS D | KS D popstore vs research code |")
+            print("|---|---|---|---|---|---|---|---|")
+            print("\n".join(comparison_table(obs, [r[0] for r in runs], research)))
+    if research is not None and args.research_setting not in args.settings:
+        print(f"\nresearch code at {args.research_setting}: {len(research)} runs, "
+              f"detected per run: {_counts(research)}")
+        print("| survey | quantity | ATNF median | research code median | research code KS D mean (max) |")
+        print("|---|---|---|---|---|")
+        print("\n".join(realism_table(obs, research)))
+
+
+def _counts(runs: list[dict[str, dict[str, np.ndarray]]]) -> str:
+    return ", ".join(f"{s} {'/'.join(str(len(r[s]['log P'])) for r in runs)}" for s in MAP_SURVEYS)
 
 
 if __name__ == "__main__":
