@@ -16,7 +16,8 @@ skipped where absent), measured in the same run:
 plus variants of the estimator on the largest ensembles: symmetric (+v, -v) velocity pairs and the
 geometric-mean ensemble (mean of log p_k instead of the mean density), and ``potential fit`` rows: one smooth
 potential (radial B-splines x spherical harmonics to degree --l-max, not spherical) fitted to the ensemble's CBE at
---fit-positions random positions x --fit-velocities velocities (none of them on the reported grid; Green & Ting 2020,
+--fit-positions random positions x the velocities of their --fit-velocities nearest catalogue stars (no position on
+the reported grid, no potential used; Green & Ting 2020,
 arXiv:2011.04673), a = -grad Phi, evaluated on the same grids (``paper x`` is then the same fit, shown as -). popstore's members each train on
 their own independent draw of --n-stars stars (``train_ensemble`` with a per-seed sampler), with the
 papers' scheduler (ReduceLROnPlateau factor 0.5, patience 5, threshold 1e-6, cooldown 10), a 10%
@@ -75,18 +76,28 @@ def member_sample(seed: int, kind: str, n: int) -> np.ndarray:
     return np.hstack([x, v])
 
 
-def grids(n_vel: int, n_fit: int = 4000, n_fit_vel: int = 16) -> dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+def grids(n_vel: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
     """Evaluation grids: geometric radii (3D metric), the same with symmetric velocities, the papers' linear radii
-    with their velocity design (|v| < 0.9 v_esc, v_t > 0.1 v_esc, every |v_i| > 0.2 v_esc); ``fit``: the random
-    positions and velocities of the potential fit (:func:`fit_design` over 0.4 a - 20 a)."""
-    fx, fv, _ = fit_design((0.4 * H.scale_radius, 20 * H.scale_radius), n_fit, n_fit_vel, H.escape_speed, np.random.default_rng(7))
-    out = {"fit": (torch.tensor(fx), torch.tensor(fv), H.acceleration(fx))}
+    with their velocity design (|v| < 0.9 v_esc, v_t > 0.1 v_esc, every |v_i| > 0.2 v_esc)."""
+    out = {}
     for name, r, kw in (("geom", geometric_radii(H.scale_radius), {}), ("geom_sym", geometric_radii(H.scale_radius), {"symmetric": True}),
                         ("linear", paper_radii(H.scale_radius), PAPER_VELOCITIES)):
         pos = on_x_axis(r)
         vel = evaluation_velocities(pos, H.escape_speed(r), n_vel, np.random.default_rng(42), **kw)
         out[name] = (torch.tensor(pos), torch.tensor(vel), H.acceleration(pos))
     return out
+
+
+FIT_RANGE = (0.4 * H.scale_radius, 20 * H.scale_radius)
+
+
+def fit_grid(kind: str, n_fit: int, n_fit_vel: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, tuple[float, float]]:
+    """The potential fit's random positions and their velocities (:func:`fit_design` over 0.4 a - 20 a): those of
+    the nearest stars of a 3e5-star catalogue of the same DF (``default_rng(99)``; the published flows' own 1e6
+    training stars are not published), plus the basis' radial range."""
+    cx, cv = H.sample(300_000, np.random.default_rng(99), kind, r_max=200 * H.scale_radius)
+    fx, fv, rr = fit_design(FIT_RANGE, n_fit, n_fit_vel, cx, cv, np.random.default_rng(7))
+    return torch.tensor(fx), torch.tensor(fv), H.acceleration(fx), rr
 
 
 def cached_terms(path: Path, compute) -> CBETerms:
@@ -111,7 +122,7 @@ def row(name: str, terms: dict[str, CBETerms], g, combine=mixture_terms) -> str:
 def fit_rows(name: str, fit_terms: list[CBETerms], g, args) -> str:
     """Rows of the potential fit to the mixture of ``fit_terms`` (members' terms on the ``fit`` grid), one per
     --l-max; l = 0 (a spherical potential) is marked as a reference that assumes the symmetry."""
-    lo, hi = fit_design((0.4 * H.scale_radius, 20 * H.scale_radius), 1, 3, H.escape_speed, np.random.default_rng(0))[2]
+    lo, hi = g["fit"][3]
     lines = []
     for l_max in args.l_max:
         fit = fit_potential(g["fit"][0].numpy(), mixture_terms(fit_terms), PotentialBasis(lo, hi, args.n_radial, l_max))
@@ -136,7 +147,7 @@ def log_mean_terms(members: list[CBETerms]) -> CBETerms:
 
 def member_terms(log_f, g, cache: Path, names=("geom", "linear", "geom_sym", "fit")) -> dict[str, CBETerms]:
     n_fit = tuple(g["fit"][1].shape[:2])
-    files = {"linear": "linear_paper_velocities", "fit": f"fit_{n_fit[0]}x{n_fit[1]}"}
+    files = {"linear": "linear_paper_velocities", "fit": f"fit_nearest_stars_{n_fit[0]}x{n_fit[1]}"}
     return {k: cached_terms(cache / f"{files.get(k, k)}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
 
 
@@ -160,10 +171,13 @@ def sizes(k: int) -> list[int]:
 
 def run_kind(kind: str, args, g, client=None) -> None:
     print(f"\n=== {kind} Hernquist DF ===")
+    g = dict(g, fit=fit_grid(kind, args.fit_positions, args.fit_velocities))
     print(f"{'model':<40s} {'3D med':>7s} {'3D p90':>7s} {'bias':>7s} {'x med':>7s} {'paper x':>8s}   [%]")
     exact = lambda x, v: H.log_df(x, v, kind)
     print(row("exact DF", {k: [cbe_terms(exact, g[k][0], g[k][1])] for k in ("geom", "linear")}, g))
-    print(fit_rows("exact DF, potential fit", [cbe_terms(exact, g["fit"][0], g["fit"][1])], g, args))
+    # a neighbour's velocity can be unbound at the fit position (f = 0): a floor there gives that row no gradient
+    floored = lambda x, v: torch.clamp(exact(x, v), min=-50.0)
+    print(fit_rows("exact DF, potential fit", [cbe_terms(floored, g["fit"][0], g["fit"][1])], g, args))
 
     cfg = FlowConfig(batch_size=args.batch_size, max_epochs=args.epochs, valid_fraction=0.1, early_stopping_patience=10,
                      transform=args.transform)
@@ -229,7 +243,7 @@ def main() -> None:
     ap.add_argument("--transform", choices=["affine", "spline"], default="affine")
     ap.add_argument("--velocities", type=int, default=1000)
     ap.add_argument("--fit-positions", type=int, default=4000, help="random positions of the potential fit")
-    ap.add_argument("--fit-velocities", type=int, default=16, help="velocities per position of the potential fit")
+    ap.add_argument("--fit-velocities", type=int, default=16, help="velocities (of the nearest catalogue stars) per position of the potential fit")
     ap.add_argument("--l-max", type=int, nargs="+", default=[4, 2, 0],
                     help="highest spherical-harmonic degrees of the fitted potentials (one row each; 0 = spherical, reference only)")
     ap.add_argument("--n-radial", type=int, default=12, help="radial B-splines of the fitted potential")
@@ -244,7 +258,7 @@ def main() -> None:
     ap.add_argument("--cost-probe", action="store_true", help="time one training epoch (CPU seconds) to project member costs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    g = grids(args.velocities, args.fit_positions, args.fit_velocities)
+    g = grids(args.velocities)
     client = None
     if args.workers and not args.no_train:
         from distributed import Client, LocalCluster

@@ -7,6 +7,7 @@ import xarray as xr
 
 from popstore.estimators.flows_ensemble import phase_space_log_df
 from popstore.galaxy.dynamics.acceleration import cbe_acceleration, cbe_terms, evaluation_velocities
+from popstore.galaxy.dynamics.catalogue import catalogue_arrays
 from popstore.galaxy.dynamics.hernquist import Hernquist
 from popstore.galaxy.dynamics.potential_fit import PotentialBasis, fit_design, fit_potential
 
@@ -23,6 +24,7 @@ from popstore.galaxy.workflow import (
     train,
 )
 from popstore.pipeline import Pipeline
+from popstore.store import open_store
 
 TOML = """
 [simulator]
@@ -90,7 +92,7 @@ def test_potential_fit_of_the_ensemble_equals_the_fit_to_the_ensemble_df(pipe):
     # the same design drawn from the same generator after the reported grid's velocities
     h, rng = Hernquist(2e10, 4.0), np.random.default_rng(42)
     evaluation_velocities(ds.position.values, h.escape_speed(ds.r.values), 100, rng)
-    fx, fv, (lo, hi) = fit_design((ds.r.values.min(), ds.r.values.max()), 300, 8, h.escape_speed, rng)
+    fx, fv, (lo, hi) = fit_design((ds.r.values.min(), ds.r.values.max()), 300, 8, *catalogue_arrays(open_store(pipe.store_path)), rng)
     terms = cbe_terms(phase_space_log_df(ensemble(pipe)), torch.tensor(fx), torch.tensor(fv))
     direct = fit_potential(fx, terms, PotentialBasis(lo, hi, 8, 2)).acceleration(ds.position.values)
     np.testing.assert_allclose(ds.acc_ensemble_potential_fit.values, direct, rtol=1e-6, atol=1e-9 * np.abs(direct).max())

@@ -27,15 +27,15 @@ in those of ``v^2``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
 import torch
 from scipy.interpolate import BSpline
+from scipy.spatial import cKDTree
 
-from popstore.galaxy.dynamics.acceleration import CBETerms, evaluation_velocities, solve_cbe
+from popstore.galaxy.dynamics.acceleration import CBETerms, solve_cbe
 
 CHUNK = 4096  # positions per block of the normal equations
 WIDEN = 1.6  # fitted radii extend this factor beyond the reported ones each way (the fit is poorest at its edges)
@@ -109,16 +109,20 @@ def fit_positions(n: int, r_min: float, r_max: float, rng: np.random.Generator) 
     return r[:, None] * d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
-def fit_design(r_range: tuple[float, float], n_positions: int, n_velocities: int, escape_speed: Callable[[np.ndarray], np.ndarray],
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Where to evaluate the CBE for a fit reported between radii ``r_range``: positions (n_positions, 3) from
-    :func:`fit_positions` over ``r_range`` widened by :data:`WIDEN` each way, velocities (n_positions, n_velocities, 3)
-    of :func:`~popstore.galaxy.dynamics.acceleration.evaluation_velocities` (``escape_speed(r)`` sets their scale,
-    as for the reported grid), and the basis' radial range (10% wider still)."""
+def fit_design(r_range: tuple[float, float], n_positions: int, n_velocities: int, catalogue_x: np.ndarray,
+               catalogue_v: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """Where to evaluate the CBE for a fit reported between radii ``r_range`` [units of x].
+
+    Positions (n_positions, 3) from :func:`fit_positions` over ``r_range`` widened by :data:`WIDEN` each way;
+    velocities (n_positions, n_velocities, 3): those of the ``n_velocities`` catalogue stars nearest to each
+    position (``catalogue_x``, ``catalogue_v``: (N, 3) positions and velocities of the stars), i.e. velocities
+    where the DF is populated and a flow trained on the catalogue is constrained, with no potential or escape
+    speed assumed; and the basis' radial range (10% wider still).
+    """
     lo, hi = r_range[0] / WIDEN, r_range[1] * WIDEN
     x = fit_positions(n_positions, lo, hi, rng)
-    v = evaluation_velocities(x, escape_speed(np.linalg.norm(x, axis=1)), n_velocities, rng)
-    return x, v, (lo / 1.1, hi * 1.1)
+    _, idx = cKDTree(np.asarray(catalogue_x, dtype=float)).query(x, n_velocities)
+    return x, np.asarray(catalogue_v, dtype=float)[idx], (lo / 1.1, hi * 1.1)
 
 
 @dataclass(frozen=True)
