@@ -34,8 +34,9 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   with the papers' f-weighted least squares. ``potential_fit = true``
   (Hernquist stores) adds ``ensemble_potential_fit``: one smooth potential
   fitted to the ensemble's CBE at ``fit_positions`` random positions (log-uniform
-  radii over the evaluated range widened by 1.6 each way) x the velocities of
-  their ``fit_velocities`` nearest catalogue stars (``fit_design``), basis ``n_radial`` x degree ``l_max``
+  radii over the evaluated range widened by 1.6 each way) x ``fit_velocities``
+  velocities, ``fit_design = "neighbours"`` (those of the nearest catalogue stars, default) or
+  ``"uniform_speed"`` (:func:`~popstore.galaxy.dynamics.potential_fit.fit_design`), basis ``n_radial`` x degree ``l_max``
   (:mod:`popstore.galaxy.dynamics.potential_fit`).
 - ``[figures]``: paths of the loss and DF-slice figures and the slice definition.
 """
@@ -103,6 +104,7 @@ AccelerationsSection = section_schema(
     radii=(Optional[Literal["geometric", "linear"]], None), memory_budget=(Optional[float], None),
     potential_fit=(Optional[bool], None), fit_positions=(Optional[int], None), fit_velocities=(Optional[int], None),
     l_max=(Optional[int], None), n_radial=(Optional[int], None),
+    fit_design=(Optional[Literal["uniform_speed", "neighbours"]], None),
 )
 FiguresSection = section_schema(
     "figures", losses=(Optional[str], None), df_slice=(Optional[str], None), slice_axes=(Optional[list[str]], None),
@@ -227,7 +229,7 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
     if sec.get("potential_fit", False):
         r = np.linalg.norm(pos, axis=1)
         fx, fv, (lo, hi) = fit_design((r.min(), r.max()), int(sec.get("fit_positions", 4000)), int(sec.get("fit_velocities", 16)),
-                                      *catalogue_arrays(ds), rng)
+                                      *catalogue_arrays(ds), rng, sec.get("fit_design", "neighbours"))
         fit_terms = mixture_terms([cbe_terms(phase_space_log_df(m), torch.tensor(fx), torch.tensor(fv), budget, progress)
                                    for m in ens.members])
         basis = PotentialBasis(lo, hi, int(sec.get("n_radial", 12)), int(sec.get("l_max", 4)))

@@ -29,15 +29,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
+from typing import Literal
 
 import numpy as np
 import torch
 from scipy.interpolate import BSpline
 from scipy.spatial import cKDTree
 
-from popstore.galaxy.dynamics.acceleration import CBETerms, solve_cbe
+from popstore.galaxy.dynamics.acceleration import CBETerms, evaluation_velocities, solve_cbe
 
 CHUNK = 4096  # positions per block of the normal equations
+VelocityDesign = Literal["uniform_speed", "neighbours"]
 WIDEN = 1.6  # fitted radii extend this factor beyond the reported ones each way (the fit is poorest at its edges)
 
 
@@ -110,19 +112,33 @@ def fit_positions(n: int, r_min: float, r_max: float, rng: np.random.Generator) 
 
 
 def fit_design(r_range: tuple[float, float], n_positions: int, n_velocities: int, catalogue_x: np.ndarray,
-               catalogue_v: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+               catalogue_v: np.ndarray, rng: np.random.Generator, velocities: VelocityDesign = "neighbours",
+               n_neighbours: int = 100) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """Where to evaluate the CBE for a fit reported between radii ``r_range`` [units of x].
 
-    Positions (n_positions, 3) from :func:`fit_positions` over ``r_range`` widened by :data:`WIDEN` each way;
-    velocities (n_positions, n_velocities, 3): those of the ``n_velocities`` catalogue stars nearest to each
-    position (``catalogue_x``, ``catalogue_v``: (N, 3) positions and velocities of the stars), i.e. velocities
-    where the DF is populated and a flow trained on the catalogue is constrained, with no potential or escape
-    speed assumed; and the basis' radial range (10% wider still).
+    Positions (n_positions, 3) from :func:`fit_positions` over ``r_range`` widened by :data:`WIDEN` each way, and
+    (n_positions, n_velocities, 3) velocities from the catalogue (``catalogue_x``, ``catalogue_v``: (N, 3)
+    positions and velocities of the stars), with no potential or escape speed assumed:
+
+    - ``"neighbours"`` (default): the velocities of the ``n_velocities`` nearest stars, i.e. where the DF is
+      populated and a flow trained on the catalogue is constrained (the more accurate design in
+      ``benchmarks/bench_flows_hernquist.py`` for every ensemble measured);
+    - ``"uniform_speed"``: the HernquistFlows design (isotropic directions, ``|v|`` uniform in 0.2-0.9 times a
+      speed limit, tangential speed above 0.1 of it; :func:`~popstore.galaxy.dynamics.acceleration.evaluation_velocities`)
+      with the limit the largest speed among the ``n_neighbours`` nearest stars instead of the escape speed.
+
+    Also returns the basis' radial range (10% wider still).
     """
     lo, hi = r_range[0] / WIDEN, r_range[1] * WIDEN
     x = fit_positions(n_positions, lo, hi, rng)
-    _, idx = cKDTree(np.asarray(catalogue_x, dtype=float)).query(x, n_velocities)
-    return x, np.asarray(catalogue_v, dtype=float)[idx], (lo / 1.1, hi * 1.1)
+    cv = np.asarray(catalogue_v, dtype=float)
+    tree = cKDTree(np.asarray(catalogue_x, dtype=float))
+    if velocities == "neighbours":
+        return x, cv[tree.query(x, n_velocities)[1]], (lo / 1.1, hi * 1.1)
+    if velocities != "uniform_speed":
+        raise ValueError(f"velocities must be 'uniform_speed' or 'neighbours', got {velocities!r}")
+    v_max = np.linalg.norm(cv[tree.query(x, n_neighbours)[1]], axis=-1).max(axis=1)
+    return x, evaluation_velocities(x, v_max, n_velocities, rng), (lo / 1.1, hi * 1.1)
 
 
 @dataclass(frozen=True)
