@@ -19,7 +19,7 @@ potential (radial B-splines x spherical harmonics to degree --l-max, not spheric
 spherical symmetry and are a reference only) fitted to the ensemble's CBE at --fit-positions random positions x
 --fit-velocities velocities, either "uniform |v|" (the papers' design with the largest speed of the 100 nearest
 catalogue stars in place of the escape speed) or "stars' v" (the velocities of the nearest catalogue stars); no
-position on the reported grid, no potential used (Green & Ting 2020,
+position on the reported grid, no potential used; "by CV" rows choose l_max by the held-out CBE residual (Green & Ting 2020,
 arXiv:2011.04673), a = -grad Phi, evaluated on the same grids (``paper x`` is then the same fit, shown as -). popstore's members each train on
 their own independent draw of --n-stars stars (``train_ensemble`` with a per-seed sampler), with the
 papers' scheduler (ReduceLROnPlateau factor 0.5, patience 5, threshold 1e-6, cooldown 10), a 10%
@@ -65,7 +65,7 @@ from popstore.galaxy.dynamics.acceleration import (
 )
 from popstore.galaxy.dynamics.hernquist import Hernquist
 from popstore.galaxy.dynamics.metrics import error_summary, geometric_radii, on_x_axis, paper_radii
-from popstore.galaxy.dynamics.potential_fit import PotentialBasis, fit_design, fit_potential
+from popstore.galaxy.dynamics.potential_fit import PotentialBasis, cross_validated_l_max, fit_design, fit_potential
 
 H = Hernquist(1e10, 5.0)
 UNITS = (np.zeros(6), np.r_[[10 * H.scale_radius] * 3, [np.sqrt(2 * H.gm / H.scale_radius)] * 3])  # the papers' rescaling
@@ -123,14 +123,17 @@ def row(name: str, terms: dict[str, CBETerms], g, combine=mixture_terms) -> str:
 
 def fit_rows(name: str, fit_terms: list[CBETerms], g, args, grid: str = "fit") -> str:
     """Rows of the potential fit to the mixture of ``fit_terms`` (members' terms on ``g[grid]``), one per
-    --l-max; l = 0 (a spherical potential) is marked as a reference that assumes the symmetry."""
+    --l-max (l = 0, a spherical potential, is marked: a reference that assumes the symmetry), and one with the l_max
+    (0 ... max of --l-max) of smallest cross-validated CBE residual (:func:`cross_validated_l_max`; data only)."""
     lo, hi = g[grid][3]
+    x, mixed = g[grid][0].numpy(), mixture_terms(fit_terms)
+    best = cross_validated_l_max(x, mixed, PotentialBasis(lo, hi, args.n_radial, 0), tuple(range(max(args.l_max) + 1)))[0]
     lines = []
-    for l_max in args.l_max:
-        fit = fit_potential(g[grid][0].numpy(), mixture_terms(fit_terms), PotentialBasis(lo, hi, args.n_radial, l_max))
+    for l_max in [*args.l_max, best]:
+        fit = fit_potential(x, mixed, PotentialBasis(lo, hi, args.n_radial, l_max))
         geom = error_summary(fit.acceleration(g["geom"][0].numpy()), g["geom"][2])
         lin = error_summary(fit.acceleration(g["linear"][0].numpy()), g["linear"][2])
-        label = f"{name}, l<={l_max}" + (" (sph.)" if l_max == 0 else "")
+        label = f"{name}, l<={l_max}" + (" (sph.)" if l_max == 0 else "") + (" by CV" if len(lines) == len(args.l_max) else "")
         lines.append(f"{label:<40s} {100 * geom['median_3d']:7.2f} {100 * geom['p90_3d']:7.2f} {100 * geom['radial_bias']:+7.2f} "
                      f"{100 * lin['median_x']:7.2f} {'-':>8s}")
     return "\n".join(lines)

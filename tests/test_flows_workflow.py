@@ -81,14 +81,24 @@ def test_stages_and_exact_accelerations(pipe):
     np.testing.assert_allclose(ds.acc_ensemble.values, direct.numpy(), rtol=1e-9, atol=1e-12)
 
 
-def test_potential_fit_of_the_ensemble_equals_the_fit_to_the_ensemble_df(pipe):
-    extra = {"potential_fit": True, "fit_positions": 300, "fit_velocities": 8, "n_radial": 8, "l_max": 2}
+def potential_fit_data(pipe, l_max):
+    extra = {"potential_fit": True, "fit_positions": 300, "fit_velocities": 8, "n_radial": 8, "l_max": l_max}
     pipe.sections["accelerations"].update(extra)
     try:
-        ds = acceleration_data(pipe, progress=False)
+        return acceleration_data(pipe, progress=False)
     finally:
         for k in extra:
             del pipe.sections["accelerations"][k]
+
+
+def test_potential_fit_with_l_max_by_cross_validation_is_the_fit_of_the_chosen_degree(pipe):
+    chosen = [potential_fit_data(pipe, l).acc_ensemble_potential_fit.values for l in range(5)]
+    by_cv = potential_fit_data(pipe, "cv").acc_ensemble_potential_fit.values
+    assert sum(np.allclose(by_cv, c, rtol=1e-12, atol=0) for c in chosen) >= 1
+
+
+def test_potential_fit_of_the_ensemble_equals_the_fit_to_the_ensemble_df(pipe):
+    ds = potential_fit_data(pipe, 2)
     # the same design drawn from the same generator after the reported grid's velocities
     h, rng = Hernquist(2e10, 4.0), np.random.default_rng(42)
     evaluation_velocities(ds.position.values, h.escape_speed(ds.r.values), 100, rng)

@@ -37,7 +37,7 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   radii over the evaluated range widened by 1.6 each way) x ``fit_velocities``
   velocities, ``fit_design = "neighbours"`` (those of the nearest catalogue stars, default) or
   ``"uniform_speed"`` (:func:`~popstore.galaxy.dynamics.potential_fit.fit_design`), basis ``n_radial`` x degree ``l_max``
-  (:mod:`popstore.galaxy.dynamics.potential_fit`).
+  (``"cv"``: the degree 0-4 of smallest held-out CBE residual; :mod:`popstore.galaxy.dynamics.potential_fit`).
 - ``[figures]``: paths of the loss and DF-slice figures and the slice definition.
 """
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,7 @@ from popstore.galaxy.dynamics.acceleration import (
 )
 from popstore.galaxy.dynamics.catalogue import catalogue_arrays
 from popstore.galaxy.dynamics.hernquist import Hernquist
-from popstore.galaxy.dynamics.potential_fit import PotentialBasis, fit_design, fit_potential
+from popstore.galaxy.dynamics.potential_fit import PotentialBasis, cross_validated_l_max, fit_design, fit_potential
 from popstore.galaxy.dynamics.metrics import (
     error_summary,
     geometric_radii,
@@ -103,7 +103,7 @@ AccelerationsSection = section_schema(
     start=(Optional[Vector3], None), stop=(Optional[Vector3], None),
     radii=(Optional[Literal["geometric", "linear"]], None), memory_budget=(Optional[float], None),
     potential_fit=(Optional[bool], None), fit_positions=(Optional[int], None), fit_velocities=(Optional[int], None),
-    l_max=(Optional[int], None), n_radial=(Optional[int], None),
+    l_max=(Optional[Union[int, Literal["cv"]]], None), n_radial=(Optional[int], None),
     fit_design=(Optional[Literal["uniform_speed", "neighbours"]], None),
 )
 FiguresSection = section_schema(
@@ -232,7 +232,10 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
                                       *catalogue_arrays(ds), rng, sec.get("fit_design", "neighbours"))
         fit_terms = mixture_terms([cbe_terms(phase_space_log_df(m), torch.tensor(fx), torch.tensor(fv), budget, progress)
                                    for m in ens.members])
-        basis = PotentialBasis(lo, hi, int(sec.get("n_radial", 12)), int(sec.get("l_max", 4)))
+        l_max = sec.get("l_max", 4)
+        if l_max == "cv":
+            l_max = cross_validated_l_max(fx, fit_terms, PotentialBasis(lo, hi, int(sec.get("n_radial", 12)), 0))[0]
+        basis = PotentialBasis(lo, hi, int(sec.get("n_radial", 12)), int(l_max))
         accs["ensemble_potential_fit"] = fit_potential(fx, fit_terms, basis).acceleration(pos)
     dim = coord[0]
     data = {"truth": ((dim, "component"), truth, {"units": "km2 s-2 kpc-1", "long_name": "true acceleration"}),

@@ -187,3 +187,38 @@ def fit_potential(x: np.ndarray | torch.Tensor, terms: CBETerms, basis: Potentia
         fit = PotentialFit(basis, coef)
         a_ref = np.linalg.norm(fit.acceleration(x), axis=1)
     return fit
+
+
+def _subset(terms: CBETerms, rows: np.ndarray) -> CBETerms:
+    idx = torch.as_tensor(rows)
+    return CBETerms(terms.log_f[idx], terms.grad_x[idx], terms.grad_v[idx], terms.v[idx])
+
+
+def held_out_residual(x: np.ndarray | torch.Tensor, terms: CBETerms, basis: PotentialBasis, rng: np.random.Generator,
+                      folds: int = 2, smoothing: float = 1e-4) -> float:
+    """Cross-validated CBE residual of a basis: fit on all folds but one, then the mean over the held-out positions
+    of ``sum_i (S_i + a . g_i)^2 / (sum_i |g_i|^2 |a|^2)`` (dimensionless; the same relative weighting as the fit).
+
+    Comparing bases (e.g. ``l_max`` = 0 ... 4) by this number chooses the potential's angular freedom from the data
+    alone: terms the data do not constrain raise the held-out residual. ``x`` (P, 3), ``terms`` at those positions.
+    """
+    x = np.asarray(torch.as_tensor(x).detach(), dtype=float)
+    fold = rng.integers(folds, size=len(x))
+    scores = []
+    for k in range(folds):
+        train, test = np.nonzero(fold != k)[0], np.nonzero(fold == k)[0]
+        acc = fit_potential(x[train], _subset(terms, train), basis, smoothing).acceleration(x[test])
+        held = _subset(terms, test)
+        g = held.grad_v.detach().double().numpy()
+        res = (held.v * held.grad_x).sum(-1).detach().double().numpy() + np.einsum("pi,pki->pk", acc, g)
+        scores.append((res**2).sum(1) / ((g**2).sum((1, 2)) * (acc**2).sum(1)))
+    return float(np.concatenate(scores).mean())
+
+
+def cross_validated_l_max(x: np.ndarray | torch.Tensor, terms: CBETerms, basis: PotentialBasis, candidates: tuple[int, ...] = (0, 1, 2, 3, 4),
+                          seed: int = 0) -> tuple[int, dict[int, float]]:
+    """The ``l_max`` among ``candidates`` with the smallest :func:`held_out_residual` (same folds for each), and
+    every candidate's score; ``basis`` gives the radial range and ``n_radial``."""
+    scores = {l: held_out_residual(x, terms, PotentialBasis(basis.r_min, basis.r_max, basis.n_radial, l), np.random.default_rng(seed))
+              for l in candidates}
+    return min(scores, key=scores.get), scores
