@@ -8,7 +8,7 @@ coefficients minimise the CBE residual summed over every position and velocity,
 
     L(c) = sum_p w_p sum_i (S_pi + a(x_p) . g_pi)^2,   S = v . grad_x log f,  g = grad_v log f,
 
-the "Deep Potential" estimator (Green & Ting 2020, arXiv:2011.04673; Green et al. 2023, ApJ 942, 26) with a
+the "Deep Potential" estimator (Green & Ting 2020, arXiv:2011.04673; Green et al. 2023) with a
 linear basis instead of a neural network, so the minimum is one linear solve. A curl-free field that is smooth
 on the scale of the basis averages the flow's errors over many positions; nothing assumes spherical symmetry.
 
@@ -17,6 +17,9 @@ Basis (:class:`PotentialBasis`): cubic B-splines in ``ln r`` (``n_radial`` of th
 vector of degrees ``l_max`` and ``l_max - 1``), around a chosen centre (the origin of the coordinates). A
 second-difference penalty on the radial coefficients (P-splines; Eilers & Marx 1996) of strength
 ``smoothing`` (relative to the data term) keeps the fit smooth where positions are sparse.
+
+Angular freedom from the data: :func:`cross_validated_l_max` picks ``l_max`` by the CBE residual at held-out
+positions (:func:`held_out_residual`); :func:`fit_design` draws the positions and velocities from a catalogue.
 
 Weights: ``w_p = 1 / (sum_i |g_pi|^2 |a_p|^2)`` makes every position count by its *relative* error, with
 ``|a_p|`` from the pointwise least squares on the first pass and from the fit itself afterwards (``iterations``).
