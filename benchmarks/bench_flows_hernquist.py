@@ -14,7 +14,13 @@ skipped where absent), measured in the same run:
 - ``paper x``: the papers' definition, the same with grad f / f_ref rows (f-weighted);
 
 plus variants of the estimator on the largest ensembles: symmetric (+v, -v) velocity pairs and the
-geometric-mean ensemble (mean of log p_k instead of the mean density). popstore's members each train on
+geometric-mean ensemble (mean of log p_k instead of the mean density), and ``potential fit`` rows: one smooth
+potential (radial B-splines x spherical harmonics to degree --l-max, not spherical; l = 0 rows, "sph.", assume
+spherical symmetry and are a reference only) fitted to the ensemble's CBE at --fit-positions random positions x
+--fit-velocities velocities, either "uniform |v|" (the papers' design with the largest speed of the 100 nearest
+catalogue stars in place of the escape speed) or "stars' v" (the velocities of the nearest catalogue stars); no
+position on the reported grid, no potential used; "by CV" rows choose l_max by the held-out CBE residual (Green & Ting 2020,
+arXiv:2011.04673), a = -grad Phi, evaluated on the same grids (``paper x`` is then the same fit, shown as -). popstore's members each train on
 their own independent draw of --n-stars stars (``train_ensemble`` with a per-seed sampler), with the
 papers' scheduler (ReduceLROnPlateau factor 0.5, patience 5, threshold 1e-6, cooldown 10), a 10%
 validation split and early stopping; the cost table gives epochs and CPU seconds per member.
@@ -59,6 +65,7 @@ from popstore.galaxy.dynamics.acceleration import (
 )
 from popstore.galaxy.dynamics.hernquist import Hernquist
 from popstore.galaxy.dynamics.metrics import error_summary, geometric_radii, on_x_axis, paper_radii
+from popstore.galaxy.dynamics.potential_fit import PotentialBasis, cross_validated_l_max, fit_design, fit_potential
 
 H = Hernquist(1e10, 5.0)
 UNITS = (np.zeros(6), np.r_[[10 * H.scale_radius] * 3, [np.sqrt(2 * H.gm / H.scale_radius)] * 3])  # the papers' rescaling
@@ -83,6 +90,18 @@ def grids(n_vel: int) -> dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]
     return out
 
 
+FIT_RANGE = (0.4 * H.scale_radius, 20 * H.scale_radius)
+
+
+def fit_grid(kind: str, n_fit: int, n_fit_vel: int, design: str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, tuple[float, float]]:
+    """The potential fit's random positions and velocities (:func:`fit_design` over 0.4 a - 20 a, velocity
+    ``design``) from a 3e5-star catalogue of the same DF (``default_rng(99)``; the published flows' own 1e6 training
+    stars are not published), plus the basis' radial range."""
+    cx, cv = H.sample(300_000, np.random.default_rng(99), kind, r_max=200 * H.scale_radius)
+    fx, fv, rr = fit_design(FIT_RANGE, n_fit, n_fit_vel, cx, cv, np.random.default_rng(7), design)
+    return torch.tensor(fx), torch.tensor(fv), H.acceleration(fx), rr
+
+
 def cached_terms(path: Path, compute) -> CBETerms:
     if path.exists():
         d = torch.load(path, weights_only=True)
@@ -102,6 +121,24 @@ def row(name: str, terms: dict[str, CBETerms], g, combine=mixture_terms) -> str:
             f"{100 * lin_log['median_x']:7.2f} {100 * lin_f['median_x']:8.2f}")
 
 
+def fit_rows(name: str, fit_terms: list[CBETerms], g, args, grid: str = "fit") -> str:
+    """Rows of the potential fit to the mixture of ``fit_terms`` (members' terms on ``g[grid]``), one per
+    --l-max (l = 0, a spherical potential, is marked: a reference that assumes the symmetry), and one with the l_max
+    (0 ... max of --l-max) of smallest cross-validated CBE residual (:func:`cross_validated_l_max`; data only)."""
+    lo, hi = g[grid][3]
+    x, mixed = g[grid][0].numpy(), mixture_terms(fit_terms)
+    best = cross_validated_l_max(x, mixed, PotentialBasis(lo, hi, args.n_radial, 0), tuple(range(max(args.l_max) + 1)))[0]
+    lines = []
+    for l_max in [*args.l_max, best]:
+        fit = fit_potential(x, mixed, PotentialBasis(lo, hi, args.n_radial, l_max))
+        geom = error_summary(fit.acceleration(g["geom"][0].numpy()), g["geom"][2])
+        lin = error_summary(fit.acceleration(g["linear"][0].numpy()), g["linear"][2])
+        label = f"{name}, l<={l_max}" + (" (sph.)" if l_max == 0 else "") + (" by CV" if len(lines) == len(args.l_max) else "")
+        lines.append(f"{label:<40s} {100 * geom['median_3d']:7.2f} {100 * geom['p90_3d']:7.2f} {100 * geom['radial_bias']:+7.2f} "
+                     f"{100 * lin['median_x']:7.2f} {'-':>8s}")
+    return "\n".join(lines)
+
+
 def symmetric_row(name: str, terms: list[CBETerms], g, combine=mixture_terms) -> str:
     s = error_summary(solve_cbe(combine(terms)).numpy(), g["geom_sym"][2])
     return f"{name:<40s} {100 * s['median_3d']:7.2f} {100 * s['p90_3d']:7.2f} {100 * s['radial_bias']:+7.2f}      (3D grid only)"
@@ -113,8 +150,10 @@ def log_mean_terms(members: list[CBETerms]) -> CBETerms:
                     torch.stack([m.grad_v for m in members]).mean(0), members[0].v)
 
 
-def member_terms(log_f, g, cache: Path, names=("geom", "linear", "geom_sym")) -> dict[str, CBETerms]:
-    return {k: cached_terms(cache / f"{k.replace('linear', 'linear_paper_velocities')}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
+def member_terms(log_f, g, cache: Path, names=("geom", "linear", "geom_sym", "fit", "fit_nb")) -> dict[str, CBETerms]:
+    n_fit = "x".join(map(str, g["fit"][1].shape[:2]))
+    files = {"linear": "linear_paper_velocities", "fit": f"fit_uniform_speed_{n_fit}", "fit_nb": f"fit_nearest_stars_{n_fit}"}
+    return {k: cached_terms(cache / f"{files.get(k, k)}.pt", lambda k=k: cbe_terms(log_f, g[k][0], g[k][1])) for k in names}
 
 
 def memory_check(ens: FlowEnsemble, grid, n_pos: int = 10) -> None:
@@ -137,9 +176,15 @@ def sizes(k: int) -> list[int]:
 
 def run_kind(kind: str, args, g, client=None) -> None:
     print(f"\n=== {kind} Hernquist DF ===")
+    g = dict(g, fit=fit_grid(kind, args.fit_positions, args.fit_velocities, "uniform_speed"),
+             fit_nb=fit_grid(kind, args.fit_positions, args.fit_velocities, "neighbours"))
     print(f"{'model':<40s} {'3D med':>7s} {'3D p90':>7s} {'bias':>7s} {'x med':>7s} {'paper x':>8s}   [%]")
     exact = lambda x, v: H.log_df(x, v, kind)
     print(row("exact DF", {k: [cbe_terms(exact, g[k][0], g[k][1])] for k in ("geom", "linear")}, g))
+    # a neighbour's velocity can be unbound at the fit position (f = 0): a floor there gives that row no gradient
+    floored = lambda x, v: torch.clamp(exact(x, v), min=-50.0)
+    for grid, label in (("fit", "uniform |v|"), ("fit_nb", "stars' v")):
+        print(fit_rows(f"exact DF, fit {label}", [cbe_terms(floored, g[grid][0], g[grid][1])], g, args, grid))
 
     cfg = FlowConfig(batch_size=args.batch_size, max_epochs=args.epochs, valid_fraction=0.1, early_stopping_patience=10,
                      transform=args.transform)
@@ -154,6 +199,9 @@ def run_kind(kind: str, args, g, client=None) -> None:
     ours = {s: member_terms(phase_space_log_df(load_flow(out / f"seed_{s}")), g, out / f"terms_v{args.velocities}" / f"seed_{s}") for s in seeds}
     for k in sizes(len(seeds)) if seeds else []:
         print(row(f"popstore, {k} flow(s), {args.n_stars:.0e} stars each", {n: [ours[s][n] for s in seeds[:k]] for n in ("geom", "linear")}, g))
+    for k in sizes(len(seeds)) if seeds else []:
+        for grid, label in (("fit", "uniform |v|"), ("fit_nb", "stars' v")):
+            print(fit_rows(f"popstore, {k}, fit {label}", [ours[s][grid] for s in seeds[:k]], g, args, grid))
     if len(seeds) > 1:
         print(symmetric_row(f"popstore, {len(seeds)}, symmetric +-v", [ours[s]["geom_sym"] for s in seeds], g))
         print(row(f"popstore, {len(seeds)}, geometric-mean ensemble", {n: [ours[s][n] for s in seeds] for n in ("geom", "linear")}, g,
@@ -167,6 +215,9 @@ def run_kind(kind: str, args, g, client=None) -> None:
             pub[s] = member_terms(phase_space_log_df(model), g, Path(args.out) / f"published_terms_v{args.velocities}" / kind / f"seed_{s}")
         for k in [k for k in (1, 3, 7, 30) if k < len(pub)] + [len(pub)]:
             print(row(f"published, {k} flow(s), 1e6 stars (shared)", {n: [pub[s][n] for s in range(k)] for n in ("geom", "linear")}, g))
+        for k in [k for k in (1, 3, 7, 30) if k < len(pub)] + [len(pub)]:
+            for grid, label in (("fit", "uniform |v|"), ("fit_nb", "stars' v")):
+                print(fit_rows(f"published, {k}, fit {label}", [pub[s][grid] for s in range(k)], g, args, grid))
         print(symmetric_row(f"published, {len(pub)}, symmetric +-v", [pub[s]["geom_sym"] for s in pub], g))
         print(row(f"published, {len(pub)}, geometric-mean ensemble", {n: [pub[s][n] for s in pub] for n in ("geom", "linear")}, g,
                   log_mean_terms))
@@ -200,6 +251,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=2000)
     ap.add_argument("--transform", choices=["affine", "spline"], default="affine")
     ap.add_argument("--velocities", type=int, default=1000)
+    ap.add_argument("--fit-positions", type=int, default=4000, help="random positions of the potential fit")
+    ap.add_argument("--fit-velocities", type=int, default=16, help="velocities (of the nearest catalogue stars) per position of the potential fit")
+    ap.add_argument("--l-max", type=int, nargs="+", default=[4, 2, 0],
+                    help="highest spherical-harmonic degrees of the fitted potentials (one row each; 0 = spherical, reference only)")
+    ap.add_argument("--n-radial", type=int, default=12, help="radial B-splines of the fitted potential")
     ap.add_argument("--kinds", nargs="+", default=["isotropic", "anisotropic"])
     ap.add_argument("--published", default="../shared/data/hernquistflows_published")
     ap.add_argument("--published-members", type=int, default=30)

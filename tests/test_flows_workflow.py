@@ -6,8 +6,10 @@ import torch
 import xarray as xr
 
 from popstore.estimators.flows_ensemble import phase_space_log_df
-from popstore.galaxy.dynamics.acceleration import cbe_acceleration, evaluation_velocities
+from popstore.galaxy.dynamics.acceleration import cbe_acceleration, cbe_terms, evaluation_velocities
+from popstore.galaxy.dynamics.catalogue import catalogue_arrays
 from popstore.galaxy.dynamics.hernquist import Hernquist
+from popstore.galaxy.dynamics.potential_fit import PotentialBasis, fit_design, fit_potential
 
 from popstore.galaxy.figures import (
     cached_figure,
@@ -22,6 +24,7 @@ from popstore.galaxy.workflow import (
     train,
 )
 from popstore.pipeline import Pipeline
+from popstore.store import open_store
 
 TOML = """
 [simulator]
@@ -76,6 +79,33 @@ def test_stages_and_exact_accelerations(pipe):
     vel = evaluation_velocities(ds.position.values, Hernquist(2e10, 4.0).escape_speed(ds.r.values), 100, np.random.default_rng(42))
     direct = cbe_acceleration(phase_space_log_df(ensemble(pipe)), torch.tensor(ds.position.values), torch.tensor(vel))
     np.testing.assert_allclose(ds.acc_ensemble.values, direct.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def potential_fit_data(pipe, l_max):
+    extra = {"potential_fit": True, "fit_positions": 300, "fit_velocities": 8, "n_radial": 8, "l_max": l_max}
+    pipe.sections["accelerations"].update(extra)
+    try:
+        return acceleration_data(pipe, progress=False)
+    finally:
+        for k in extra:
+            del pipe.sections["accelerations"][k]
+
+
+def test_potential_fit_with_l_max_by_cross_validation_is_the_fit_of_the_chosen_degree(pipe):
+    chosen = [potential_fit_data(pipe, l).acc_ensemble_potential_fit.values for l in range(5)]
+    by_cv = potential_fit_data(pipe, "cv").acc_ensemble_potential_fit.values
+    assert sum(np.allclose(by_cv, c, rtol=1e-12, atol=0) for c in chosen) >= 1
+
+
+def test_potential_fit_of_the_ensemble_equals_the_fit_to_the_ensemble_df(pipe):
+    ds = potential_fit_data(pipe, 2)
+    # the same design drawn from the same generator after the reported grid's velocities
+    h, rng = Hernquist(2e10, 4.0), np.random.default_rng(42)
+    evaluation_velocities(ds.position.values, h.escape_speed(ds.r.values), 100, rng)
+    fx, fv, (lo, hi) = fit_design((ds.r.values.min(), ds.r.values.max()), 300, 8, *catalogue_arrays(open_store(pipe.store_path)), rng)
+    terms = cbe_terms(phase_space_log_df(ensemble(pipe)), torch.tensor(fx), torch.tensor(fv))
+    direct = fit_potential(fx, terms, PotentialBasis(lo, hi, 8, 2)).acceleration(ds.position.values)
+    np.testing.assert_allclose(ds.acc_ensemble_potential_fit.values, direct, rtol=1e-6, atol=1e-9 * np.abs(direct).max())
 
 
 def test_linear_radii_are_the_papers(pipe):

@@ -31,7 +31,13 @@ Sections of a pipeline file (see ``pipelines/flows_*.toml``):
   trained ``[missing_rv] output`` adds the factorised DF (``missing_rv``) to
   the comparison. Each member's gradients are computed once and mixed
   exactly into the ensemble's; ``ensemble_f_weighted`` is the same ensemble
-  with the papers' f-weighted least squares.
+  with the papers' f-weighted least squares. ``potential_fit = true``
+  (Hernquist stores) adds ``ensemble_potential_fit``: one smooth potential
+  fitted to the ensemble's CBE at ``fit_positions`` random positions (log-uniform
+  radii over the evaluated range widened by 1.6 each way) x ``fit_velocities``
+  velocities, ``fit_design = "neighbours"`` (those of the nearest catalogue stars, default) or
+  ``"uniform_speed"`` (:func:`~popstore.galaxy.dynamics.potential_fit.fit_design`), basis ``n_radial`` x degree ``l_max``
+  (``"cv"``: the degree 0-4 of smallest held-out CBE residual; :mod:`popstore.galaxy.dynamics.potential_fit`).
 - ``[figures]``: paths of the loss and DF-slice figures and the slice definition.
 """
 
@@ -39,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -47,6 +53,7 @@ import torch
 import xarray as xr
 
 from popstore.cluster import cluster_client
+from popstore.errors import UserError
 from popstore.galaxy.dynamics.acceleration import (
     DEFAULT_MEMORY_BUDGET,
     PAPER_VELOCITIES,
@@ -58,6 +65,7 @@ from popstore.galaxy.dynamics.acceleration import (
 )
 from popstore.galaxy.dynamics.catalogue import catalogue_arrays
 from popstore.galaxy.dynamics.hernquist import Hernquist
+from popstore.galaxy.dynamics.potential_fit import PotentialBasis, cross_validated_l_max, fit_design, fit_potential
 from popstore.galaxy.dynamics.metrics import (
     error_summary,
     geometric_radii,
@@ -94,6 +102,9 @@ AccelerationsSection = section_schema(
     n_velocities=(Optional[int], None), r_min_over_a=(Optional[float], None), r_max_over_a=(Optional[float], None),
     start=(Optional[Vector3], None), stop=(Optional[Vector3], None),
     radii=(Optional[Literal["geometric", "linear"]], None), memory_budget=(Optional[float], None),
+    potential_fit=(Optional[bool], None), fit_positions=(Optional[int], None), fit_velocities=(Optional[int], None),
+    l_max=(Optional[Union[int, Literal["cv"]]], None), n_radial=(Optional[int], None),
+    fit_design=(Optional[Literal["uniform_speed", "neighbours"]], None),
 )
 FiguresSection = section_schema(
     "figures", losses=(Optional[str], None), df_slice=(Optional[str], None), slice_axes=(Optional[list[str]], None),
@@ -178,6 +189,8 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
     """
     sec = pipe.section("accelerations")
     ds = open_store(pipe.store_path)
+    if sec.get("potential_fit", False) and ds.attrs["simulator"] != "hernquist":
+        raise UserError("[accelerations] potential_fit is implemented for Hernquist stores only")
     ens = ensemble(pipe)
     rng = np.random.default_rng(int(sec.get("seed", 42)))
     n_pos, n_vel = int(sec.get("n_positions", 50)), int(sec.get("n_velocities", 1000))
@@ -213,6 +226,17 @@ def acceleration_data(pipe: Pipeline, progress: bool = True) -> xr.Dataset:
     accs |= {f"seed_{i}": solve_cbe(t).numpy() for i, t in enumerate(members)}
     mixed = mixture_terms(members)
     accs |= {"ensemble": solve_cbe(mixed).numpy(), "ensemble_f_weighted": solve_cbe(mixed, "f").numpy()}
+    if sec.get("potential_fit", False):
+        r = np.linalg.norm(pos, axis=1)
+        fx, fv, (lo, hi) = fit_design((r.min(), r.max()), int(sec.get("fit_positions", 4000)), int(sec.get("fit_velocities", 16)),
+                                      *catalogue_arrays(ds), rng, sec.get("fit_design", "neighbours"))
+        fit_terms = mixture_terms([cbe_terms(phase_space_log_df(m), torch.tensor(fx), torch.tensor(fv), budget, progress)
+                                   for m in ens.members])
+        l_max = sec.get("l_max", 4)
+        if l_max == "cv":
+            l_max = cross_validated_l_max(fx, fit_terms, PotentialBasis(lo, hi, int(sec.get("n_radial", 12)), 0))[0]
+        basis = PotentialBasis(lo, hi, int(sec.get("n_radial", 12)), int(l_max))
+        accs["ensemble_potential_fit"] = fit_potential(fx, fit_terms, basis).acceleration(pos)
     dim = coord[0]
     data = {"truth": ((dim, "component"), truth, {"units": "km2 s-2 kpc-1", "long_name": "true acceleration"}),
             "position": ((dim, "component"), pos, {"units": "kpc"})}

@@ -8,5 +8,6 @@
 - :mod:`~popstore.galaxy.dynamics.quasi_isothermal`: quasi-isothermal disc DFs (Staeckel or epicyclic actions), exact samplers, log f;
 - :mod:`~popstore.galaxy.dynamics.orbits`: vectorised leapfrog;
 - :mod:`~popstore.galaxy.dynamics.acceleration`: least-squares accelerations from the collisionless Boltzmann equation;
+- :mod:`~popstore.galaxy.dynamics.potential_fit`: one smooth potential fitted to the CBE at all positions at once;
 - :mod:`~popstore.galaxy.dynamics.catalogue`: catalogue stores as arrays, the missing-v_los subset.
 """
