@@ -25,7 +25,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import popstore
 from popstore.estimators.calibration import calibration_report, save_report
 from popstore.checkpoints import load_checkpoint
-from popstore.estimators.sbi import NPEConfig, _build, _epoch_loss, load_ensemble, posterior_draws, train_ensemble
+from popstore.estimators.sbi import (
+    NPEConfig, _build, _epoch_loss, load_ensemble, posterior_draws, select_members, train_ensemble,
+)
 from popstore.estimators.sbi_pipeline import held_out_pairs
 from popstore.estimators.preprocess import fit_preprocessor
 from popstore.simulators import get_simulator
@@ -58,9 +60,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=150, help="most NPE epochs")
     ap.add_argument("--patience", type=int, default=20, help="NPE early stopping (sbi's default: 20 epochs)")
     ap.add_argument("--lr", type=float, default=5e-4, help="NPE learning rate (sbi's default: 5e-4)")
+    ap.add_argument("--lr-patience", type=int, default=0,
+                    help="halve the learning rate after this many epochs without improvement (0: fixed, sbi's way)")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: Adam)")
+    ap.add_argument("--model", default="maf", choices=["maf", "nsf", "mdn"], help="sbi density estimator")
+    ap.add_argument("--n-test", type=int, default=600, help="test maps (the split's test fraction is n-test / n-samples)")
+    ap.add_argument("--drop-worse-than", type=float, default=None,
+                    help="drop members whose best validation loss is this many nats above the best member's")
     ap.add_argument("--moment-epochs", type=int, default=20)
     ap.add_argument("--n-draws", type=int, default=1000)
-    ap.add_argument("--members", type=int, default=1, help="NPE ensemble members (seeds 0..N-1), trained in turn")
+    ap.add_argument("--members", type=int, default=1, help="NPE ensemble members (seeds 0..N-1)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="members trained at once (> 1: one Dask task per member on a local cluster of single-thread workers)")
     ap.add_argument("--out", default="out/bench_sbi")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -73,23 +84,34 @@ def main() -> None:
     t = time.perf_counter()
     popstore.generate(sim, table, store, progress=False)
     if "split" not in popstore.open_store(store).coords:
-        popstore.split(store, test=0.12, valid=0.1, seed=1)
+        popstore.split(store, test=args.n_test / args.n_samples, valid=0.1, seed=1)
     print(f"store: {args.n_samples} maps of {args.npix}^2 ({time.perf_counter() - t:.0f} s)")
 
-    cfg = NPEConfig(inputs=("density",), model="maf", embedding="cnn", summary=32, max_epochs=args.epochs,
-                    patience=args.patience, batch_size=128, lr=args.lr, threads=1)
+    cfg = NPEConfig(inputs=("density",), model=args.model, embedding="cnn", summary=32, max_epochs=args.epochs,
+                    patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience,
+                    weight_decay=args.weight_decay, threads=1)
     t = time.perf_counter()
-    paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
+    if args.workers > 1:
+        from popstore.cluster import cluster_client
+
+        with cluster_client({"n_workers": args.workers, "threads_per_worker": 1}) as client:
+            paths = train_ensemble(store, out, cfg, range(args.members), client, progress=False)
+    else:
+        paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
     print(f"NPE: {args.members} member(s) trained in {time.perf_counter() - t:.0f} s (finished members reused)")
     for p in paths:
         losses = load_checkpoint(p)
         print(f"  {p.name}: {len(losses['valid_loss'])} epochs, best {losses['best_epoch']} "
               f"(valid loss {min(losses['valid_loss']):.3f})")
-    posterior, space, inputs = load_ensemble(paths)
+    kept, dropped = select_members(paths, args.drop_worse_than)
+    if dropped:
+        print(f"  dropped (best valid loss > {args.drop_worse_than} nats above the best): "
+              + ", ".join(p.name for p in dropped))
+    posterior, space, inputs = load_ensemble(kept)
     theta, x = held_out_pairs(store, space, inputs)
     report = calibration_report(posterior, theta, x, space.names, args.n_draws)
     save_report(report, out / "calibration")
-    what = f"the {args.members}-member ensemble" if args.members > 1 else "one NPE"
+    what = f"the {len(kept)}-member ensemble" if len(kept) > 1 else "one NPE"
     print(f"\ncalibration of {what} on {report.attrs['n_test']} test maps ({args.n_draws} draws each):")
     print("  level    " + " ".join(f"{v:6.3f}" for v in report.level.values))
     print("  coverage " + " ".join(f"{v:6.3f}" for v in report.coverage.values))
