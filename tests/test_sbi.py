@@ -132,6 +132,25 @@ def test_ensemble_resumes_only_missing_members(gaussian_store, tmp_path):
     assert posterior.sample((5,), x=torch.zeros(1, 1, 8, 8), show_progress_bars=False).shape == (5, 2)
 
 
+def test_learning_rate_halves_on_a_validation_plateau(gaussian_store, tmp_path):
+    """lr_patience = 1: the rate halves after every 2 epochs in a row without a validation loss 1e-4 (relative)
+    below the best (torch's ReduceLROnPlateau rule, replayed here on the recorded losses); a rate of 1e-7 makes
+    every epoch after the first such an epoch. lr_patience = 0 keeps the rate fixed, as sbi does."""
+    small = dict(summary=8, hidden_features=16, num_transforms=2, max_epochs=6, patience=10, seed=0)
+    res = train_npe(gaussian_store, tmp_path / "a.pt", NPEConfig(lr=1e-7, lr_patience=1, lr_factor=0.5, **small),
+                    progress=False)
+    lr, best, bad, expected = 1e-7, np.inf, 0, []
+    for v in res.valid_loss:
+        expected.append(lr)
+        best, bad = (v, 0) if v < best * (1 - 1e-4) else (best, bad + 1)
+        if bad > 1:
+            lr, bad = lr * 0.5, 0
+    np.testing.assert_allclose(res.learning_rate, expected, rtol=1e-6)
+    assert res.learning_rate[-1] == pytest.approx(1e-7 / 4)  # epochs 1-2 and 3-4 stale: two cuts
+    fixed = train_npe(gaussian_store, tmp_path / "b.pt", NPEConfig(lr=1e-3, lr_patience=0, **small), progress=False)
+    assert fixed.learning_rate == [1e-3] * 6
+
+
 def test_members_far_worse_than_the_best_are_dropped(trained, tmp_path):
     """A member whose best validation loss is 1 nat above the best one's is dropped at a 0.5-nat rule and
     kept at 1.5 nats; the kept members load as one ensemble; a negative rule is a user error."""

@@ -179,11 +179,12 @@ class NPEConfig:
 
 @dataclass
 class NPEResult:
-    """What :func:`train_npe` did: the checkpoint, the losses per epoch and the best epoch."""
+    """What :func:`train_npe` did: the checkpoint, the losses and learning rate per epoch and the best epoch."""
 
     checkpoint: Path
     train_loss: list[float] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
     best_epoch: int = 0
 
 
@@ -280,6 +281,7 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
     bar = tqdm(range(cfg.max_epochs), desc="NPE", unit="epoch", disable=not progress)
     for epoch in bar:
         estimator.train()
+        result.learning_rate.append(optimizer.param_groups[0]["lr"])
         result.train_loss.append(_epoch_loss(estimator, train_loader, space, device, optimizer))
         estimator.eval()
         with torch.no_grad():
@@ -301,6 +303,7 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
         "space": asdict(space), "inputs": list(trains[0].inputs), "shape": list(shape),
         "preprocessor": pre.to_dict(), "state_dict": best_state,
         "train_loss": result.train_loss, "valid_loss": result.valid_loss, "best_epoch": result.best_epoch,
+        "learning_rate": result.learning_rate,
     }, partial)
     os.replace(partial, result.checkpoint)
     return result
