@@ -1,8 +1,8 @@
 """NPE on gaussian_fields maps: calibration, posterior widths against the moment network, and training speed
 from the store against the same training from an in-memory tensor (measured in this run).
 
-    python benchmarks/bench_sbi.py [--n-samples 5000] [--npix 32] [--epochs 150] [--members 3] [--drop-worse-than 0.5]
-                                   [--workers 1] [--out out/bench_sbi]
+    python benchmarks/bench_sbi.py [--n-samples 5000] [--npix 32] [--epochs 150] [--members 3]
+                                   [--drop-worse-than 0.5] [--out out/bench_sbi]
 
 The defaults are the best setting measured (README): 3 members at lr 1e-3, halved after 5 epochs without a
 better validation loss, stopped after 15; members more than 0.5 nats of validation loss above the best dropped.
@@ -74,9 +74,7 @@ def main() -> None:
                          "(a large value keeps every member)")
     ap.add_argument("--moment-epochs", type=int, default=20)
     ap.add_argument("--n-draws", type=int, default=1000)
-    ap.add_argument("--members", type=int, default=3, help="NPE ensemble members (seeds 0..N-1)")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="members trained at once (> 1: one Dask task per member on a local cluster of single-thread workers)")
+    ap.add_argument("--members", type=int, default=3, help="NPE ensemble members (seeds 0..N-1), trained in turn")
     ap.add_argument("--out", default="out/bench_sbi")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -96,13 +94,7 @@ def main() -> None:
                     patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience,
                     weight_decay=args.weight_decay, threads=1)
     t = time.perf_counter()
-    if args.workers > 1:
-        from popstore.cluster import cluster_client
-
-        with cluster_client({"n_workers": args.workers, "threads_per_worker": 1}) as client:
-            paths = train_ensemble(store, out, cfg, range(args.members), client, progress=False)
-    else:
-        paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
+    paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
     print(f"NPE: {args.members} member(s) trained in {time.perf_counter() - t:.0f} s (finished members reused)")
     for p in paths:
         losses = load_checkpoint(p)
