@@ -81,8 +81,9 @@ def _check_sample(observed: xr.Dataset, sample: int) -> None:
 
 
 def _applied(pipe: Pipeline, observed: str | Path, sample: int, round: int):
-    """The round-``round`` members, their ensemble ``(posterior, space, inputs)``, and the ``observed`` and
-    training stores, after checking that the members exist, the sample is in range and the bins agree."""
+    """The round-``round`` members kept by ``[sbi] drop_members_worse_than``, their ensemble ``(posterior, space,
+    inputs)``, and the ``observed`` and training stores, after checking that every member exists, the sample is in
+    range and the bins agree."""
     if not all(p.exists() for p in _members(pipe, round)):
         raise UserError(f"the round-{round} ensemble is not trained; run 'popstore sbi "
                         f"{'train' if round == 0 else 'rounds'}' first")
