@@ -132,6 +132,44 @@ def test_ensemble_resumes_only_missing_members(gaussian_store, tmp_path):
     assert posterior.sample((5,), x=torch.zeros(1, 1, 8, 8), show_progress_bars=False).shape == (5, 2)
 
 
+def test_learning_rate_halves_on_a_validation_plateau(gaussian_store, tmp_path):
+    """lr_patience = 1: the rate halves after every 2 epochs in a row without a validation loss 1e-4 (relative)
+    below the best (torch's ReduceLROnPlateau rule, replayed here on the recorded losses); a rate of 1e-7 makes
+    every epoch after the first such an epoch. lr_patience = 0 keeps the rate fixed, as sbi does."""
+    small = dict(summary=8, hidden_features=16, num_transforms=2, max_epochs=6, patience=10, seed=0)
+    res = train_npe(gaussian_store, tmp_path / "a.pt", NPEConfig(lr=1e-7, lr_patience=1, lr_factor=0.5, **small),
+                    progress=False)
+    lr, best, bad, expected = 1e-7, np.inf, 0, []
+    for v in res.valid_loss:
+        expected.append(lr)
+        best, bad = (v, 0) if v < best * (1 - 1e-4) else (best, bad + 1)
+        if bad > 1:
+            lr, bad = lr * 0.5, 0
+    np.testing.assert_allclose(res.learning_rate, expected, rtol=1e-6)
+    assert res.learning_rate[-1] == pytest.approx(1e-7 / 4)  # epochs 1-2 and 3-4 stale: two cuts
+    fixed = train_npe(gaussian_store, tmp_path / "b.pt", NPEConfig(lr=1e-3, lr_patience=0, **small), progress=False)
+    assert fixed.learning_rate == [1e-3] * 6
+
+
+def test_members_far_worse_than_the_best_are_dropped(trained, tmp_path):
+    """A member whose best validation loss is 1 nat above the best one's is dropped at a 0.5-nat rule and
+    kept at 1.5 nats; the kept members load as one ensemble; a negative rule is a user error."""
+    from popstore.checkpoints import load_checkpoint
+    from popstore.estimators.sbi import load_ensemble, select_members
+
+    good, poor = tmp_path / "npe_seed0.pt", tmp_path / "npe_seed1.pt"
+    blob = load_checkpoint(trained.checkpoint)
+    torch.save(blob, good)
+    torch.save({**blob, "valid_loss": [v + 1.0 for v in blob["valid_loss"]]}, poor)
+    assert select_members([good, poor], 0.5) == ([good], [poor])
+    assert select_members([poor, good], 1.5) == ([poor, good], [])
+    assert select_members([good, poor], None) == ([good, poor], [])
+    kept, _ = select_members([good, poor], 0.5)
+    assert type(load_ensemble(kept)[0]).__name__ == "DirectPosterior"
+    with pytest.raises(UserError, match=">= 0 nats"):
+        select_members([good, poor], -1.0)
+
+
 @pytest.mark.slow
 def test_sbi_commands_end_to_end(tmp_path, capsys):
     """popstore sbi train -> calibrate -> posterior -> predictive -> rounds on the shipped gaussian_fields
@@ -156,7 +194,9 @@ def test_sbi_commands_end_to_end(tmp_path, capsys):
     assert main(["sbi", "calibrate", str(tmp_path / "p.toml"), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "ensemble" in printed and "SBC KS p amplitude" in printed
-    assert (out / "calibration_ensemble.nc").exists()
+    report = xr.load_dataset(out / "calibration_ensemble.nc")  # drop_members_worse_than = 0.5 in the pipeline
+    kept, dropped = report.attrs["members"].split(), report.attrs["dropped_members"].split()
+    assert sorted(kept + dropped) == ["npe_seed0.pt", "npe_seed1.pt"] and kept
     assert main(["generate", str(tmp_path / "obs.toml"), "-q", "--no-split"]) == 0
     observed = str(tmp_path / "gaussian_fields_observed.zarr")
     assert main(["sbi", "posterior", str(tmp_path / "p.toml"), observed, "--n-draws", "500"]) == 0

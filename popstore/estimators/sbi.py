@@ -149,9 +149,12 @@ class NPEConfig:
 
     ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn``); ``embedding``: ``cnn`` or
     ``o3_err``; ``summary``: features the embedding hands to the estimator. Training: Adam at
-    ``lr`` on batches of ``batch_size``, at most ``max_epochs``, stopping when the validation loss
-    has not improved for ``patience`` epochs (sbi's default is 20); the best-validation weights
-    are kept. ``log10``: per-channel input log choice as in :func:`fit_preprocessor`.
+    ``lr`` (AdamW with decoupled ``weight_decay`` when > 0) on batches of ``batch_size``, at most
+    ``max_epochs``, stopping when the validation loss has not improved for ``patience`` epochs
+    (sbi's default is 20); the best-validation weights are kept. ``lr_patience`` > 0 multiplies the
+    learning rate by ``lr_factor`` whenever the validation loss has not improved for that many
+    epochs (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`); 0 keeps ``lr`` fixed, as sbi does.
+    ``log10``: per-channel input log choice as in :func:`fit_preprocessor`.
     """
 
     inputs: tuple[str, ...] | None = None
@@ -162,6 +165,9 @@ class NPEConfig:
     hidden_features: int = 50
     num_transforms: int = 5
     lr: float = 5e-4
+    weight_decay: float = 0.0
+    lr_patience: int = 0
+    lr_factor: float = 0.5
     batch_size: int = 128
     max_epochs: int = 200
     patience: int = 20
@@ -173,11 +179,12 @@ class NPEConfig:
 
 @dataclass
 class NPEResult:
-    """What :func:`train_npe` did: the checkpoint, the losses per epoch and the best epoch."""
+    """What :func:`train_npe` did: the checkpoint, the losses and learning rate per epoch and the best epoch."""
 
     checkpoint: Path
     train_loss: list[float] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
     best_epoch: int = 0
 
 
@@ -265,12 +272,16 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
         raise UserError(f"NPE embeddings take 2D maps; the inputs {trains[0].inputs} give samples of shape "
                         f"{tuple(x0.shape[1:])}")
     estimator = _build(cfg, pre, shape, space.to_inference(y0.float()), x0).to(device)
-    optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
+    optimizer = (torch.optim.AdamW(estimator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                 if cfg.weight_decay > 0 else torch.optim.Adam(estimator.parameters(), lr=cfg.lr))
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience)
+                 if cfg.lr_patience > 0 else None)
     result = NPEResult(Path(out))
     best, best_state, stale = math.inf, None, 0
     bar = tqdm(range(cfg.max_epochs), desc="NPE", unit="epoch", disable=not progress)
     for epoch in bar:
         estimator.train()
+        result.learning_rate.append(optimizer.param_groups[0]["lr"])
         result.train_loss.append(_epoch_loss(estimator, train_loader, space, device, optimizer))
         estimator.eval()
         with torch.no_grad():
@@ -283,6 +294,8 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
             stale += 1
             if stale >= cfg.patience:
                 break
+        if scheduler is not None:
+            scheduler.step(result.valid_loss[-1])
     result.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     partial = result.checkpoint.with_name(f".{result.checkpoint.name}.partial")  # renamed when whole
     torch.save({
@@ -290,6 +303,7 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
         "space": asdict(space), "inputs": list(trains[0].inputs), "shape": list(shape),
         "preprocessor": pre.to_dict(), "state_dict": best_state,
         "train_loss": result.train_loss, "valid_loss": result.valid_loss, "best_epoch": result.best_epoch,
+        "learning_rate": result.learning_rate,
     }, partial)
     os.replace(partial, result.checkpoint)
     return result
@@ -350,6 +364,24 @@ def train_ensemble(store: str | Path | Sequence[str | Path], out_dir: str | Path
                                  key=f"npe-{out_dir.name}-seed{s}", pure=False, resources=resources) for s in todo]
         client.gather(futures)
     return [member_path(out_dir, s) for s in seeds]
+
+
+def select_members(paths: Sequence[str | Path], worse_than: float | None) -> tuple[list[Path], list[Path]]:
+    """``(kept, dropped)``: the members of one ensemble whose best validation loss is within ``worse_than``
+    nats of the best member's, and the others (None keeps every member).
+
+    The members were validated on the same split, so their losses compare: a member far above the best
+    did not converge, and an equal-weight mixture with it is broader than the converged members agree on
+    (over-conservative coverage).
+    """
+    paths = [Path(p) for p in paths]
+    if worse_than is None:
+        return paths, []
+    if worse_than < 0:
+        raise UserError(f"drop_members_worse_than must be >= 0 nats; got {worse_than}")
+    best = np.array([min(load_checkpoint(p)["valid_loss"]) for p in paths])
+    keep = best <= best.min() + worse_than
+    return [p for p, k in zip(paths, keep) if k], [p for p, k in zip(paths, keep) if not k]
 
 
 def load_ensemble(paths: Sequence[str | Path], device: str | None = None):

@@ -32,7 +32,7 @@ from popstore.compat import check_compatible
 from popstore.errors import UserError
 from popstore.estimators.calibration import calibration_report, save_report
 from popstore.estimators.sbi import (
-    NPEConfig, ParameterSpace, load_ensemble, member_path, posterior_draws, train_ensemble,
+    NPEConfig, ParameterSpace, load_ensemble, member_path, posterior_draws, select_members, train_ensemble,
 )
 from popstore.estimators.tsnpe import (
     RoundsConfig, load_or_draw, prior_fraction, proposal_table, round_seeds, truncated_prior,
@@ -48,7 +48,7 @@ SBISection = section_schema(
     "sbi", NPEConfig, output=(str, ...), seeds=(Optional[list[int]], None),
     parallel=(Optional[Literal["sequential", "dask"]], None), n_draws=(Optional[int], None),
     n_test=(Optional[int], None), resources=(Optional[dict[str, float]], None),
-    rounds=(Optional[RoundsSection], None),
+    drop_members_worse_than=(Optional[float], None), rounds=(Optional[RoundsSection], None),
 )
 
 
@@ -69,18 +69,25 @@ def _members(pipe: Pipeline, round: int = 0) -> list[Path]:
     return [member_path(_round_dir(pipe, round), s) for s in pipe.section("sbi").get("seeds", [0])]
 
 
+def _ensemble(pipe: Pipeline, round: int = 0) -> tuple[list[Path], list[Path]]:
+    """``(kept, dropped)`` members of round ``round``'s ensemble under ``[sbi] drop_members_worse_than``
+    (nats of best validation loss above the best member's; :func:`~popstore.estimators.sbi.select_members`)."""
+    return select_members(_members(pipe, round), pipe.section("sbi").get("drop_members_worse_than"))
+
+
 def _check_sample(observed: xr.Dataset, sample: int) -> None:
     if not 0 <= sample < observed.sizes["sample"]:
         raise UserError(f"sample {sample} is outside the observed store's {observed.sizes['sample']} samples")
 
 
 def _applied(pipe: Pipeline, observed: str | Path, sample: int, round: int):
-    """The round-``round`` members, their ensemble ``(posterior, space, inputs)``, and the ``observed`` and
-    training stores, after checking that the members exist, the sample is in range and the bins agree."""
-    paths = _members(pipe, round)
-    if not all(p.exists() for p in paths):
+    """The round-``round`` members kept by ``[sbi] drop_members_worse_than``, their ensemble ``(posterior, space,
+    inputs)``, and the ``observed`` and training stores, after checking that every member exists, the sample is in
+    range and the bins agree."""
+    if not all(p.exists() for p in _members(pipe, round)):
         raise UserError(f"the round-{round} ensemble is not trained; run 'popstore sbi "
                         f"{'train' if round == 0 else 'rounds'}' first")
+    paths, _ = _ensemble(pipe, round)
     obs, sim = open_store(observed), open_store(pipe.store_path)
     _check_sample(obs, sample)
     ensemble = load_ensemble(paths)
@@ -125,7 +132,8 @@ def held_out_pairs(store: str | Path, space: ParameterSpace, inputs: list[str], 
 
 
 def calibrate(pipeline: str | Path, progress: bool = True) -> pd.DataFrame:
-    """Calibration report of every member and of the ensemble; returns the summary table."""
+    """Calibration report of every member and of the ensemble (the members kept by ``[sbi]
+    drop_members_worse_than``, named with the dropped ones in its report); returns the summary table."""
     pipe = Pipeline.load(pipeline)
     sec = pipe.section("sbi")
     paths = _members(pipe)
@@ -134,17 +142,20 @@ def calibrate(pipeline: str | Path, progress: bool = True) -> pd.DataFrame:
         raise UserError(f"no trained member at {missing[0]}; run 'popstore sbi train' first")
     out = pipe.path_of("sbi", "output")
     rows = {}
+    kept, dropped = _ensemble(pipe)
     candidates = [(f"seed{p.stem.removeprefix('npe_seed')}", [p]) for p in paths]
     if len(paths) > 1:
-        candidates.append(("ensemble", paths))
+        candidates.append(("ensemble", kept))
     for name, group in candidates:
         posterior, space, inputs = load_ensemble(group)
         theta, x = held_out_pairs(pipe.store_path, space, inputs, sec.get("n_test"))
         rep = calibration_report(posterior, theta, x, space.names, sec.get("n_draws", 1000), progress=progress)
+        rep.attrs.update(members=" ".join(p.name for p in group),
+                         dropped_members=" ".join(p.name for p in dropped) if name == "ensemble" else "")
         save_report(rep, out / f"calibration_{name}")
         rows[name] = {"max |coverage - level|": rep.attrs["max_coverage_error"],
                       **{f"SBC KS p {k}": float(v) for k, v in zip(space.names, rep.sbc_ks_pvalue.values)},
-                      "TARP ATC": rep.attrs["tarp_atc"], "n_test": rep.attrs["n_test"]}
+                      "TARP ATC": rep.attrs["tarp_atc"], "n_test": rep.attrs["n_test"], "members": len(group)}
     return pd.DataFrame(rows).T
 
 
@@ -218,7 +229,7 @@ def rounds(pipeline: str | Path, progress: bool = True) -> pd.DataFrame:
     _check_sample(obs, cfg.sample)  # before any work
     train(pipeline, progress)
     npe, seeds, st = npe_config(sec), sec.get("seeds", [0]), pipe.section("store")
-    _, space, inputs = load_ensemble(_members(pipe, 0))
+    _, space, inputs = load_ensemble(_ensemble(pipe, 0)[0])
     check_compatible(obs, open_store(pipe.store_path), inputs)
     x_o = observation(obs, inputs, cfg.sample)
     fixed = pipe.section("priors").get("fixed", {})
@@ -230,7 +241,7 @@ def rounds(pipeline: str | Path, progress: bool = True) -> pd.DataFrame:
             stores.append(d / "store.zarr")
             if all(p.exists() for p in _members(pipe, r)):
                 continue
-            previous, space, _ = load_ensemble(_members(pipe, r - 1))
+            previous, space, _ = load_ensemble(_ensemble(pipe, r - 1)[0])
             torch.manual_seed(seeds_r[r])
             restricted = truncated_prior(previous, x_o, space, cfg.truncation_quantile, cfg.support_samples)
             table = load_or_draw(d / "parameters.csv", lambda: proposal_table(
