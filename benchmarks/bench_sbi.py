@@ -66,7 +66,6 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3, help="NPE learning rate (sbi's default: 5e-4)")
     ap.add_argument("--lr-patience", type=int, default=5,
                     help="halve the learning rate after this many epochs without improvement (0: fixed, sbi's way)")
-    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (0: Adam)")
     ap.add_argument("--model", default="maf", choices=["maf", "nsf", "mdn"], help="sbi density estimator")
     ap.add_argument("--n-test", type=int, default=600, help="test maps (the split's test fraction is n-test / n-samples)")
     ap.add_argument("--drop-worse-than", type=float, default=0.5,
@@ -91,8 +90,7 @@ def main() -> None:
     print(f"store: {args.n_samples} maps of {args.npix}^2 ({time.perf_counter() - t:.0f} s)")
 
     cfg = NPEConfig(inputs=("density",), model=args.model, embedding="cnn", summary=32, max_epochs=args.epochs,
-                    patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience,
-                    weight_decay=args.weight_decay, threads=1)
+                    patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience, threads=1)
     t = time.perf_counter()
     paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
     print(f"NPE: {args.members} member(s) trained in {time.perf_counter() - t:.0f} s (finished members reused)")

@@ -149,7 +149,7 @@ class NPEConfig:
 
     ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn``); ``embedding``: ``cnn`` or
     ``o3_err``; ``summary``: features the embedding hands to the estimator. Training: Adam at
-    ``lr`` (AdamW with decoupled ``weight_decay`` when > 0) on batches of ``batch_size``, at most
+    ``lr`` on batches of ``batch_size``, at most
     ``max_epochs``, stopping when the validation loss has not improved for ``patience`` epochs
     (sbi's default is 20); the best-validation weights are kept. ``lr_patience`` > 0 multiplies the
     learning rate by ``lr_factor`` whenever the validation loss has not improved for that many
@@ -165,7 +165,6 @@ class NPEConfig:
     hidden_features: int = 50
     num_transforms: int = 5
     lr: float = 5e-4
-    weight_decay: float = 0.0
     lr_patience: int = 0
     lr_factor: float = 0.5
     batch_size: int = 128
@@ -272,8 +271,7 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
         raise UserError(f"NPE embeddings take 2D maps; the inputs {trains[0].inputs} give samples of shape "
                         f"{tuple(x0.shape[1:])}")
     estimator = _build(cfg, pre, shape, space.to_inference(y0.float()), x0).to(device)
-    optimizer = (torch.optim.AdamW(estimator.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-                 if cfg.weight_decay > 0 else torch.optim.Adam(estimator.parameters(), lr=cfg.lr))
+    optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience)
                  if cfg.lr_patience > 0 else None)
     result = NPEResult(Path(out))
