@@ -2,15 +2,18 @@
 
 Simulates chunks of real popstore outputs (``--chunk`` samples each): the
 ``density`` and ``temperature`` maps of ``gaussian_fields`` (the data of
-``benchmarks/bench_loading.py``, smooth float32 fields) and the count and mean
-maps of ``pulsar_full`` (mostly empty bins), then encodes every chunk with each
-candidate codec chain (all ending in popstore's ``crc32c`` checksum) and prints
-per map kind: compression ratio (raw / stored bytes), encode and decode MB/s of
-decoded data on one thread (decode into a reused array, checksum verified, as
-:class:`popstore.zarrchunks.ChunkReader` does), and the decode CPU time per
-MiB. Every codec is timed round-robin over ``--repeats`` rounds (best of them:
-a shared machine only slows things down). Finally it prints what
-``compression="auto"`` (:func:`popstore.store.auto_compression`) picks for each map kind.
+``benchmarks/bench_loading.py``, smooth float32 fields) and count and mean maps
+of ``pulsar_full`` (``--pulsar-stars`` stars, a tenth of its default: sparser
+maps, the more compressible case). Encodes every chunk with each candidate
+codec chain (all ending in popstore's ``crc32c`` checksum) and prints per map
+kind: compression ratio (raw / stored bytes), encode and decode MB/s of decoded
+data on one thread (decode into a reused array, checksum verified with
+:func:`popstore.codecs.crc32c`, as :class:`popstore.zarrchunks.ChunkReader`
+does) and the decode CPU time per MiB; and the speed of the two crc32c
+implementations at hand. Every codec is timed round-robin over ``--repeats``
+rounds (best of them: a shared machine only slows things down). Finally it
+prints what ``compression="auto"`` (:func:`popstore.store.auto_compression`)
+picks for each map kind.
 
     python benchmarks/bench_codecs.py [--chunk 64] [--npix 128] [--pulsar-stars 30000] [--repeats 5]
 """
@@ -20,10 +23,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import google_crc32c
 import numcodecs
 import numpy as np
 
+from popstore.codecs import crc32c
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
 from popstore.store import AUTO_MIN_RATIO, auto_compression
@@ -56,11 +59,11 @@ def measure(data: np.ndarray, codec, repeats: int) -> tuple[float, float, float,
     for _ in range(repeats):
         t0 = time.perf_counter()
         body = bytes(codec.encode(raw)) if codec is not None else raw.tobytes()
-        stored = body + google_crc32c.value(body).to_bytes(4, "little")
+        stored = body + crc32c(body)
         enc_best = min(enc_best, time.perf_counter() - t0)
         buf = np.frombuffer(stored, dtype=np.uint8)
         t0, c0 = time.perf_counter(), time.thread_time()
-        assert google_crc32c.value(buf[:-4]).to_bytes(4, "little") == buf[-4:].tobytes()
+        assert crc32c(buf[:-4]) == buf[-4:].tobytes()
         if codec is not None:
             codec.decode(buf[:-4], out=out.reshape(-1).view(np.uint8))
         else:
@@ -69,6 +72,21 @@ def measure(data: np.ndarray, codec, repeats: int) -> tuple[float, float, float,
     assert np.array_equal(out.view(np.uint32), raw.view(np.uint32))
     mb = raw.nbytes / 1e6
     return raw.nbytes / len(stored), mb / enc_best, mb / dec_best, cpu_best / (raw.nbytes / 2**20)
+
+
+def checksum_speeds(data: np.ndarray, repeats: int) -> dict[str, float]:
+    """GB/s of each crc32c implementation over ``data``'s bytes (best of ``repeats``, round-robin)."""
+    import google_crc32c
+
+    impls = {"google_crc32c (zarr's)": google_crc32c.value, "crc32c package (popstore.codecs.crc32c)": crc32c}
+    best = dict.fromkeys(impls, np.inf)
+    for _ in range(repeats):
+        for name, fn in impls.items():
+            t0 = time.perf_counter()
+            for _ in range(10):
+                fn(data)
+            best[name] = min(best[name], (time.perf_counter() - t0) / 10)
+    return {name: data.nbytes / t / 1e9 for name, t in best.items()}
 
 
 def main() -> None:
@@ -83,6 +101,9 @@ def main() -> None:
     pulsar = chunks_of("pulsar_full", 1, max(args.chunk // 4, 2), n_stars=args.pulsar_stars)
     maps.update({f"pulsar_full {k}": v for k, v in pulsar.items() if k in ("position_map_xy", "velocity_map_xy_vr",
                                                                           "ppdot_map")})
+    first = next(iter(maps.values()))
+    print(f"checksum alone over {first.nbytes / 2**20:.0f} MiB: " + ", ".join(
+        f"{name} {gbs:.1f} GB/s" for name, gbs in checksum_speeds(first, args.repeats).items()))
     for name, data in maps.items():
         zeros = float(np.mean(data == 0))
         print(f"\n{name}: {data.shape[0]} samples of {data.shape[1:]} float32, {data.nbytes / 2**20:.2f} MiB, "

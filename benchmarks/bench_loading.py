@@ -107,6 +107,7 @@ class RawLimit:
         self.codec = numcodecs.Blosc(cname=blosc[0]["cname"], clevel=blosc[0]["clevel"],
                                      shuffle=shuffle[blosc[0]["shuffle"]]) if blosc else None
         self.checksum = any(c["name"] == "crc32c" for c in meta["codecs"])
+        self.codecs = [c["name"] for c in meta["codecs"]]
         self.chunk_shape = meta["chunk_grid"]["configuration"]["chunk_shape"]
         self.decoded_bytes = 4 * int(np.prod(self.chunk_shape)) * len(self.files)
         self.pool = ThreadPoolExecutor(threads)
@@ -247,6 +248,9 @@ def main() -> None:
             return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=args.buffer_chunks)
 
         limit = RawLimit(store, _cores())
+        disk = sum(f.stat().st_size for f in limit.files)
+        print(f"input chunks on disk: {disk / 2**20:.1f} MiB for {limit.decoded_bytes / 2**20:.1f} MiB of maps "
+              f"({limit.decoded_bytes / disk:.2f}x smaller than raw; codecs {limit.codecs})")
         cached = chunk_aware()
         loaders = {
             "in-memory tensor": DataLoader(memory, batch_size=args.batch, shuffle=True),

@@ -57,8 +57,8 @@ def crc32c(data) -> bytes:
     """The 4 bytes Zarr's ``crc32c`` codec appends to ``data`` (a buffer): CRC-32C, little-endian.
 
     Computed by the ``crc32c`` package (hardware instructions, GIL released on large
-    buffers): 2-3x the speed of ``google_crc32c``, Zarr's own, on 4 MiB chunks here
-    (``benchmarks/bench_loading.py`` prints both).
+    buffers): faster than ``google_crc32c``, Zarr's own, on 4 MiB chunks
+    (``benchmarks/bench_codecs.py`` prints both).
     """
     return _crc32c.crc32c(data).to_bytes(4, "little")
 
