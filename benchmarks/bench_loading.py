@@ -6,8 +6,9 @@ measures, round-robin so that the drifts of a shared machine hit every figure
 alike (``--rounds`` rounds; median and best of them are printed):
 
 - ``read+decode limit``: the store's input chunk files read with plain file
-  reads into a reused buffer, their crc32c checksum verified and decoded with the
-  same Blosc codec into a reused array (the store's whole codec chain, as a loader
+  reads into a reused buffer, their crc32c checksum verified (the same
+  implementation as the loader's, :func:`popstore.codecs.crc32c`) and decoded with the
+  same Blosc codec, if any, into a reused array (the store's whole codec chain, as a loader
   must run it), in a tight loop on a pool of one thread per core (and on one
   thread). It is the hardware's rate for this data and codec;
 - ``in-memory``: what users run when the data fits in memory: ``TensorDataset``
@@ -40,7 +41,7 @@ MALLOC_TRIM_THRESHOLD_=1073741824`` in the environment keeps freed memory for
 reuse. Targets (issue 20): streaming and first epochs >= 0.5x in-memory, >= 10x
 loose files and >= 50% of the read+decode limit.
 
-    python benchmarks/bench_loading.py [--n 2048] [--npix 128] [--rounds 8] [--compression lz4]
+    python benchmarks/bench_loading.py [--n 2048] [--npix 128] [--rounds 8] [--compression auto]
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import popstore
 from popstore.export import to_legacy
+from popstore.codecs import crc32c
 from popstore.priors import sample_table
 from popstore.simulators import get_simulator
+from popstore.store import COMPRESSION_CHOICES
 from popstore.torchdata import ChunkBatchSampler, _cores
 from popstore.zarrchunks import ChunkReader
 
@@ -104,6 +107,7 @@ class RawLimit:
         self.codec = numcodecs.Blosc(cname=blosc[0]["cname"], clevel=blosc[0]["clevel"],
                                      shuffle=shuffle[blosc[0]["shuffle"]]) if blosc else None
         self.checksum = any(c["name"] == "crc32c" for c in meta["codecs"])
+        self.codecs = [c["name"] for c in meta["codecs"]]
         self.chunk_shape = meta["chunk_grid"]["configuration"]["chunk_shape"]
         self.decoded_bytes = 4 * int(np.prod(self.chunk_shape)) * len(self.files)
         self.pool = ThreadPoolExecutor(threads)
@@ -118,7 +122,7 @@ class RawLimit:
                 n = fh.readinto(raw)
             if self.checksum:
                 n -= 4
-                if google_crc32c.value(raw[:n]).to_bytes(4, "little") != raw[n:n + 4].tobytes():
+                if crc32c(raw[:n]) != raw[n:n + 4].tobytes():
                     raise ValueError(f"{f}: checksum mismatch")
             if self.codec is not None:
                 self.codec.decode(raw[:n], out=out.reshape(-1).view(np.uint8))
@@ -169,7 +173,10 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
     files = [[store / v / "c" / str(c) / "0" / "0" for v in INPUTS] for c in range(n_chunks)]
     stages = {
         "file read (np.fromfile)": lambda c: [np.fromfile(f, np.uint8) for f in files[c]],
-        "file read + crc32c checksum": lambda c: [google_crc32c.value(np.fromfile(f, np.uint8)) for f in files[c]],
+        "file read + crc32c (google_crc32c, zarr's)": lambda c: [google_crc32c.value(np.fromfile(f, np.uint8))
+                                                                for f in files[c]],
+        "file read + crc32c (crc32c package, popstore's)": lambda c: [crc32c(np.fromfile(f, np.uint8))
+                                                                     for f in files[c]],
         "read + check + decode (ChunkReader, recycled)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
         "read + check + decode (ChunkReader, fresh)": lambda c: [r.read(c) for r in readers],
         "gather into channel slots (read_inputs)": lambda c: cached.read_inputs(batches[c % len(batches)], out=batch),
@@ -211,7 +218,8 @@ def main() -> None:
     ap.add_argument("--read-threads", type=int, default=None, help="MapDataset decode threads (default: cores)")
     ap.add_argument("--chunk", type=int, default=64, help="samples per store chunk (0: popstore's default layout)")
     ap.add_argument("--buffer-chunks", type=int, default=4, help="chunks shuffled together (streaming cache: 2 buffers)")
-    ap.add_argument("--compression", default="lz4", choices=["zstd", "lz4", "none"])
+    ap.add_argument("--compression", default="auto", choices=list(COMPRESSION_CHOICES),
+                    help="store codec (default: popstore's default, auto: raw chunks for these maps)")
     args = ap.parse_args()
     if args.rounds < 2:
         ap.error("--rounds must be >= 2 (the first epoch of the cached loader is reported apart)")
@@ -240,6 +248,9 @@ def main() -> None:
             return popstore.make_loader(data, args.batch, seed=1, buffer_chunks=args.buffer_chunks)
 
         limit = RawLimit(store, _cores())
+        disk = sum(f.stat().st_size for f in limit.files)
+        print(f"input chunks on disk: {disk / 2**20:.1f} MiB for {limit.decoded_bytes / 2**20:.1f} MiB of maps "
+              f"({limit.decoded_bytes / disk:.2f}x smaller than raw; codecs {limit.codecs})")
         cached = chunk_aware()
         loaders = {
             "in-memory tensor": DataLoader(memory, batch_size=args.batch, shuffle=True),

@@ -38,9 +38,12 @@ from tqdm.dask import TqdmCallback
 
 from popstore.errors import UserError
 from popstore.splits import SUBSETS, label_statistics
+from popstore.codecs import checked
 from popstore.store import (
+    COMPRESSION,
     SCHEMA_VERSION,
     STATISTICS,
+    auto_compression,
     check_new_output,
     choose_layout_bytes,
     input_names,
@@ -223,11 +226,13 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     labels = [c for c in table.columns if not c.startswith("input:")]
     meta = json.loads(fs.cat_file(f"{root}/popstore.json")) if fs.exists(f"{root}/popstore.json") else None
     n = len(table)
+    codecs: dict[str, str] = {}  # map column -> what compression="auto" picks on its first map
 
     def stacked(col: str) -> da.Array:
         first = _load_map(fs, posixpath.join(root, table[col].iloc[0]))
         if first.ndim != 2:
             raise UserError(f"{folder}/{table[col].iloc[0]}: a map must be 2D, got shape {first.shape}")
+        codecs[col.removeprefix("input:")] = auto_compression(first)
         load = dask.delayed(_load_map)
         parts = [da.from_delayed(load(fs, posixpath.join(root, p), first.shape, first.dtype), first.shape, first.dtype)
                  for p in table[col]]
@@ -242,11 +247,13 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
                 continue
             dims = info["dims"]
             extra = dims[1:-2]
-            parts = [arrays["_".join([v, *map(str, combo)])] for combo in itertools.product(
+            names = ["_".join([v, *map(str, combo)]) for combo in itertools.product(
                 *[static[d].values if d in static else range(ds_sizes[d]) for d in extra])]
+            parts = [arrays[m] for m in names]
             arr = da.stack(parts, axis=1).reshape((n, *[ds_sizes[d] for d in extra], *parts[0].shape[1:])) \
                 if extra else parts[0]
             data[v] = xr.Variable(dims, arr.astype(info["dtype"]), info["attrs"])
+            codecs[v] = "lz4" if "lz4" in [codecs[m] for m in names] else "none"
         attrs = dict(meta["attrs"])
         label_attrs = {v: meta["variables"][v]["attrs"] for v in labels if v in meta["variables"]}
     else:
@@ -272,6 +279,8 @@ def from_legacy(folder: str | Path, store: str | Path, samples_per_chunk: int | 
     out = xr.Dataset(data, attrs=attrs)
     encoding = {k: {"chunks": tuple(layout.chunk if d == "sample" else s for d, s in v.sizes.items())}
                 for k, v in out.data_vars.items() if "sample" in v.dims}
+    for k in set(codecs) & set(encoding):  # maps: lz4 where it pays, else raw (popstore.store.auto_compression)
+        encoding[k]["compressors"] = checked(COMPRESSION[codecs[k]])
     for k, v in out.variables.items():
         if v.dtype.kind in "UST":
             out[k] = v.copy(data=text_array(v.values))

@@ -50,6 +50,8 @@ from popstore.simulator import Simulator
 from popstore.store import (
     DEFAULT_COMPRESSION,
     Layout,
+    auto_compression,
+    check_compression,
     StoreMismatchError,
     choose_layout,
     create_store,
@@ -165,6 +167,26 @@ def _write_block(simulator: Simulator, path: str, block: slice, params: pd.DataF
     return failures
 
 
+def _probe_compression(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray) -> dict[str, str]:
+    """One Dask task: simulate the first sample and pick each output's codec (:func:`popstore.store.auto_compression`)."""
+    stacks, ok, _ = simulate_block(simulator, params.iloc[:1], seeds[:1], 0)
+    if not ok[0]:
+        raise ValueError("the first sample failed")
+    return {o.name: auto_compression(stacks[o.name][0]) for o in simulator.outputs}
+
+
+def resolve_compression(client: Any, simulator: Any, params: pd.DataFrame, seeds: np.ndarray) -> dict[str, str]:
+    """What ``compression="auto"`` stores each output as: judged on the first sample, simulated once more
+    on the cluster (a simulator that crashes takes down a worker, never the caller). If that sample
+    fails, every output gets lz4 (what popstore wrote before ``"auto"``)."""
+    try:
+        return client.submit(_probe_compression, simulator, params, seeds, pure=False).result()
+    except Exception as err:  # the probe is advisory: the blocks report the sample's failure properly
+        log.warning("compression='auto': the first sample failed (%s: %s); storing every output with lz4",
+                    type(err).__name__, err)
+        return {}
+
+
 def _client(client: Any, n_tasks: int) -> contextlib.AbstractContextManager:
     if client is not None:
         return contextlib.nullcontext(client)
@@ -180,6 +202,17 @@ def _clean_partial_files(store: str | Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def checked_table(simulator: Simulator, params: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The parameter table in simulator order, checked against the priors, and the per-sample seeds."""
+    params = params.reset_index(drop=True)
+    missing = [p for p in simulator.parameter_names if p not in params.columns]
+    if missing:
+        raise ValueError(f"parameter table lacks columns {missing} needed by simulator {simulator.name!r}")
+    params = params[list(simulator.parameter_names)]
+    check_table(simulator.parameters, params)
+    return params, sample_seeds(seed, len(params))
+
+
 def prepare_store(
     simulator: Simulator,
     params: pd.DataFrame,
@@ -187,21 +220,16 @@ def prepare_store(
     seed: int = 0,
     samples_per_chunk: int | None = None,
     samples_per_shard: int | None = None,
-    compression: str = DEFAULT_COMPRESSION,
+    compression: str | dict[str, str] = "lz4",
 ) -> tuple[pd.DataFrame, Layout, np.ndarray, np.ndarray]:
     """Create ``store``'s template, or check that an existing one was made by the same run.
 
-    Returns the parameter table in simulator order, the layout, the
-    per-sample seeds and the ``done`` flags.
+    ``compression``: a codec of :data:`popstore.store.COMPRESSION`, or one per output
+    (:func:`resolve_compression`); it applies to a new store only. Returns the parameter table in
+    simulator order, the layout, the per-sample seeds and the ``done`` flags.
     """
     path = store
-    params = params.reset_index(drop=True)
-    missing = [p for p in simulator.parameter_names if p not in params.columns]
-    if missing:
-        raise ValueError(f"parameter table lacks columns {missing} needed by simulator {simulator.name!r}")
-    params = params[list(simulator.parameter_names)]
-    check_table(simulator.parameters, params)
-    seeds = sample_seeds(seed, len(params))
+    params, seeds = checked_table(simulator, params, seed)
     layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
     if not store_exists(path):
         create_store(path, simulator, params, seeds, layout, compression)
@@ -267,8 +295,11 @@ def generate(
     samples_per_chunk, samples_per_shard
         Override the automatic layout (see :func:`popstore.store.choose_layout`).
     compression
-        Codec of the outputs: ``"lz4"`` (default), ``"zstd"`` or ``"none"``
-        (see :data:`popstore.store.COMPRESSION`).
+        Codec of the outputs of a new store: ``"auto"`` (default: per output, lz4 if it stores the
+        first sample at least :data:`popstore.store.AUTO_MIN_RATIO` times smaller, else raw; that
+        sample is simulated once more to decide, see :func:`resolve_compression`), ``"lz4"``,
+        ``"zstd"`` or ``"none"`` (see :data:`popstore.store.COMPRESSION`). Every chunk ends in a
+        ``crc32c`` checksum whatever the codec.
     retries
         Times Dask reruns a task whose worker died.
     progress
@@ -295,53 +326,69 @@ def generate(
 def _generate(simulator: Simulator, params: pd.DataFrame, path: Path | str, client: Any, lock: StoreLock | NoLock,
               seed: int, samples_per_chunk: int | None, samples_per_shard: int | None, compression: str, retries: int,
               progress: bool) -> GenerationReport:
-    params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk, samples_per_shard,
-                                                compression)
-    todo = [b for b in layout.blocks() if not done[b].all()]
-    n_skipped = int(done.sum())
-    report = GenerationReport(path, layout.n_samples, n_skipped, 0)
-    if not todo:
-        return report
+    check_compression(compression)
+    with contextlib.ExitStack() as stack:
+        c = None
+        if compression == "auto" and not store_exists(path):  # a resumed store keeps its codecs
+            table, seeds = checked_table(simulator, params, seed)  # refused before anything runs
+            c = stack.enter_context(_client(client, len(choose_layout(simulator, len(table), samples_per_chunk,
+                                                                      samples_per_shard).blocks())))
+            compression = resolve_compression(c, simulator, table, seeds)
+        params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk,
+                                                    samples_per_shard, compression)
+        todo = [b for b in layout.blocks() if not done[b].all()]
+        n_skipped = int(done.sum())
+        report = GenerationReport(path, layout.n_samples, n_skipped, 0)
+        if not todo:
+            return report
+        c = c or stack.enter_context(_client(client, len(todo)))
+        return _run_blocks(c, simulator, path, lock, params, layout, seeds, done, todo, report, retries, progress)
+
+
+def _run_blocks(c: Any, simulator: Simulator, path: Path | str, lock: StoreLock | NoLock, params: pd.DataFrame,
+                layout: Layout, seeds: np.ndarray, done: np.ndarray, todo: list[slice], report: GenerationReport,
+                retries: int, progress: bool) -> GenerationReport:
+    """Simulate and write the blocks ``todo`` on client ``c``; failures go into ``report``."""
     failures: list[dict] = []
-    bar = tqdm(total=layout.n_samples, initial=n_skipped, unit="sample", desc=simulator.name, disable=not progress)
-    with _client(client, len(todo)) as c:
-        from distributed import KilledWorker, as_completed
+    bar = tqdm(total=layout.n_samples, initial=report.n_skipped, unit="sample", desc=simulator.name,
+               disable=not progress)
+    from distributed import KilledWorker, as_completed
 
-        # the simulator as the result of a task, not scattered (popstore.cluster.put): a scattered copy dies with
-        # its workers and cancels every task depending on it (one crashing sample cost 70 of 100 samples)
-        sim = put(c, simulator)
+    # the simulator as the result of a task, not scattered (popstore.cluster.put): a scattered copy dies with
+    # its workers and cancels every task depending on it (one crashing sample cost 70 of 100 samples)
+    sim = put(c, simulator)
 
-        def submit(b: slice):
-            return c.submit(_write_block, sim, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False)
+    def submit(b: slice):
+        return c.submit(_write_block, sim, str(path), b, params.iloc[b], seeds[b], retries=retries, pure=False)
 
-        def finish(fut, b: slice) -> None:
-            try:
-                block_failures = fut.result()
-            except Exception as exc:  # the task died for good (e.g. KilledWorker): nothing of it is done
-                block_failures = [
-                    {"sample": i, "seed": int(seeds[i]), "error": f"task failed: {type(exc).__name__}: {exc}"}
-                    for i in range(b.start, b.stop) if not done[i]
-                ]
-            failures.extend(block_failures)
-            n_new = (b.stop - b.start) - len(block_failures) - int(done[b].sum())
-            report.n_written += n_new
-            bar.update(n_new)
+    def finish(fut, b: slice) -> None:
+        try:
+            block_failures = fut.result()
+        except Exception as exc:  # the task died for good (e.g. KilledWorker): nothing of it is done
+            block_failures = [
+                {"sample": i, "seed": int(seeds[i]), "error": f"task failed: {type(exc).__name__}: {exc}"}
+                for i in range(b.start, b.stop) if not done[i]
+            ]
+        failures.extend(block_failures)
+        n_new = (b.stop - b.start) - len(block_failures) - int(done[b].sum())
+        report.n_written += n_new
+        bar.update(n_new)
 
-        futures = {submit(b): b for b in todo}
-        suspects = []
-        for fut in as_completed(futures):
-            lock.refresh()
-            b = futures.pop(fut)  # forget it: a result kept on a worker that leaves would be recomputed
-            if fut.status == "error" and isinstance(fut.exception(), KilledWorker):
-                suspects.append(b)
-            else:
-                finish(fut, b)
-        # a dying worker takes down the blocks queued beside the one that killed it: each block whose workers all
-        # died runs again alone, so that only a block that kills every worker it runs on fails
-        for b in suspects:
-            lock.refresh()
-            fut = submit(b)
+    futures = {submit(b): b for b in todo}
+    suspects = []
+    for fut in as_completed(futures):
+        lock.refresh()
+        b = futures.pop(fut)  # forget it: a result kept on a worker that leaves would be recomputed
+        if fut.status == "error" and isinstance(fut.exception(), KilledWorker):
+            suspects.append(b)
+        else:
             finish(fut, b)
+    # a dying worker takes down the blocks queued beside the one that killed it: each block whose workers all
+    # died runs again alone, so that only a block that kills every worker it runs on fails
+    for b in suspects:
+        lock.refresh()
+        fut = submit(b)
+        finish(fut, b)
     bar.close()
     if failures:
         report.failed = pd.DataFrame(failures).sort_values("sample", ignore_index=True)

@@ -20,7 +20,7 @@ Example (``pipelines/gaussian_fields.toml``)::
     path = "out/gaussian_fields.zarr"   # relative to the pipeline file
     seed = 0
     samples_per_chunk = 64              # optional
-    compression = "lz4"                 # or "zstd" (smaller, slower to read), "none"
+    compression = "auto"                # lz4 where it shrinks a map >= 1.5x, else raw; or "lz4", "zstd", "none"
 
     [split]
     test = 0.1
@@ -132,10 +132,10 @@ class StoreSection(Section):
     @field_validator("compression")
     @classmethod
     def _known_codec(cls, name: str | None) -> str | None:
-        from popstore.store import COMPRESSION
+        from popstore.store import COMPRESSION_CHOICES
 
-        if name is not None and name not in COMPRESSION:
-            raise ValueError(f"unknown compression {name!r}; use one of {', '.join(COMPRESSION)}")
+        if name is not None and name not in COMPRESSION_CHOICES:
+            raise ValueError(f"unknown compression {name!r}; use one of {', '.join(COMPRESSION_CHOICES)}")
         return name
 
 

@@ -83,14 +83,51 @@ coordinates, spin periods or their derivatives (``projection_x_coordinate`` is a
 projection of the Earth's surface)."""
 
 COMPRESSION = {
-    # fast to decode (training reads a store many times): the default
+    # fast to decode: what "auto" picks for maps it shrinks by >= AUTO_MIN_RATIO (count-like maps, ~2x and more)
     "lz4": (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
     # smaller (count-like maps ~7x, reference/zarr_dask_torch.md) but ~2x slower to decode: for archives
     "zstd": (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),),
-    # continuous float maps gain only ~1.3x from either; uncompressed reads are fastest
+    # stored raw (still checksummed): continuous float maps gain only 1.2-1.3x from lz4 or zstd, and reading raw
+    # chunks costs 2-4x less CPU than decoding them (benchmarks/bench_codecs.py)
     "none": None,
 }
-DEFAULT_COMPRESSION = "lz4"
+#: ``compression`` names: a codec of :data:`COMPRESSION` for every output, or ``"auto"`` (:func:`auto_compression`
+#: per output, on the first sample)
+COMPRESSION_CHOICES = (*COMPRESSION, "auto")
+DEFAULT_COMPRESSION = "auto"
+#: ``"auto"`` compresses an output with lz4 only when lz4 stores it at least this many times smaller: continuous
+#: float32 maps (gaussian_fields, smoothed pulsar maps) gain 1.19-1.33x, maps half of empty bins 1.97x
+#: (``python benchmarks/bench_codecs.py``); below this a training read pays the decode for little disk.
+AUTO_MIN_RATIO = 1.5
+
+
+def auto_compression(sample: np.ndarray) -> str:
+    """What ``compression="auto"`` stores an output as, judged on one ``sample`` of it (any shape).
+
+    ``"lz4"`` (:data:`COMPRESSION`) if lz4 with its byte shuffle stores ``sample`` at least
+    :data:`AUTO_MIN_RATIO` times smaller, else ``"none"``: raw bytes, still ending in the
+    ``crc32c`` checksum (:func:`popstore.codecs.checked`), so corruption is still detected.
+    """
+    import numcodecs
+
+    lz4 = COMPRESSION["lz4"][0]
+    codec = numcodecs.Blosc(cname=lz4.cname.value, clevel=lz4.clevel, shuffle=numcodecs.Blosc.SHUFFLE)
+    raw = np.ascontiguousarray(sample)
+    if raw.dtype.kind not in "biuf" or raw.nbytes == 0:
+        return "lz4"
+    return "lz4" if raw.nbytes >= AUTO_MIN_RATIO * len(codec.encode(raw)) else "none"
+
+
+def check_compression(compression: str | Mapping[str, str]) -> None:
+    """Raise ``ValueError`` unless ``compression`` is a name of :data:`COMPRESSION_CHOICES` or maps names to
+    codecs of :data:`COMPRESSION`."""
+    names = compression.values() if isinstance(compression, Mapping) else [compression]
+    allowed = COMPRESSION if isinstance(compression, Mapping) else COMPRESSION_CHOICES
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise ValueError(f"unknown compression {bad[0]!r}; use one of {list(allowed)}")
+
+
 # labels, seeds, coordinates and other small arrays: Zarr 3's own default compressor
 DEFAULT_SMALL_COMPRESSORS = (ZstdCodec(level=0),)
 
@@ -336,13 +373,16 @@ def sample_seeds(seed: int, n: int) -> np.ndarray:
 
 
 def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layout: Layout,
-             compression: str = DEFAULT_COMPRESSION) -> tuple[xr.Dataset, dict]:
+             compression: str | Mapping[str, str] = "lz4") -> tuple[xr.Dataset, dict]:
     """The whole store as a lazy dataset (outputs and ``done`` as dask zeros) and its Zarr encoding.
 
-    ``compression`` names a codec of :data:`COMPRESSION` for the outputs.
+    ``compression`` names a codec of :data:`COMPRESSION` for the outputs, or maps output names to
+    codecs (outputs not named, and ``done``, get lz4): what ``"auto"`` resolves to
+    (:func:`popstore.generation.resolve_compression`).
     """
-    if compression not in COMPRESSION:
-        raise ValueError(f"unknown compression {compression!r}; use one of {list(COMPRESSION)}")
+    check_compression(compression if isinstance(compression, Mapping) else {"outputs": compression})
+    codec_of = (lambda name: compression.get(name, "lz4")) if isinstance(compression, Mapping) \
+        else (lambda name: compression)
     n = layout.n_samples
     sizes = simulator.dim_sizes()
     coords: dict[str, Any] = {"sample": ("sample", np.arange(n, dtype=np.int64), {"long_name": "sample index",
@@ -354,8 +394,8 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
     # CF: coordinates and cell bounds have no missing values, so no _FillValue
     encoding: dict[str, dict] = {k: {"_FillValue": None} for k in coords if k != "sample"}
 
-    def chunking(shape_tail: tuple[int, ...]) -> dict:
-        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": checked(COMPRESSION[compression])}
+    def chunking(name: str, shape_tail: tuple[int, ...]) -> dict:
+        enc = {"chunks": (layout.chunk, *shape_tail), "compressors": checked(COMPRESSION[codec_of(name)])}
         if layout.sharded:
             enc["shards"] = (layout.block, *shape_tail)
         return enc
@@ -365,7 +405,7 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         arr = da.zeros((n, *tail), dtype=o.dtype, chunks=(layout.block, *tail))
         attrs = {"role": o.role, "units": o.units, "long_name": o.long_name or o.name, **o.attrs}
         data[o.name] = xr.Variable(("sample", *o.dims), arr, attrs)
-        encoding[o.name] = chunking(tail)
+        encoding[o.name] = chunking(o.name, tail)
         fill = o.fill_value if o.fill_value is not None else (np.nan if np.dtype(o.dtype).kind == "f" else None)
         if fill is not None:
             encoding[o.name]["_FillValue"] = fill
@@ -383,7 +423,7 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
     encoding["seed"] = {"chunks": (layout.chunk,)}
     data["done"] = xr.Variable("sample", da.zeros(n, dtype=bool, chunks=layout.block),
                                {"long_name": "sample written completely"})
-    encoding["done"] = chunking(())
+    encoding["done"] = chunking("done", ())
     attrs = {
         "Conventions": CF_CONVENTIONS,
         "title": f"popstore {simulator.name} samples",
@@ -395,7 +435,7 @@ def template(simulator: Simulator, params: pd.DataFrame, seeds: np.ndarray, layo
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "samples_per_chunk": layout.chunk,
         "samples_per_shard": layout.block if layout.sharded else 0,
-        "compression": compression,
+        "compression": compression if isinstance(compression, str) else _json(dict(compression)),
         "config_fingerprint": fingerprint(simulator, params, seeds, layout),
         "chunks_always_written": 1,  # empty chunks are written too: an absent chunk is damage (popstore.verify)
         "labels": list(simulator.parameter_names),
@@ -425,7 +465,7 @@ def create_store(
     params: pd.DataFrame,
     seeds: np.ndarray,
     layout: Layout,
-    compression: str = DEFAULT_COMPRESSION,
+    compression: str | Mapping[str, str] = "lz4",
 ) -> None:
     """Write the template of a new store: labels, seeds and coordinates now, outputs later.
 

@@ -212,6 +212,10 @@ class MapDataset(Dataset):
         selected = _selection(ds, split, split_variable, self.sample_dim, str(store))
         self.indices = np.flatnonzero(selected)
         self.chunk = int(group[self.inputs[0]].chunks[0])
+        # item (row r, channel c) of a decoded chunk is _item_start[c] + r * _item_step[c] (see _decode_chunk)
+        self._item_step = np.repeat(self.input_channels, self.input_channels)
+        first = np.repeat(np.cumsum([0, *self.input_channels[:-1]]), self.input_channels)
+        self._item_start = first * self.chunk + np.arange(len(self.channels)) - first
         table = np.stack([ds[n].values for n in self.labels], axis=1).astype(np.float64)
         self.stats = self._training_stats(ds, table, selected, split_variable, label_stats)
         self.normalize = normalize
@@ -338,12 +342,11 @@ class MapDataset(Dataset):
                 if c not in self._cache and c not in self._pending:
                     self._pending[c] = self._pool.submit(self._decode_chunk, c)
 
-    def _chunks(self, chunks: np.ndarray, then: Iterable[int] = ()) -> dict[int, np.ndarray]:
+    def _chunks(self, chunks: Sequence[int], then: Iterable[int] = ()) -> dict[int, np.ndarray]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
         (several missing chunks are decoded concurrently); the chunks ``then`` start decoding next."""
-        self.read_ahead(chunks)
-        self.read_ahead(then)
         chunks = [int(c) for c in chunks]
+        self.read_ahead([*chunks, *then])
         with self._lock:
             found = {c: self._cache.get(c, self._pending.get(c)) for c in chunks}
         out = {c: f if isinstance(f, np.ndarray) else f.result() if f is not None else self._decode_chunk(c)
@@ -374,20 +377,20 @@ class MapDataset(Dataset):
             raise UserError("read_inputs: out must be a C-contiguous float32 array")
         if not len(sample):
             return out
-        decoded = self._chunks(np.unique(chunk_of), then=read_ahead)
-        # every map of the batch is one item; item (row r, channel c) of a decoded chunk is
-        # block_start[c] + r * channels of c's input + c's place in its input (see _decode_chunk)
-        k = np.repeat(self.input_channels, self.input_channels)
-        first = np.repeat(np.cumsum([0, *self.input_channels[:-1]]), self.input_channels)
-        start = first * self.chunk + np.arange(len(self.channels)) - first
-        items = (start + (sample - chunk_of * self.chunk)[:, None] * k).ravel()
-        target = _as_items(out, len(out) * len(self.channels))
+        new_run = np.empty(len(sample), dtype=bool)  # runs of positions in one chunk
+        new_run[0] = True
+        np.not_equal(chunk_of[1:], chunk_of[:-1], out=new_run[1:])
+        starts = np.flatnonzero(new_run)
+        runs = chunk_of[starts].tolist()
+        decoded = self._chunks(runs, then=read_ahead)
+        # every map of the batch is one item, taken from its item of the decoded chunk
+        items = (self._item_start + (sample - chunk_of * self.chunk)[:, None] * self._item_step).ravel()
         n_c = len(self.channels)
-        starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # runs of positions in one chunk
-        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
+        target = _as_items(out, len(out) * n_c)
+        for c, a, b in zip(runs, starts.tolist(), [*starts[1:].tolist(), len(sample)]):
             # one memcpy per map, straight into the batch: no temporary, no stacked copy of the chunk
-            np.take(_as_items(decoded[int(chunk_of[a])], self.chunk * n_c), items[a * n_c:b * n_c],
-                    out=target[a * n_c:b * n_c], mode="clip")
+            np.take(_as_items(decoded[c], self.chunk * n_c), items[a * n_c:b * n_c], out=target[a * n_c:b * n_c],
+                    mode="clip")
         return out
 
     # -- torch Dataset protocol -------------------------------------------------
@@ -408,7 +411,7 @@ class MapDataset(Dataset):
         any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
         """
         self._open()  # per-process state first: a new process starts with no arrays to reuse
-        prepared = self._prepared.pop(tuple(map(int, positions)), None)
+        prepared = self._prepared.pop(tuple(map(int, positions)), None) if self._prepared else None
         if prepared is None:
             x = self._gather(positions, read_ahead)
         else:

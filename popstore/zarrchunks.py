@@ -10,7 +10,8 @@ them through every codec of the array's codec pipeline in order, synchronously
 (the codecs' own ``_decode_sync``, zarr's ``SupportsSyncCodec`` protocol), so
 checksums (``crc32c``) are verified and any filter the store names is applied;
 a Blosc or Zstd stage whose output is the raw array writes straight into a
-recycled array, and so does the file read of an uncompressed chunk. Arrays this cannot handle (sharded, chunked along other axes, codecs
+recycled array, and so does the file read of an uncompressed chunk (its
+``crc32c`` checksum then verified on the array's own bytes). Arrays this cannot handle (sharded, chunked along other axes, codecs
 without a synchronous decode, irregular grids) fall back to
 ``zarr.Array.__getitem__`` on the chunk-aligned slice, which is just as honest,
 only slower.
@@ -27,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import zarr
 from zarr.abc.codec import SupportsSyncCodec
-from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from popstore.codecs import CorruptChunkError, check_blosc_frame
+from popstore.codecs import CorruptChunkError, check_blosc_frame, crc32c
 
 #: zarr codecs whose numcodecs codec (this attribute) can decode into a given array
 DECODE_INTO = {BloscCodec: "_blosc_codec", ZstdCodec: "_zstd_codec"}
@@ -87,7 +88,9 @@ class ChunkReader:
             self._decode_into = getattr(first, kind) if plain and kind else None
             # a Blosc frame is checked against its buffer before numcodecs decodes it (popstore.codecs)
             self._blosc_frame = isinstance(first, BloscCodec)
-            self._read_into = plain and not self._bb and self._path is not None
+            self._read_into = plain and self._path is not None and (
+                not self._bb or (len(self._bb) == 1 and isinstance(first, Crc32cCodec)))
+            self._checksum = bool(self._bb)  # raw bytes followed by their crc32c (popstore's codec "none")
 
     def rows(self, c: int) -> int:
         """Number of array rows in chunk ``c`` (the last chunk may be short)."""
@@ -112,14 +115,24 @@ class ChunkReader:
         return self._prototype.buffer.from_array_like(data)
 
     def _read_raw(self, c: int, out: np.ndarray) -> np.ndarray:
-        """An uncompressed chunk file read straight into ``out`` (the fill value if it was never written)."""
+        """An uncompressed chunk file read straight into ``out``, its trailing crc32c checked on ``out``'s
+        bytes if the array has one (the fill value if the chunk was never written)."""
+        key = self._metadata.encode_chunk_key((c,) + (0,) * (out.ndim - 1))
+        raw = out.reshape(-1).view(np.uint8)
         try:
-            with open(self._path / self._metadata.encode_chunk_key((c,) + (0,) * (out.ndim - 1)), "rb",
-                      buffering=0) as f:
-                if f.readinto(out.reshape(-1).view(np.uint8)) != out.nbytes:
-                    raise CorruptChunkError(f"{self._path}: chunk {c} is not {out.nbytes} bytes long")
+            with open(self._path / key, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                stored = f.readinto(raw) == out.nbytes and size == out.nbytes + 4 * self._checksum and \
+                    (not self._checksum or f.read(4))
         except FileNotFoundError:
             out[...] = self._spec.fill_value
+            return out
+        if not stored:
+            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {size} bytes, not "
+                                    f"{out.nbytes + 4 * self._checksum}")
+        if self._checksum and crc32c(raw) != stored:
+            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
+                                    "does not match its bytes")
         return out
 
     def read(self, c: int, empty: Allocator = _empty) -> np.ndarray:
@@ -143,6 +156,14 @@ class ChunkReader:
         except Exception as err:  # a checksum, a frame or a codec that fails: name the chunk
             raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {err}") from err
 
+    def _verified(self, data):
+        """Stored bytes without their trailing crc32c, which must match them (Zarr's ``crc32c`` decode,
+        with the faster :func:`popstore.codecs.crc32c`)."""
+        raw = data.as_numpy_array()
+        if len(raw) < 4 or crc32c(raw[:-4]) != raw[-4:].tobytes():
+            raise ValueError("crc32c checksum does not match the chunk's bytes")
+        return self._prototype.buffer.from_array_like(raw[:-4])
+
     def _decode(self, data, shape: tuple[int, ...], empty: Allocator) -> np.ndarray:
         """Stored bytes of a whole chunk through the array's codecs (bytes-to-bytes stages in reverse)."""
         for i, (codec, specs) in enumerate(self._bb[::-1]):
@@ -153,7 +174,7 @@ class ChunkReader:
                     check_blosc_frame(memoryview(raw).cast("B"), out.nbytes)
                 self._decode_into.decode(raw, out=out.reshape(-1).view(np.uint8))
                 return out
-            data = codec._decode_sync(data, specs[0])
+            data = self._verified(data) if isinstance(codec, Crc32cCodec) else codec._decode_sync(data, specs[0])
         array = self._ab._decode_sync(data, self._ab_spec)
         for codec, specs in self._aa[::-1]:
             array = codec._decode_sync(array, specs[0])

@@ -46,7 +46,9 @@ def table():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, table, client):
     path = tmp_path_factory.mktemp("ref") / "ref.zarr"
-    report = popstore.generate(Ramp(), table, path, client, seed=SEED, samples_per_chunk=CHUNK, progress=False)
+    # lz4, not "auto" (raw for these noise maps): the damage tests below exercise the Blosc frame checks too
+    report = popstore.generate(Ramp(), table, path, client, seed=SEED, samples_per_chunk=CHUNK, compression="lz4",
+                               progress=False)
     assert report.complete
     return path
 
@@ -67,7 +69,8 @@ def copy(reference: Path, tmp_path: Path) -> Path:
 
 
 def regenerate(path, table, client, sim=None):
-    return popstore.generate(sim or Ramp(), table, path, client, seed=SEED, samples_per_chunk=CHUNK, progress=False)
+    return popstore.generate(sim or Ramp(), table, path, client, seed=SEED, samples_per_chunk=CHUNK, compression="lz4",
+                             progress=False)
 
 
 # --- damaged chunks ----------------------------------------------------------------------------
@@ -361,7 +364,7 @@ from toy_simulators import Ramp
 if __name__ == "__main__":
     try:
         report = popstore.generate(Ramp(delay=0.2), pd.read_csv(sys.argv[1]), sys.argv[2], seed=7,
-                                   samples_per_chunk=3, progress=False)
+                                   samples_per_chunk=3, compression="lz4", progress=False)
     except StoreLockedError as err:
         print("locked:", err)
         sys.exit(2)

@@ -119,3 +119,39 @@ class LinearGaussian(Simulator):
         m = self.design()
         cov = np.linalg.inv(m.T @ m) * self.sigma**2
         return x.reshape(len(x), -1) @ m @ cov.T / self.sigma**2, cov
+
+
+class Counts(Simulator):
+    """Two float32 maps per sample: ``counts``, rare Poisson counts (mostly empty bins, like a pulsar count
+    map), and ``field``, Gaussian noise around ``level`` (incompressible, like a continuous field).
+    Fails (raises) when ``level > fail_above``."""
+
+    name = "counts"
+    version = "1"
+
+    def __init__(self, n: int = 32, fail_above: float = np.inf) -> None:
+        self.n, self.fail_above = n, fail_above
+
+    @property
+    def parameters(self):
+        return (Parameter("rate", 0.01, 0.05, long_name="mean count per bin"), Parameter("level", 0.0, 1.0))
+
+    @property
+    def axes(self):
+        return (Axis.linear("y", 0.0, 1.0, self.n, units="m"), Axis.linear("x", 0.0, 1.0, self.n, units="m"))
+
+    @property
+    def outputs(self):
+        return (Output("counts", ("y", "x"), units="1", long_name="stars per bin"),
+                Output("field", ("y", "x"), units="1", long_name="noisy level"))
+
+    @property
+    def config(self):
+        return {"n": self.n}
+
+    def simulate(self, params, seed):
+        if params["level"] > self.fail_above:
+            raise RuntimeError(f"level = {params['level']:.3f} is unphysical")
+        rng = np.random.default_rng(seed)
+        return {"counts": rng.poisson(params["rate"], (self.n, self.n)).astype(np.float32),
+                "field": params["level"] + rng.normal(size=(self.n, self.n))}
