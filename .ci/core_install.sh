@@ -32,5 +32,6 @@ done
 venv/bin/popstore --version
 venv/bin/popstore check p.toml
 venv/bin/popstore generate p.toml -q
-venv/bin/popstore info core.zarr | grep -q "split      test 16, train 36, valid 12"
+venv/bin/popstore info core.zarr > info.txt
+grep -q "split      test 16, train 36, valid 12" info.txt
 echo "core-only install: generate + split OK"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from importlib.metadata import entry_points
@@ -263,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"popstore {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`popstore info store | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the broken pipe
 
 
 if __name__ == "__main__":

@@ -56,6 +56,20 @@ def test_generate_pipeline_then_info(pipeline_file, capsys):
     assert "diagnostics" not in out  # gaussian_fields keeps none
 
 
+
+def test_info_into_a_closed_pipe_stops_quietly(pipeline_file):
+    """`popstore info STORE | head -c 1`: the reader leaves early; no traceback, SIGPIPE's exit status."""
+    store = pipeline_file.parent / "out" / "fields.zarr"
+    if not store.exists():
+        assert main(["generate", str(pipeline_file), "-q"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "popstore.cli", "info", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    proc.stdout.close()  # the reader is gone before popstore writes a byte
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
 def test_split_export_import(pipeline_file, tmp_path, capsys):
     store = pipeline_file.parent / "out" / "fields.zarr"
     assert main(["split", str(store), "--test", "0.1", "--valid", "0.1", "--seed", "4"]) == 0
