@@ -90,6 +90,12 @@ def test_wrong_types_and_ranges_are_refused(tmp_path, old, new, pattern):
     fails(tmp_path, GOOD.replace(old, new), pattern)
 
 
+
+def test_a_negative_member_drop_threshold_is_refused_before_training(tmp_path):
+    sbi = '[sbi]\noutput = "npe"\ndrop_members_worse_than = -1\n'
+    fails(tmp_path, GOOD.split("[inference]")[0] + sbi, r"\[sbi\] drop_members_worse_than: .*greater than or equal to 0")
+
+
 def test_priors_name_the_simulators_parameters(tmp_path):
     fails(tmp_path, GOOD.replace("slope = [1.5, 2.5]", "slop = [1.5, 2.5]"),
           r"\[priors.ranges\]: unknown parameter 'slop' \(did you mean 'slope'\?\) of simulator 'gaussian_fields'")

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from pydantic import Field
 
 from popstore.compat import check_compatible
 from popstore.errors import UserError
@@ -48,7 +49,7 @@ SBISection = section_schema(
     "sbi", NPEConfig, output=(str, ...), seeds=(Optional[list[int]], None),
     parallel=(Optional[Literal["sequential", "dask"]], None), n_draws=(Optional[int], None),
     n_test=(Optional[int], None), resources=(Optional[dict[str, float]], None),
-    drop_members_worse_than=(Optional[float], None), rounds=(Optional[RoundsSection], None),
+    drop_members_worse_than=(Optional[float], Field(None, ge=0)), rounds=(Optional[RoundsSection], None),
 )
 
 
