@@ -60,7 +60,13 @@ def crc32c(data) -> bytes:
     buffers): faster than ``google_crc32c``, Zarr's own, on 4 MiB chunks
     (``benchmarks/bench_codecs.py`` prints both).
     """
-    return _crc32c.crc32c(data).to_bytes(4, "little")
+    return crc32c_value(data).to_bytes(4, "little")
+
+
+def crc32c_value(data, value: int = 0) -> int:
+    """CRC-32C of ``data`` (a buffer) continued from ``value``, the CRC-32C of the bytes before it:
+    ``crc32c_value(b, crc32c_value(a))`` is the CRC-32C of ``a + b`` (pieces of one chunk in file order)."""
+    return _crc32c.crc32c(data, value)
 
 
 def check_blosc_frame(frame: memoryview | bytes, expected_nbytes: int | None) -> None:

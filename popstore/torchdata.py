@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -284,6 +284,9 @@ class MapDataset(Dataset):
         self._lock = threading.Lock()  # guards _cache and _pending (the batch thread reads chunks too)
         self._assembler: ThreadPoolExecutor | None = None
         self._prepared: OrderedDict[tuple[int, ...], Future] = OrderedDict()
+        self._filling: OrderedDict[tuple[int, ...], _Filling] = OrderedDict()
+        self._scratch = threading.local()  # per read thread: rows of a chunk that no batch of a group takes
+        self._direct = False
         self._batch_arrays = _ArrayPool(BATCH_BUFFERS + PREPARE_BATCHES,
                                         pinned=self.pin_memory and get_worker_info() is None)
         # cached + decoding ahead + in use: evicted chunks are decoded into again
@@ -293,7 +296,8 @@ class MapDataset(Dataset):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _lock=None,
-                     _assembler=None, _prepared=OrderedDict(), _batch_arrays=None, _chunk_arrays=None)
+                     _assembler=None, _prepared=OrderedDict(), _batch_arrays=None, _chunk_arrays=None,
+                     _filling=OrderedDict(), _scratch=None, _direct=False)
         return state
 
     def _open(self) -> None:
@@ -306,6 +310,9 @@ class MapDataset(Dataset):
             if self.read_threads > 0 and self.gather_ahead:
                 # one thread gathers prepared batches in order; it waits on the read pool, never the reverse
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
+            # uncompressed float32 chunks, chunked alike: read-group chunk files go straight into batches (fill)
+            self._direct = self._pool is not None and all(
+                r.raw_file and r.chunk == self.chunk and r.dtype == np.float32 for r in self._readers.values())
             self._pid = os.getpid()
 
     def _read_part(self, v: str, c: int, out: np.ndarray) -> None:
@@ -341,6 +348,107 @@ class MapDataset(Dataset):
             for c in map(int, chunks):
                 if c not in self._cache and c not in self._pending:
                     self._pending[c] = self._pool.submit(self._decode_chunk, c)
+
+    def fill(self, groups: Iterable[ReadGroup]) -> bool:
+        """Start reading the chunk files of shuffle buffers straight into their batches' arrays.
+
+        For each :class:`ReadGroup` whose chunks are not all cached, every chunk file is read by one
+        ``os.preadv`` on the read threads, each sample's bytes going to its slot in the batch that
+        takes it (:meth:`popstore.zarrchunks.ChunkReader.read_into`: one copy per sample, the crc32c
+        checked over the pieces before any batch of the chunk can be claimed); rows no batch takes go
+        to the cache's chunk array if ``keep`` (which then enters the cache, completed by a copy of the
+        rows the batches took) or to scratch memory. :meth:`batch` claims such a batch once all its
+        chunks are in. Batches of a cached group are gathered from the cache as before, also the
+        slots of a batch that straddles into a group read from files. At most three groups' batches
+        are kept unclaimed (older ones, of an epoch left early, are dropped). Returns whether this
+        dataset reads this way: uncompressed float32 inputs chunked alike, with ``read_threads``.
+        """
+        self._open()
+        if not self._direct:
+            return False
+        for group in groups:
+            with self._lock:
+                direct = any(c not in self._cache for c in group.chunks)
+            limit = 3 * len(group.batches) + 1
+            self._batch_arrays.size = max(self._batch_arrays.size, BATCH_BUFFERS + PREPARE_BATCHES + limit)
+            targets: dict[int, list[tuple[_Filling, int, np.ndarray]]] = {c: [] for c in group.chunks}
+            cached: list[tuple[_Filling, int, int, int]] = []  # slots a:b of a batch copied from chunk c
+            for positions in group.batches:
+                filling = self._filling.get(positions)
+                if filling is None and not direct:
+                    continue  # a batch of cached chunks: gathered when claimed
+                sample = self.indices[np.asarray(positions, dtype=np.int64)]
+                chunk_of = sample // self.chunk
+                starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))
+                if filling is None:
+                    x = self._batch_tensor(len(sample))
+                    filling = self._filling[positions] = _Filling(positions, x, chunk_of[starts].tolist(), self._lock)
+                with self._lock:
+                    waiting = set(filling.waiting)
+                for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
+                    c = int(chunk_of[a])
+                    if c in targets and c in waiting:
+                        if direct:
+                            targets[c].append((filling, a, sample[a:b] - c * self.chunk))
+                        else:
+                            cached.append((filling, a, b, c))
+                    elif c in waiting and c in self._cache:  # another group's chunk, already cached
+                        cached.append((filling, a, b, c))
+            for c, dests in targets.items():
+                if dests:
+                    self._pool.submit(self._read_slots, c, dests, group.keep)
+            for filling, a, b, _ in cached:
+                self.read_inputs(filling.positions[a:b], out=filling.x.numpy()[a:b])
+            for filling, _, _, c in cached:
+                filling.arrived(c)
+            while len(self._filling) > limit:  # never claimed (an epoch left early)
+                self._filling.popitem(last=False)
+        return True
+
+    def _read_slots(self, c: int, dests: list[tuple["_Filling", int, np.ndarray]], keep: bool) -> None:
+        """Chunk ``c`` of every input read into the batch slots ``dests`` (filling batch, first slot,
+        chunk rows of its samples): one ``preadv`` per chunk file (see :meth:`fill`)."""
+        try:
+            if keep:
+                spare = self._chunk_arrays.empty((self.chunk * len(self.channels), *self.map_shape))
+            else:
+                spare = getattr(self._scratch, "rows", None)
+                if spare is None:
+                    spare = self._scratch.rows = np.empty((self.chunk * len(self.channels), *self.map_shape),
+                                                          dtype=np.float32)
+            start = channel = 0
+            for v, k in zip(self.inputs, self.input_channels):
+                rows = spare[start:start + self.chunk * k].reshape(self.chunk, k, *self.map_shape)
+                pieces, taken, repeats = list(rows), [], []
+                for filling, a, chunk_rows in dests:
+                    x = filling.x.numpy()
+                    for slot, r in enumerate(chunk_rows.tolist(), start=a):
+                        piece = x[slot, channel:channel + k]
+                        if pieces[r] is rows[r]:
+                            pieces[r] = piece
+                            taken.append(r)
+                        else:  # a sample served twice (a padded stream): copied once it is read
+                            repeats.append((piece, r))
+                self._readers[v].read_into(c, pieces)
+                for piece, r in repeats:
+                    piece[...] = pieces[r]
+                if keep:
+                    for r in taken:
+                        rows[r] = pieces[r]
+                start += self.chunk * k
+                channel += k
+        except Exception as err:  # a corrupt chunk: the batches it feeds raise it when claimed
+            for filling, _, _ in dests:
+                filling.failed(err)
+            return
+        if keep:
+            with self._lock:
+                self._cache[c] = spare
+                self._cache.move_to_end(c)
+                while len(self._cache) > self.cache_chunks:
+                    self._cache.popitem(last=False)
+        for filling, _, _ in dests:
+            filling.arrived(c)
 
     def _chunks(self, chunks: Sequence[int], then: Iterable[int] = ()) -> dict[int, np.ndarray]:
         """Decoded store chunks by index: from the cache, from a read started earlier, or read now
@@ -411,7 +519,9 @@ class MapDataset(Dataset):
         any more (no tensor, view or array of it), instead of faulting in fresh pages every batch.
         """
         self._open()  # per-process state first: a new process starts with no arrays to reuse
-        prepared = self._prepared.pop(tuple(map(int, positions)), None) if self._prepared else None
+        key = tuple(map(int, positions))
+        filling = self._filling.pop(key, None) if self._filling else None
+        prepared = filling.done if filling is not None else self._prepared.pop(key, None) if self._prepared else None
         if prepared is None:
             x = self._gather(positions, read_ahead)
         else:
@@ -421,13 +531,16 @@ class MapDataset(Dataset):
             x = self.transform(x)
         return x, self.y[np.asarray(positions, dtype=np.int64)]
 
-    def _gather(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> torch.Tensor:
-        """Untransformed inputs of a batch, in a recycled (training process) or shared-memory (worker) array."""
-        shape = (len(positions), len(self.channels), *self.map_shape)
+    def _batch_tensor(self, n: int) -> torch.Tensor:
+        """An empty batch of ``n`` samples' inputs: a recycled array (training process) or shared memory (worker)."""
+        shape = (n, len(self.channels), *self.map_shape)
         if get_worker_info() is None:
-            x = torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
-        else:
-            x = _shared_tensor(shape)
+            return torch.from_numpy(self._batch_arrays.empty(shape))  # the tensor holds the array until freed
+        return _shared_tensor(shape)
+
+    def _gather(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> torch.Tensor:
+        """Untransformed inputs of a batch, gathered from decoded chunks."""
+        x = self._batch_tensor(len(positions))
         self.read_inputs(positions, out=x.numpy(), read_ahead=read_ahead)
         return x
 
@@ -441,13 +554,14 @@ class MapDataset(Dataset):
             return
         for positions in batches:
             key = tuple(map(int, positions))
-            if key not in self._prepared:
+            if key not in self._prepared and key not in self._filling:  # (a filling batch is read already)
                 self._prepared[key] = self._assembler.submit(self._gather, key)
         while len(self._prepared) > PREPARE_BATCHES + 1:  # never claimed (an epoch left early)
             self._prepared.popitem(last=False)[1].cancel()
 
     def __getitems__(self, positions: Sequence[int]) -> "_Batch":
-        read_ahead = getattr(positions, "read_ahead", ())
+        # shuffle buffers read straight into their batches replace decoding chunks ahead
+        read_ahead = () if self.fill(getattr(positions, "fill", ())) else getattr(positions, "read_ahead", ())
         self.read_ahead(read_ahead)  # decoding starts before the batch thread needs the chunks
         self.prepare(getattr(positions, "prepare", ()))
         return _Batch(*self.batch(positions, read_ahead))
@@ -457,6 +571,29 @@ class MapDataset(Dataset):
         chunk_of = self.indices // self.chunk
         bounds = np.flatnonzero(np.diff(chunk_of)) + 1
         return np.split(np.arange(len(self.indices)), bounds)
+
+
+class _Filling:
+    """A batch being read straight from chunk files (:meth:`MapDataset.fill`): its positions and
+    tensor ``x``, the store chunks still to arrive and ``done``, a future that gives ``x`` once none is
+    left (or raises the error of a chunk that failed)."""
+
+    def __init__(self, positions: tuple[int, ...], x: torch.Tensor, chunks: Iterable[int], lock: threading.Lock) -> None:
+        self.positions, self.x, self.waiting, self._lock = positions, x, set(chunks), lock
+        self.done: Future = Future()
+
+    def arrived(self, c: int) -> None:
+        """Chunk ``c``'s samples are in their slots."""
+        with self._lock:
+            self.waiting.discard(c)
+            if not self.waiting and not self.done.done():
+                self.done.set_result(self.x)
+
+    def failed(self, err: Exception) -> None:
+        """A chunk of this batch could not be read: claiming it raises ``err``."""
+        with self._lock:
+            if not self.done.done():
+                self.done.set_exception(err)
 
 
 class _ArrayPool:
@@ -522,17 +659,31 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
     return default_collate(batch)
 
 
+class ReadGroup(NamedTuple):
+    """One shuffle buffer of a :class:`ChunkBatchSampler` stream, for :meth:`MapDataset.fill`:
+    its store ``chunks``, the ``batches`` (tuples of dataset positions, grouped by chunk) that hold
+    its samples, and ``keep``: whether the chunks also go into the decoded-chunk cache (it holds
+    the whole stream) or only into the batches (streaming)."""
+
+    chunks: tuple[int, ...]
+    batches: tuple[tuple[int, ...], ...]
+    keep: bool
+
+
 class ChunkBatch(list):
     """Dataset positions of one batch (a list), grouped by store chunk, with :attr:`read_ahead`:
     the store chunks the same worker reads a few batches later, which :class:`MapDataset`
-    starts decoding in the background, and :attr:`prepare`: the positions of the same worker's
-    next batches, which it gathers in the background. It pickles, so the hints reach DataLoader workers."""
+    starts decoding in the background, :attr:`prepare`: the positions of the same worker's
+    next batches, which it gathers in the background, and :attr:`fill`: the shuffle buffers
+    (:class:`ReadGroup`) whose chunk files it reads straight into their batches. It pickles,
+    so the hints reach DataLoader workers."""
 
     def __init__(self, positions: Iterable[int], read_ahead: Iterable[int] = (),
-                 prepare: Iterable[Sequence[int]] = ()) -> None:
+                 prepare: Iterable[Sequence[int]] = (), fill: Iterable[ReadGroup] = ()) -> None:
         super().__init__(positions)
         self.read_ahead = tuple(read_ahead)
         self.prepare = tuple(tuple(p) for p in prepare)
+        self.fill = tuple(fill)
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -605,13 +756,16 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         load = np.bincount(self.stream_of, weights=sizes, minlength=self.world_size * self.n_streams).astype(np.int64)
         #: samples per stream and epoch (``None``: as many as the stream holds)
         self.per_stream = None if self.world_size == 1 else int(load.min() if drop_last else load.max())
+        #: whether each process's cache holds all chunks of its stream, so reads fill it (:class:`ReadGroup`)
+        self.keep = dataset.cache_chunks >= np.bincount(self.stream_of).max(initial=0)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch whose shuffle comes next (it advances by one per iteration)."""
         self.epoch = epoch
 
-    def _stream(self, k: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """The batches of stream ``k`` this epoch."""
+    def _stream(self, k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple[list[int], range]]]:
+        """The batches of stream ``k`` this epoch, and its buffers: the chunks of each and the
+        indices of the batches that hold its samples (a batch can straddle two buffers)."""
         chunks = np.flatnonzero(self.stream_of == k)
         if self.shuffle:
             chunks = rng.permutation(chunks)
@@ -619,24 +773,36 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
                    for i in range(0, len(chunks), self.buffer_chunks)]
         buffers = [rng.permutation(b) if self.shuffle else b for b in buffers]
         pos = np.concatenate(buffers) if buffers else np.empty(0, dtype=np.int64)
+        ends = np.cumsum([len(b) for b in buffers], dtype=np.int64)
         if self.per_stream is not None:
             pad = self.per_stream - len(pos)
             pos = np.concatenate([pos, np.resize(buffers[-1], max(pad, 0))])[:self.per_stream]
+            ends[-1] = max(ends[-1], len(pos))  # the padding repeats samples of the last buffer
         n_full = len(pos) // self.batch_size
         batches = np.split(pos[:n_full * self.batch_size], n_full) if n_full else []
         if not self.drop_last and len(pos) % self.batch_size:
             batches.append(pos[n_full * self.batch_size:])
-        return [b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches]
+        served = sum(map(len, batches))
+        starts = [0, *np.minimum(ends[:-1], served).tolist()]
+        spans = [(chunks[i * self.buffer_chunks:(i + 1) * self.buffer_chunks].tolist(),
+                  range(lo // self.batch_size, (hi - 1) // self.batch_size + 1))
+                 for i, (lo, hi) in enumerate(zip(starts, np.minimum(ends, served).tolist())) if lo < hi]
+        return [b[np.argsort(self.chunk_of[b], kind="stable")] for b in batches], spans
 
-    def _batches(self) -> list[list[np.ndarray]]:
-        """This rank's streams of batches this epoch (the same shuffles on every rank)."""
+    def _streams(self) -> list[tuple[list[np.ndarray], list[tuple[list[int], range]]]]:
+        """This rank's streams this epoch, as :meth:`_stream` (the same shuffles on every rank)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         streams = [self._stream(k, rng) for k in range(self.world_size * self.n_streams)]
         return streams[self.rank * self.n_streams:(self.rank + 1) * self.n_streams]
 
-    def _with_read_ahead(self, batches: list[np.ndarray]) -> list[ChunkBatch]:
-        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead`` (the first: all up to it)
-        and batch ``i + PREPARE_BATCHES`` to gather (the first: all up to it)."""
+    def _batches(self) -> list[list[np.ndarray]]:
+        """This rank's streams of batches this epoch."""
+        return [batches for batches, _ in self._streams()]
+
+    def _with_read_ahead(self, batches: list[np.ndarray], spans: list[tuple[list[int], range]]) -> list[ChunkBatch]:
+        """Batch ``i`` of a stream names the chunks of batch ``i + lookahead`` (the first: all up to it),
+        batch ``i + PREPARE_BATCHES`` to gather (the first: all up to it) and, if it is the first batch
+        of buffer ``k``, buffer ``k + 1`` as a :class:`ReadGroup` (the first batch: buffers 0 and 1)."""
         chunks = [np.unique(self.chunk_of[b]) for b in batches]
         ahead = [chunks[i + self.lookahead] if i + self.lookahead < len(chunks) else () for i in range(len(chunks))]
         if chunks:
@@ -644,10 +810,14 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         lists = [b.tolist() for b in batches]
         prepare = [lists[1:PREPARE_BATCHES + 1] if i == 0 else lists[i + PREPARE_BATCHES:i + PREPARE_BATCHES + 1]
                    for i in range(len(lists))]
-        return [ChunkBatch(b, map(int, a), p) for b, a, p in zip(lists, ahead, prepare)]
+        fill: list[list[ReadGroup]] = [[] for _ in lists]
+        for k, (chunks_k, held) in enumerate(spans):
+            fill[spans[k - 1][1][0] if k else 0].append(
+                ReadGroup(tuple(chunks_k), tuple(tuple(lists[j]) for j in held), self.keep))
+        return [ChunkBatch(b, map(int, a), p, f) for b, a, p, f in zip(lists, ahead, prepare, fill)]
 
     def __iter__(self) -> Iterator[ChunkBatch]:
-        streams = [self._with_read_ahead(s) for s in self._batches()]
+        streams = [self._with_read_ahead(*s) for s in self._streams()]
         self.epoch += 1
         for i in range(max(map(len, streams), default=0)):
             for s in streams:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,12 @@ from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from popstore.codecs import CorruptChunkError, check_blosc_frame, crc32c
+from popstore.codecs import CorruptChunkError, check_blosc_frame, crc32c, crc32c_value
 
 #: zarr codecs whose numcodecs codec (this attribute) can decode into a given array
 DECODE_INTO = {BloscCodec: "_blosc_codec", ZstdCodec: "_zstd_codec"}
+#: Most buffers one ``os.preadv`` call takes (the system's ``IOV_MAX``).
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 #: Allocates an uninitialised array of a shape and dtype (e.g. from a pool of recycled arrays).
 Allocator = Callable[[tuple[int, ...], np.dtype], np.ndarray]
 
@@ -67,6 +69,8 @@ class ChunkReader:
             if isinstance(a.store_path.store, LocalStore) else None
         self._buffers = threading.local()  # per thread: compressed bytes that a Blosc stage consumes
         pipeline = a.codec_pipeline
+        #: chunks are uncompressed local files in native byte order, which :meth:`read_into` reads
+        self.raw_file = False
         self.direct = (
             a.metadata.zarr_format == 3
             and isinstance(a.metadata.chunk_grid, RegularChunkGrid)
@@ -88,7 +92,7 @@ class ChunkReader:
             self._decode_into = getattr(first, kind) if plain and kind else None
             # a Blosc frame is checked against its buffer before numcodecs decodes it (popstore.codecs)
             self._blosc_frame = isinstance(first, BloscCodec)
-            self._read_into = plain and self._path is not None and (
+            self.raw_file = plain and self._path is not None and (
                 not self._bb or (len(self._bb) == 1 and isinstance(first, Crc32cCodec)))
             self._checksum = bool(self._bb)  # raw bytes followed by their crc32c (popstore's codec "none")
 
@@ -114,26 +118,43 @@ class ChunkReader:
             return None
         return self._prototype.buffer.from_array_like(data)
 
-    def _read_raw(self, c: int, out: np.ndarray) -> np.ndarray:
-        """An uncompressed chunk file read straight into ``out``, its trailing crc32c checked on ``out``'s
-        bytes if the array has one (the fill value if the chunk was never written)."""
-        key = self._metadata.encode_chunk_key((c,) + (0,) * (out.ndim - 1))
-        raw = out.reshape(-1).view(np.uint8)
+    def read_into(self, c: int, pieces: Sequence[np.ndarray]) -> None:
+        """The bytes of uncompressed chunk ``c``, in file order, straight into ``pieces``.
+
+        ``pieces`` are C-contiguous arrays of ``self.dtype`` (e.g. the rows of a chunk that go to
+        different batches) whose bytes add up to one whole chunk (``chunk x`` the row size, also for the
+        last, short chunk: Zarr stores it padded). One ``os.preadv`` per file (per :data:`IOV_MAX`
+        pieces) copies the bytes once; the trailing crc32c checksum, if the array has one, is then
+        computed over the pieces in file order. Raises :class:`CorruptChunkError` naming the chunk if
+        the file is not exactly that long or its checksum does not match; a chunk never written gives
+        the array's fill value.
+        """
+        key = self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1))
+        expected = sum(p.nbytes for p in pieces) + 4 * self._checksum
         try:
-            with open(self._path / key, "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                stored = f.readinto(raw) == out.nbytes and size == out.nbytes + 4 * self._checksum and \
-                    (not self._checksum or f.read(4))
+            fd = os.open(self._path / key, os.O_RDONLY)
         except FileNotFoundError:
-            out[...] = self._spec.fill_value
-            return out
-        if not stored:
-            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {size} bytes, not "
-                                    f"{out.nbytes + 4 * self._checksum}")
-        if self._checksum and crc32c(raw) != stored:
-            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
-                                    "does not match its bytes")
-        return out
+            for p in pieces:
+                p[...] = self._spec.fill_value
+            return
+        stored = bytearray(4)
+        buffers = [*pieces, stored] if self._checksum else list(pieces)
+        try:
+            size = os.fstat(fd).st_size
+            done = 0
+            for i in range(0, len(buffers), IOV_MAX):
+                done += os.preadv(fd, buffers[i:i + IOV_MAX], done)
+        finally:
+            os.close(fd)
+        if size != expected or done != expected:
+            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {size} bytes, not {expected}")
+        if self._checksum:
+            value = 0
+            for p in pieces:
+                value = crc32c_value(p, value)
+            if value.to_bytes(4, "little") != stored:
+                raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
+                                        "does not match its bytes")
 
     def read(self, c: int, empty: Allocator = _empty) -> np.ndarray:
         """Chunk ``c`` decoded: shape ``(rows(c), *array.shape[1:])``; ``empty`` allocates the output."""
@@ -141,8 +162,10 @@ class ChunkReader:
         if not self.direct:
             return self.array[c * self.chunk:c * self.chunk + n]
         shape = (self.chunk, *self.array.shape[1:])
-        if self._read_into:
-            return self._read_raw(c, empty(shape, np.dtype(self.dtype)))[:n]
+        if self.raw_file:
+            out = empty(shape, np.dtype(self.dtype))
+            self.read_into(c, [out])
+            return out[:n]
         key = self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1))
         data = self._get(key, self._decode_into is not None)
         if data is None:

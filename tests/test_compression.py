@@ -81,7 +81,7 @@ def test_a_flipped_byte_in_a_raw_chunk_fails_its_checksum(tmp_path, table, clien
     with pytest.raises(CorruptChunkError, match="field/c/1/0/0"):
         open_store(path)["field"].values
     reader = ChunkReader(open_group(path)["field"])
-    assert reader._read_into  # the direct path: read into the output array, checksum on its bytes
+    assert reader.raw_file  # the direct path: read into the output array, checksum on its bytes
     np.testing.assert_array_equal(reader.read(0), good[:CHUNK])
     with pytest.raises(CorruptChunkError, match=r"field/c/1/0/0 is corrupt: its crc32c checksum"):
         reader.read(1)

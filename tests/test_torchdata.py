@@ -10,12 +10,14 @@ import torch
 import xarray as xr
 
 import popstore
+from popstore.codecs import CorruptChunkError
 from popstore.errors import UserError
 from popstore.priors import sample_table
 from popstore.splits import label_statistics
 from popstore.simulators import get_simulator
 from popstore.store import open_store
-from popstore.torchdata import BATCH_BUFFERS, PREPARE_BATCHES, ChunkBatch, ChunkBatchSampler, _ArrayPool
+from popstore.torchdata import BATCH_BUFFERS, PREPARE_BATCHES, ChunkBatch, ChunkBatchSampler, _ArrayPool, open_group
+from popstore.zarrchunks import ChunkReader
 from toy_simulators import Ramp
 
 
@@ -108,19 +110,27 @@ def test_sampler_keeps_batches_within_buffers_and_workers(store):
     assert list(sampler) != batches  # the next epoch reshuffles
 
 
-def test_chunk_aware_reads_decompress_each_chunk_once(store, monkeypatch):
-    data = popstore.MapDataset(store, split=None, cache_chunks=4)
+def counting_chunk_reads(monkeypatch) -> list[int]:
+    """The chunks read from their files (by ``ChunkReader.read_into``, on any thread), in order."""
     calls = []
-    original = type(data)._decode_chunk
+    original = ChunkReader.read_into
 
-    def counting(self, c):
-        calls.append(c)  # also on the read-ahead threads (list.append is atomic)
-        return original(self, c)
+    def counting(self, c, pieces):
+        calls.append(c)  # also on the read threads (list.append is atomic)
+        return original(self, c, pieces)
 
-    monkeypatch.setattr(type(data), "_decode_chunk", counting)
+    monkeypatch.setattr(ChunkReader, "read_into", counting)
+    return calls
+
+
+@pytest.mark.parametrize("read_threads", [0, 2])  # 0: chunks decoded and gathered; 2: read into the batches
+def test_chunk_aware_reads_read_each_chunk_once(store, monkeypatch, read_threads):
+    assert ChunkReader(open_group(store)["image"]).raw_file  # this store keeps raw (checksummed) chunks
+    data = popstore.MapDataset(store, split=None, cache_chunks=4, read_threads=read_threads)
+    calls = counting_chunk_reads(monkeypatch)
     for _ in popstore.make_loader(data, batch_size=5, seed=0, buffer_chunks=2):
         pass
-    assert sorted(calls) == sorted(set(calls)) and len(calls) == int(np.ceil(90 / 8))
+    assert sorted(calls) == list(range(int(np.ceil(90 / 8))))
 
 
 def test_dataset_pickles_without_open_store(store):
@@ -150,14 +160,7 @@ def test_plain_dataloader_with_default_collate(store):
 
 def test_cache_keeps_a_split_that_fits_in_memory_across_epochs(store, monkeypatch):
     data = popstore.MapDataset(store, split=None)  # default budget: every chunk of this store fits
-    decoded = []
-    original = type(data)._decode_chunk
-
-    def counting(self, c):
-        decoded.append(c)
-        return original(self, c)
-
-    monkeypatch.setattr(type(data), "_decode_chunk", counting)
+    decoded = counting_chunk_reads(monkeypatch)
     loader = popstore.make_loader(data, batch_size=5, seed=0)
     first = torch.cat([x for x, _ in loader])
     second = torch.cat([x for x, _ in loader])
@@ -184,36 +187,47 @@ def test_batches_group_chunks_and_name_the_chunks_read_next(store):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num_workers, monkeypatch):
-    threads = []
-    original = popstore.MapDataset._decode_chunk
+    reads = []
+    original = ChunkReader.read_into
 
-    def recording(self, c):
-        threads.append((self.read_threads, threading.current_thread().name))
-        return original(self, c)
+    def recording(self, c, pieces):
+        reads.append(threading.current_thread().name)
+        return original(self, c, pieces)
 
-    monkeypatch.setattr(popstore.MapDataset, "_decode_chunk", recording)
+    monkeypatch.setattr(ChunkReader, "read_into", recording)
     gathered = []
     original_gather = popstore.MapDataset.read_inputs
 
     def recording_gather(self, *args, **kwargs):
-        gathered.append((self.read_threads, threading.current_thread().name))
+        gathered.append(threading.current_thread().name)
         return original_gather(self, *args, **kwargs)
 
     monkeypatch.setattr(popstore.MapDataset, "read_inputs", recording_gather)
     kwargs = dict(split="train", normalize="none")
-    on_demand = popstore.MapDataset(store, read_threads=0, **kwargs)
+    on_demand = popstore.make_loader(popstore.MapDataset(store, read_threads=0, **kwargs), batch_size=6, seed=4,
+                                     num_workers=num_workers)
     ahead = popstore.MapDataset(store, read_threads=2, gather_ahead=True, **kwargs)
-    for a, b in zip(popstore.make_loader(on_demand, batch_size=6, seed=4, num_workers=num_workers),
-                    popstore.make_loader(ahead, batch_size=6, seed=4, num_workers=num_workers), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    if num_workers == 0:
-        assert ahead._pending == {} and len(ahead._cache) == len(np.unique(ahead.indices // ahead.chunk))
-        assert {name for n, name in threads if n == 0} == {"MainThread"}
-        assert all(name.startswith("popstore-read") for n, name in threads if n == 2)
-        # every batch but the first is gathered on the batch thread, while the previous one is in use
-        names = [name for n, name in gathered if n == 2]
-        assert names.count("MainThread") == 1 and all(n.startswith("popstore-batch") for n in names if n != "MainThread")
-        assert len(names) == len(popstore.make_loader(ahead, batch_size=6)) and ahead._prepared == {}
+    loader = popstore.make_loader(ahead, batch_size=6, seed=4, num_workers=num_workers)
+    n_chunks = len(np.unique(ahead.indices // ahead.chunk))
+    for epoch in range(2):
+        reads.clear()
+        expected = list(on_demand)
+        assert set(reads) <= {"MainThread"}  # read_threads=0: read and gathered on demand
+        reads.clear()
+        gathered.clear()
+        for a, b in zip(expected, loader, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        if num_workers:
+            continue
+        assert ahead._pending == {} and ahead._filling == {} and ahead._prepared == {}
+        assert len(ahead._cache) == n_chunks  # the split fits the cache: the first epoch's reads fill it
+        if epoch == 0:  # every chunk file read once, on the read threads, straight into the batches
+            assert len(reads) == n_chunks and all(name.startswith("popstore-read") for name in reads)
+            assert gathered == []
+        else:  # later epochs: every batch but the first gathered from the cache on the batch thread
+            assert reads == [] and len(gathered) == len(loader)
+            assert gathered.count("MainThread") == 1
+            assert all(name.startswith("popstore-batch") for name in gathered if name != "MainThread")
 
 
 def test_batch_arrays_are_reused_only_once_released(store):
@@ -235,8 +249,57 @@ def test_batch_arrays_are_reused_only_once_released(store):
     np.testing.assert_array_equal(third.numpy(), open_store(store)["image"].values[16:24])
 
 
+def served_samples(loader, labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Store indices of the samples an epoch of ``loader`` serves (identified by their first label, unique in
+    ``labels``), after checking that every input it served equals the stored maps ``truth`` of that sample."""
+    order = np.argsort(labels)
+    served = []
+    for x, y in loader:
+        sample = order[np.searchsorted(labels[order], y[:, 0].numpy())]
+        np.testing.assert_array_equal(x.numpy(), truth[sample])
+        served.append(sample)
+    return np.concatenate(served)
+
+
+@pytest.mark.parametrize("batch_size", [7, 8, 20])  # batches straddling buffers, aligned with them, spanning them
+def test_streaming_reads_go_straight_into_batch_slots(fields_store, monkeypatch, batch_size):
+    """Streaming (cache smaller than the store): each chunk file read once per epoch into the batches, no chunk arrays."""
+    data = popstore.MapDataset(fields_store, split=None, normalize="none", cache_chunks=2, read_threads=2)
+    ds = open_store(fields_store)
+    truth = np.stack([ds["density"].values, ds["temperature"].values], axis=1)
+    labels = ds[data.labels[0]].values.astype(np.float32)
+    reads = counting_chunk_reads(monkeypatch)
+    loader = popstore.make_loader(data, batch_size=batch_size, seed=5, buffer_chunks=2)
+    assert not loader.batch_sampler.keep
+    epochs = [served_samples(loader, labels, truth) for _ in range(3)]
+    for served in epochs:
+        assert sorted(served.tolist()) == list(range(60))  # every sample once per epoch
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
+    assert sorted(reads) == sorted(list(range(8)) * 2 * 3)  # 8 chunks x 2 inputs, once per epoch
+    assert data._direct and data._cache == {} and data._chunk_arrays._arrays == [] and data._filling == {}
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_ranks_read_straight_into_batches_with_repeats_and_drops(store, drop_last):
+    """A rank of three: padded streams serve some samples twice, drop_last leaves rows of a chunk unserved."""
+    ds = open_store(store)
+    labels = ds["a"].values.astype(np.float32)
+    served = []
+    for rank in range(3):
+        data = popstore.MapDataset(store, split="train", normalize="none", cache_chunks=1, read_threads=2)
+        loader = popstore.make_loader(data, batch_size=5, seed=2, rank=rank, world_size=3, drop_last=drop_last)
+        served.append(served_samples(loader, labels, ds["image"].values))
+        assert data._direct and data._filling == {}
+    train = np.flatnonzero(ds.split.values == "train")
+    everything = np.concatenate(served)
+    assert len({len(s) for s in served}) == 1 and set(everything.tolist()) <= set(train.tolist())
+    if not drop_last:  # every training sample at least once, some twice
+        assert set(everything.tolist()) == set(train.tolist()) and len(everything) > len(train)
+
+
 def test_streaming_reads_decode_into_recycled_chunk_arrays(fields_store, monkeypatch):
-    data = popstore.MapDataset(fields_store, split=None, normalize="none", cache_chunks=2)  # decodes every epoch
+    # read_threads=0: chunks decoded into the chunk arrays, then gathered into batches, every epoch
+    data = popstore.MapDataset(fields_store, split=None, normalize="none", cache_chunks=2, read_threads=0)
     ds = open_store(fields_store)
     truth = np.stack([ds["density"].values, ds["temperature"].values], axis=1)
     recycled = []
@@ -364,13 +427,46 @@ def test_reads_verify_crc32c_checksums(tmp_path):
         fresh.read_inputs([7])
 
 
-def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(tmp_path):
+@pytest.mark.parametrize("row", [0, 1, 2, 5, None])  # the row of chunk 3 with a flipped byte (None: its checksum)
+def test_reads_into_batches_name_a_corrupt_or_truncated_chunk(tmp_path, row):
+    """Raw checksummed chunks read straight into the batch slots: the crc32c over the pieces catches a flipped
+    byte wherever it lands (a sample of any batch, the checksum itself) and a truncated chunk."""
+    from zarr.codecs import Crc32cCodec
+
+    maps = np.random.default_rng(0).random((40, 1, 6, 6), dtype=np.float32)
+    ds = xr.Dataset({"m": (("s", "c", "y", "x"), maps), "a": ("s", np.arange(40.0))})
+    path = tmp_path / "raw.zarr"
+    ds.to_zarr(path, encoding={"m": {"chunks": (8, 1, 6, 6), "compressors": (Crc32cCodec(),)}})
+    data = popstore.MapDataset(path, split=None, inputs=["m"], labels=["a"], normalize="none", cache_chunks=1,
+                               read_threads=2)
+    loader = popstore.make_loader(data, batch_size=4, seed=1, buffer_chunks=2)
+    np.testing.assert_array_equal(np.sort(served_samples(loader, ds["a"].values.astype(np.float32), maps)),
+                                  np.arange(40))
+    assert data._direct
+    chunk_file = path / "m" / "c" / "3" / "0" / "0" / "0"
+    good = chunk_file.read_bytes()
+    corrupted = bytearray(good)
+    corrupted[-1 if row is None else 144 * row + 7] ^= 0x10  # rows of 1 x 6 x 6 float32: 144 bytes
+    for damaged in (bytes(corrupted), good[:-30]):
+        chunk_file.write_bytes(damaged)
+        with pytest.raises(CorruptChunkError, match="m/c/3/0/0/0 is corrupt"):
+            for _ in loader:
+                pass
+    chunk_file.write_bytes(good)
+    assert len(list(loader)) == 10  # and the store reads again
+
+
+@pytest.mark.parametrize("compressors", ["default", "crc32c"])  # zstd (decoded, gathered), raw (into the batches)
+def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(tmp_path, compressors):
     """125 chunks of 256 KiB through a 2-chunk cache: traced allocations stay at the pools' size."""
+    from zarr.codecs import Crc32cCodec
+
     n, chunk = 2000, 16
     maps = np.random.default_rng(1).random((n, 64, 64), dtype=np.float32)  # 31 MiB
     path = tmp_path / "big.zarr"
+    encoding = {"chunks": (chunk, 64, 64)} | ({"compressors": (Crc32cCodec(),)} if compressors == "crc32c" else {})
     xr.Dataset({"m": (("s", "y", "x"), maps), "a": ("s", np.arange(n, dtype=float))}).to_zarr(
-        path, encoding={"m": {"chunks": (chunk, 64, 64)}})
+        path, encoding={"m": encoding})
     data = popstore.MapDataset(path, split=None, inputs=["m"], labels=["a"], normalize="none", cache_chunks=2,
                                read_threads=2)
     loader = popstore.make_loader(data, batch_size=8, seed=0, buffer_chunks=1)
@@ -382,9 +478,12 @@ def test_streaming_memory_stays_bounded_for_a_store_much_larger_than_the_cache(t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_allclose(total, maps.sum(dtype=np.float64), rtol=1e-9)  # every sample read once
-    # pools: cache + in-flight chunk arrays, batch arrays (recycled and gathered ahead), a compressed chunk per thread
+    assert data._direct == (compressors == "crc32c")
+    # pools: cache + in-flight chunk arrays, batch arrays (recycled, gathered ahead, being read into), a compressed
+    # chunk (decoding) or a chunk's unserved rows (reading into batches) per thread
+    assert data._batch_arrays.size <= BATCH_BUFFERS + PREPARE_BATCHES + 3 * 2 + 1  # buffer: 2 batches of 8
     bound = (data.cache_chunks + 2 * data.read_threads + 8) * chunk_bytes \
-        + (BATCH_BUFFERS + PREPARE_BATCHES) * 8 * 64 * 64 * 4 \
+        + data._batch_arrays.size * 8 * 64 * 64 * 4 \
         + (data.read_threads + 1) * chunk_bytes
     assert peak < bound < maps.nbytes / 5
 
