@@ -419,22 +419,21 @@ class MapDataset(Dataset):
             start = channel = 0
             for v, k in zip(self.inputs, self.input_channels):
                 rows = spare[start:start + self.chunk * k].reshape(self.chunk, k, *self.map_shape)
-                pieces, taken, repeats = list(rows), [], []
+                pieces, taken, repeats = list(rows), {}, []  # taken: the slot each served row is read into
                 for filling, a, chunk_rows in dests:
                     x = filling.x.numpy()
                     for slot, r in enumerate(chunk_rows.tolist(), start=a):
                         piece = x[slot, channel:channel + k]
-                        if pieces[r] is rows[r]:
-                            pieces[r] = piece
-                            taken.append(r)
+                        if r not in taken:
+                            pieces[r] = taken[r] = piece
                         else:  # a sample served twice (a padded stream): copied once it is read
                             repeats.append((piece, r))
                 self._readers[v].read_into(c, pieces)
                 for piece, r in repeats:
                     piece[...] = pieces[r]
                 if keep:
-                    for r in taken:
-                        rows[r] = pieces[r]
+                    for r, piece in taken.items():
+                        rows[r] = piece
                 start += self.chunk * k
                 channel += k
         except Exception as err:  # a corrupt chunk: the batches it feeds raise it when claimed

@@ -277,6 +277,16 @@ def test_streaming_reads_go_straight_into_batch_slots(fields_store, monkeypatch,
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
     assert sorted(reads) == sorted(list(range(8)) * 2 * 3)  # 8 chunks x 2 inputs, once per epoch
     assert data._direct and data._cache == {} and data._chunk_arrays._arrays == [] and data._filling == {}
+    addresses = set()  # where the chunk files were read to: every map served must be one of them (one copy)
+    original = ChunkReader.read_into
+
+    def recording(self, c, pieces):
+        addresses.update(p.__array_interface__["data"][0] for p in pieces)
+        return original(self, c, pieces)
+
+    monkeypatch.setattr(ChunkReader, "read_into", recording)
+    for x, _ in loader:
+        assert {x[i, j].data_ptr() for i in range(len(x)) for j in range(2)} <= addresses
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
