@@ -14,14 +14,16 @@ alike (``--rounds`` rounds; median and best of them are printed):
 - ``in-memory``: what users run when the data fits in memory: ``TensorDataset``
   over the whole array and ``DataLoader(batch_size=..., shuffle=True)``;
 - ``chunk-aware, first epoch``: a fresh :class:`popstore.MapDataset` +
-  :func:`popstore.make_loader` every round, so every chunk is read and decoded
-  (the files are in the OS page cache, as they are for the limit);
+  :func:`popstore.make_loader` every round with the default cache, which holds the
+  split: every chunk is read (the files are in the OS page cache, as they are for
+  the limit) and the reads also fill the cache;
 - ``chunk-aware, later epochs``: one loader whose decoded-chunk cache holds the
   split, past its first epoch;
 - ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
-  every epoch decodes every chunk again, as for a dataset larger than memory; and
-  the same with ``gather_ahead=True`` (the default on CUDA machines): batches
-  gathered on a background thread, the training thread only claims them;
+  every epoch reads every chunk again, as for a dataset larger than memory (raw chunks
+  straight into the batches' slots, :meth:`popstore.MapDataset.fill`); and the same
+  with ``gather_ahead=True`` (the default on CUDA machines: batches of cached chunks
+  gathered on a background thread);
 - ``loose .npy + CSV``: the research codes' Dataset (a CSV row and one
   ``np.load`` per map per sample).
 
@@ -171,6 +173,9 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
     cached.read_inputs(np.arange(len(cached)))  # every chunk decoded into the cache
     batches = list(ChunkBatchSampler(cached, chunk, seed=0))  # batches of one chunk's size, mixing 4 chunks
     files = [[store / v / "c" / str(c) / "0" / "0" for v in INPUTS] for c in range(n_chunks)]
+    # each input's rows of a chunk into the batch slots of a shuffled order, one piece per sample (MapDataset.fill)
+    slot = np.random.default_rng(0).permutation(chunk)
+    pieces = [[batch[s, i] for s in slot] for i in range(len(INPUTS))]
     stages = {
         "file read (np.fromfile)": lambda c: [np.fromfile(f, np.uint8) for f in files[c]],
         "file read + crc32c (google_crc32c, zarr's)": lambda c: [google_crc32c.value(np.fromfile(f, np.uint8))
@@ -179,6 +184,8 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
                                                                      for f in files[c]],
         "read + check + decode (ChunkReader, recycled)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
         "read + check + decode (ChunkReader, fresh)": lambda c: [r.read(c) for r in readers],
+        **({"read + check into batch slots (ChunkReader.read_into)":
+            lambda c: [r.read_into(c, p) for r, p in zip(readers, pieces)]} if readers[0].raw_file else {}),
         "gather into channel slots (read_inputs)": lambda c: cached.read_inputs(batches[c % len(batches)], out=batch),
         "earlier path: zarr.Array.__getitem__": lambda c: [group[v][c * chunk:(c + 1) * chunk] for v in INPUTS],
         "earlier path: xarray .isel().values": lambda c: [ds[v].isel(sample=slice(c * chunk, (c + 1) * chunk)).values
@@ -191,21 +198,23 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
 
 
 def profile_streaming(store: Path, batch: int) -> None:
-    """cProfile of one streaming epoch read entirely on the training thread (read_threads=0)."""
-    data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none", cache_chunks=8, read_threads=0)
+    """cProfile of one streaming epoch with one read thread: the training thread and the read thread together."""
+    data = popstore.MapDataset(store, split="train", inputs=INPUTS, normalize="none", cache_chunks=8, read_threads=1)
     loader = popstore.make_loader(data, batch, seed=3)
     for _ in loader:  # first epoch: open the store, fill the pools
         pass
-    prof = cProfile.Profile()
-    prof.enable()
+    profiles = [cProfile.Profile(), cProfile.Profile()]
+    profiles[0].enable()
+    data._pool.submit(profiles[1].enable).result()  # a profiler is per thread: the read thread starts its own
     for _ in loader:
         pass
-    prof.disable()
+    data._pool.submit(profiles[1].disable).result()
+    profiles[0].disable()
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(8)
+    pstats.Stats(*profiles, stream=out).sort_stats("tottime").print_stats(8)
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
     start = next(i for i, ln in enumerate(lines) if "ncalls" in ln)
-    print("\ncProfile of one streaming epoch on the training thread alone (read_threads=0), top 8 by own time:")
+    print("\ncProfile of one streaming epoch, the training thread and its one read thread, top 8 by own time:")
     print("\n".join(lines[:start] + lines[start:start + 9]))
 
 
@@ -222,7 +231,7 @@ def main() -> None:
                     help="store codec (default: popstore's default, auto: raw chunks for these maps)")
     args = ap.parse_args()
     if args.rounds < 2:
-        ap.error("--rounds must be >= 2 (the first epoch of the cached loader is reported apart)")
+        ap.error("--rounds must be >= 2 (medians and bests over rounds)")
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="popstore-bench-"))
     try:
@@ -252,16 +261,20 @@ def main() -> None:
         print(f"input chunks on disk: {disk / 2**20:.1f} MiB for {limit.decoded_bytes / 2**20:.1f} MiB of maps "
               f"({limit.decoded_bytes / disk:.2f}x smaller than raw; codecs {limit.codecs})")
         cached = chunk_aware()
+        fresh = {  # a fresh loader every round: its cache holds the split (and the reads fill it), or two buffers
+            "chunk-aware, first epoch": chunk_aware,
+            "chunk-aware, first epoch, streaming cache": lambda: chunk_aware(2 * args.buffer_chunks),
+        }
         loaders = {
             "in-memory tensor": DataLoader(memory, batch_size=args.batch, shuffle=True),
-            "chunk-aware, first epoch": None,  # a fresh loader every round
+            **dict.fromkeys(fresh),
             "chunk-aware, later epochs": cached,
             "chunk-aware, streaming": chunk_aware(2 * args.buffer_chunks),
             "chunk-aware, streaming, gather_ahead": chunk_aware(2 * args.buffer_chunks, gather_ahead=True),
             "loose .npy + CSV": DataLoader(LooseFiles(folder), batch_size=args.batch, shuffle=True),
         }
         rates = {"read+decode limit": [], "read+decode limit, 1 thread": [], **{k: [] for k in loaders}}
-        cached_first = epoch_rate(cached)[0]
+        epoch_rate(cached)  # its first epoch fills its cache
         cpu = {k: [] for k in rates}
         train_cpu = {k: [] for k in loaders}
         for _ in range(args.rounds):
@@ -270,7 +283,7 @@ def main() -> None:
                 rates[name].append(r / sample_bytes)
                 cpu[name].append(c * sample_bytes)
             for name, loader in loaders.items():
-                r, c, m = epoch_rate(loader or chunk_aware(2 * args.buffer_chunks))
+                r, c, m = epoch_rate(loader or fresh[name]())
                 rates[name].append(r)
                 cpu[name].append(c)
                 train_cpu[name].append(m)
@@ -284,8 +297,8 @@ def main() -> None:
             train = f"{1e6 * np.median(train_cpu[name]):>17.1f}" if name in train_cpu else ""
             print(f"{name:<44}{median[name]:>10.0f}{best[name]:>10.0f}{median[name] * sample_bytes / 1e6:>14.0f}"
                   f"{cost[name]:>15.1f}{train}")
-        print(f"(the cached loader's own first epoch: {cached_first:.0f} samples/s; CPU time: every thread of this "
-              "process, and the training thread alone (what a training step waits for), medians)")
+        print("(CPU time: every thread of this process, and the training thread alone (what a training step waits "
+              "for), medians)")
         print("per-round ratios to in-memory (streaming, first epoch): "
               + ", ".join(f"{s / m:.2f}/{f / m:.2f}" for s, f, m in zip(
                   rates["chunk-aware, streaming"], rates["chunk-aware, first epoch"], rates["in-memory tensor"])))
@@ -293,10 +306,11 @@ def main() -> None:
         print("\nratios of median rates (targets for streaming and first epochs: >= 0.5x in-memory, >= 10x loose, "
               ">= 0.5x the limit); last column: the limit's CPU cost per sample / the loader's")
         mem, loose, lim = median["in-memory tensor"], median["loose .npy + CSV"], median["read+decode limit"]
-        for name in ("chunk-aware, first epoch", "chunk-aware, streaming", "chunk-aware, streaming, gather_ahead",
+        for name in ("chunk-aware, first epoch", "chunk-aware, first epoch, streaming cache", "chunk-aware, streaming",
+                     "chunk-aware, streaming, gather_ahead",
                      "chunk-aware, later epochs", "in-memory tensor"):
             r = median[name]
-            print(f"  {name:<38}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
+            print(f"  {name:<42}{r / mem:6.2f}x in-memory {r / loose:7.1f}x loose {r / lim:6.2f}x the limit"
                   f"{cost['read+decode limit'] / cost[name]:8.2f}")
 
         data = cached.dataset
