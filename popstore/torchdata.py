@@ -19,7 +19,12 @@ machines) a batch thread also gathers the next batches from the decoded chunks,
 and the training thread only claims finished batches. Each input of a chunk is
 decoded straight into its own block of one array, and a batch takes every map
 from there into its channel slot with one copy (never a stacked copy of the
-chunk first). Batches and decoded chunks reuse arrays that
+chunk first). Uncompressed (checksummed) chunks skip the decoded-chunk cache:
+each shuffle buffer's chunk files are read straight into the slots of its
+batches, one ``os.preadv`` per file on the read threads (:meth:`MapDataset.fill`),
+so a sample costs one copy plus its checksum, and once a file's checksum matched
+in a stream that fits the cache budget, later epochs read it out of the OS page
+cache without checking it again while it is unchanged. Batches and decoded chunks reuse arrays that
 nothing holds any more, so memory is not faulted in afresh for every batch; on
 CUDA machines the batch arrays are page-locked, so ``.to(device,
 non_blocking=True)`` copies asynchronously.
@@ -352,55 +357,38 @@ class MapDataset(Dataset):
     def fill(self, groups: Iterable[ReadGroup]) -> bool:
         """Start reading the chunk files of shuffle buffers straight into their batches' arrays.
 
-        For each :class:`ReadGroup` whose chunks are not all cached, every chunk file is read by one
-        ``os.preadv`` on the read threads, each sample's bytes going to its slot in the batch that
-        takes it (:meth:`popstore.zarrchunks.ChunkReader.read_into`: one copy per sample, the crc32c
-        checked over the pieces before any batch of the chunk can be claimed); rows no batch takes go
-        to the cache's chunk array if ``keep`` (which then enters the cache, completed by a copy of the
-        rows the batches took) or to scratch memory. :meth:`batch` claims such a batch once all its
-        chunks are in. Batches of a cached group are gathered from the cache as before, also the
-        slots of a batch that straddles into a group read from files. At most three groups' batches
-        are kept unclaimed (older ones, of an epoch left early, are dropped). Returns whether this
-        dataset reads this way: uncompressed float32 inputs chunked alike, with ``read_threads``.
+        For each :class:`ReadGroup`, every chunk file is read by one ``os.preadv`` on the read threads,
+        each sample's bytes going to its slot in the batch that takes it
+        (:meth:`popstore.zarrchunks.ChunkReader.read_into`: one copy per sample, the crc32c checked over
+        the pieces before a batch of the chunk can be claimed); rows no batch takes go to scratch memory.
+        :meth:`batch` claims such a batch once all its chunks are in. With ``keep`` (the stream fits the
+        cache budget) a file whose checksum matched is not checked again while it is unchanged: the OS
+        page cache holds these chunks, and later epochs cost one copy per sample. At most three groups'
+        batches are kept unclaimed (older ones, of an epoch left early, are dropped). Returns whether
+        this dataset reads this way: uncompressed float32 inputs chunked alike, with ``read_threads``.
         """
         self._open()
         if not self._direct:
             return False
         for group in groups:
-            with self._lock:
-                direct = any(c not in self._cache for c in group.chunks)
             limit = 3 * len(group.batches) + 1
             self._batch_arrays.size = max(self._batch_arrays.size, BATCH_BUFFERS + PREPARE_BATCHES + limit)
             targets: dict[int, list[tuple[_Filling, int, np.ndarray]]] = {c: [] for c in group.chunks}
-            cached: list[tuple[_Filling, int, int, int]] = []  # slots a:b of a batch copied from chunk c
             for positions in group.batches:
-                filling = self._filling.get(positions)
-                if filling is None and not direct:
-                    continue  # a batch of cached chunks: gathered when claimed
                 sample = self.indices[np.asarray(positions, dtype=np.int64)]
                 chunk_of = sample // self.chunk
                 starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))
-                if filling is None:
-                    x = self._batch_tensor(len(sample))
-                    filling = self._filling[positions] = _Filling(positions, x, chunk_of[starts].tolist(), self._lock)
-                with self._lock:
-                    waiting = set(filling.waiting)
+                filling = self._filling.get(positions)
+                if filling is None:  # (a batch straddling two buffers is named by both)
+                    filling = self._filling[positions] = _Filling(positions, self._batch_tensor(len(sample)),
+                                                                  chunk_of[starts].tolist(), self._lock)
                 for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(sample)]):
                     c = int(chunk_of[a])
-                    if c in targets and c in waiting:
-                        if direct:
-                            targets[c].append((filling, a, sample[a:b] - c * self.chunk))
-                        else:
-                            cached.append((filling, a, b, c))
-                    elif c in waiting and c in self._cache:  # another group's chunk, already cached
-                        cached.append((filling, a, b, c))
+                    if c in targets:
+                        targets[c].append((filling, a, sample[a:b] - c * self.chunk))
             for c, dests in targets.items():
                 if dests:
                     self._pool.submit(self._read_slots, c, dests, group.keep)
-            for filling, a, b, _ in cached:
-                self.read_inputs(filling.positions[a:b], out=filling.x.numpy()[a:b])
-            for filling, _, _, c in cached:
-                filling.arrived(c)
             while len(self._filling) > limit:  # never claimed (an epoch left early)
                 self._filling.popitem(last=False)
         return True
@@ -408,44 +396,31 @@ class MapDataset(Dataset):
     def _read_slots(self, c: int, dests: list[tuple["_Filling", int, np.ndarray]], keep: bool) -> None:
         """Chunk ``c`` of every input read into the batch slots ``dests`` (filling batch, first slot,
         chunk rows of its samples): one ``preadv`` per chunk file (see :meth:`fill`)."""
+        spare = getattr(self._scratch, "rows", None)
+        if spare is None:
+            spare = self._scratch.rows = np.empty((self.chunk * max(self.input_channels), *self.map_shape),
+                                                  dtype=np.float32)
+        channel = 0
         try:
-            if keep:
-                spare = self._chunk_arrays.empty((self.chunk * len(self.channels), *self.map_shape))
-            else:
-                spare = getattr(self._scratch, "rows", None)
-                if spare is None:
-                    spare = self._scratch.rows = np.empty((self.chunk * len(self.channels), *self.map_shape),
-                                                          dtype=np.float32)
-            start = channel = 0
             for v, k in zip(self.inputs, self.input_channels):
-                rows = spare[start:start + self.chunk * k].reshape(self.chunk, k, *self.map_shape)
-                pieces, taken, repeats = list(rows), {}, []  # taken: the slot each served row is read into
+                pieces = list(spare[:self.chunk * k].reshape(self.chunk, k, *self.map_shape))
+                taken, repeats = set(), []
                 for filling, a, chunk_rows in dests:
                     x = filling.x.numpy()
                     for slot, r in enumerate(chunk_rows.tolist(), start=a):
-                        piece = x[slot, channel:channel + k]
                         if r not in taken:
-                            pieces[r] = taken[r] = piece
+                            pieces[r] = x[slot, channel:channel + k]
+                            taken.add(r)
                         else:  # a sample served twice (a padded stream): copied once it is read
-                            repeats.append((piece, r))
-                self._readers[v].read_into(c, pieces)
+                            repeats.append((x[slot, channel:channel + k], r))
+                self._readers[v].read_into(c, pieces, remember=keep)
                 for piece, r in repeats:
                     piece[...] = pieces[r]
-                if keep:
-                    for r, piece in taken.items():
-                        rows[r] = piece
-                start += self.chunk * k
                 channel += k
         except Exception as err:  # a corrupt chunk: the batches it feeds raise it when claimed
             for filling, _, _ in dests:
                 filling.failed(err)
             return
-        if keep:
-            with self._lock:
-                self._cache[c] = spare
-                self._cache.move_to_end(c)
-                while len(self._cache) > self.cache_chunks:
-                    self._cache.popitem(last=False)
         for filling, _, _ in dests:
             filling.arrived(c)
 
@@ -661,8 +636,8 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
 class ReadGroup(NamedTuple):
     """One shuffle buffer of a :class:`ChunkBatchSampler` stream, for :meth:`MapDataset.fill`:
     its store ``chunks``, the ``batches`` (tuples of dataset positions, grouped by chunk) that hold
-    its samples, and ``keep``: whether the chunks also go into the decoded-chunk cache (it holds
-    the whole stream) or only into the batches (streaming)."""
+    its samples, and ``keep``: whether the stream fits the cache budget, so that a chunk file's
+    checksum, once matched, is not computed again while the file is unchanged (streaming: every read)."""
 
     chunks: tuple[int, ...]
     batches: tuple[tuple[int, ...], ...]
@@ -755,7 +730,7 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         load = np.bincount(self.stream_of, weights=sizes, minlength=self.world_size * self.n_streams).astype(np.int64)
         #: samples per stream and epoch (``None``: as many as the stream holds)
         self.per_stream = None if self.world_size == 1 else int(load.min() if drop_last else load.max())
-        #: whether each process's cache holds all chunks of its stream, so reads fill it (:class:`ReadGroup`)
+        #: whether each process's cache budget holds all chunks of its stream (:class:`ReadGroup`)
         self.keep = dataset.cache_chunks >= np.bincount(self.stream_of).max(initial=0)
 
     def set_epoch(self, epoch: int) -> None:

@@ -68,6 +68,7 @@ class ChunkReader:
         self._path = Path(a.store_path.store.root) / a.store_path.path \
             if isinstance(a.store_path.store, LocalStore) else None
         self._buffers = threading.local()  # per thread: compressed bytes that a Blosc stage consumes
+        self._checked: dict[int, tuple[int, ...]] = {}  # chunk -> file version whose checksum matched (read_into)
         pipeline = a.codec_pipeline
         #: chunks are uncompressed local files in native byte order, which :meth:`read_into` reads
         self.raw_file = False
@@ -118,7 +119,7 @@ class ChunkReader:
             return None
         return self._prototype.buffer.from_array_like(data)
 
-    def read_into(self, c: int, pieces: Sequence[np.ndarray]) -> None:
+    def read_into(self, c: int, pieces: Sequence[np.ndarray], remember: bool = False) -> None:
         """The bytes of uncompressed chunk ``c``, in file order, straight into ``pieces``.
 
         ``pieces`` are C-contiguous arrays of ``self.dtype`` (e.g. the rows of a chunk that go to
@@ -127,7 +128,10 @@ class ChunkReader:
         pieces) copies the bytes once; the trailing crc32c checksum, if the array has one, is then
         computed over the pieces in file order. Raises :class:`CorruptChunkError` naming the chunk if
         the file is not exactly that long or its checksum does not match; a chunk never written gives
-        the array's fill value.
+        the array's fill value. ``remember``: note the version of a file whose checksum matched (device,
+        inode, size, modification and change times in ns) and skip the checksum while the file keeps that
+        version (any write changes its change time), as a cache of checked chunks would: for data read
+        every epoch out of the OS page cache.
         """
         key = self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1))
         expected = sum(p.nbytes for p in pieces) + 4 * self._checksum
@@ -140,7 +144,8 @@ class ChunkReader:
         stored = bytearray(4)
         buffers = [*pieces, stored] if self._checksum else list(pieces)
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size, version = st.st_size, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             done = 0
             for i in range(0, len(buffers), IOV_MAX):
                 done += os.preadv(fd, buffers[i:i + IOV_MAX], done)
@@ -148,13 +153,15 @@ class ChunkReader:
             os.close(fd)
         if size != expected or done != expected:
             raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {size} bytes, not {expected}")
-        if self._checksum:
+        if self._checksum and self._checked.get(c) != version:
             value = 0
             for p in pieces:
                 value = crc32c_value(p, value)
             if value.to_bytes(4, "little") != stored:
                 raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
                                         "does not match its bytes")
+            if remember:
+                self._checked[c] = version
 
     def read(self, c: int, empty: Allocator = _empty) -> np.ndarray:
         """Chunk ``c`` decoded: shape ``(rows(c), *array.shape[1:])``; ``empty`` allocates the output."""

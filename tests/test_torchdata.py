@@ -41,6 +41,16 @@ def store(tmp_path_factory, client):
     return path
 
 
+@pytest.fixture(scope="module")
+def lz4_store(tmp_path_factory, client):
+    """The samples of ``store``, in lz4-compressed chunks (decoded and gathered, not read into the batches)."""
+    path = tmp_path_factory.mktemp("torch") / "lz4.zarr"
+    params = sample_table(Ramp().parameters, 90, seed=8)
+    popstore.generate(Ramp(n=8), params, path, client, samples_per_chunk=8, compression="lz4", progress=False)
+    popstore.split(path, test=0.1, valid=0.1, seed=0)
+    return path
+
+
 def test_items_equal_stored_arrays(store):
     data = popstore.MapDataset(store, split="valid", normalize="none")
     ds = open_store(store).load()
@@ -115,9 +125,9 @@ def counting_chunk_reads(monkeypatch) -> list[int]:
     calls = []
     original = ChunkReader.read_into
 
-    def counting(self, c, pieces):
+    def counting(self, c, pieces, **kwargs):
         calls.append(c)  # also on the read threads (list.append is atomic)
-        return original(self, c, pieces)
+        return original(self, c, pieces, **kwargs)
 
     monkeypatch.setattr(ChunkReader, "read_into", counting)
     return calls
@@ -158,14 +168,63 @@ def test_plain_dataloader_with_default_collate(store):
     torch.testing.assert_close(y, ref[1])
 
 
-def test_cache_keeps_a_split_that_fits_in_memory_across_epochs(store, monkeypatch):
-    data = popstore.MapDataset(store, split=None)  # default budget: every chunk of this store fits
-    decoded = counting_chunk_reads(monkeypatch)
+def test_cache_keeps_a_split_that_fits_in_memory_across_epochs(tmp_path, monkeypatch):
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    maps = np.random.default_rng(4).random((90, 1, 6, 6), dtype=np.float32)
+    path = tmp_path / "lz4.zarr"
+    xr.Dataset({"m": (("s", "c", "y", "x"), maps), "a": ("s", np.arange(90.0))}).to_zarr(
+        path, encoding={"m": {"chunks": (8, 1, 6, 6), "compressors": (BloscCodec(cname="lz4"), Crc32cCodec())}})
+    data = popstore.MapDataset(path, split=None, inputs=["m"], labels=["a"], normalize="none")  # every chunk fits
+    decoded = []
+    original = popstore.MapDataset._decode_chunk
+
+    def counting(self, c):
+        decoded.append(c)
+        return original(self, c)
+
+    monkeypatch.setattr(popstore.MapDataset, "_decode_chunk", counting)
     loader = popstore.make_loader(data, batch_size=5, seed=0)
-    first = torch.cat([x for x, _ in loader])
-    second = torch.cat([x for x, _ in loader])
-    assert len(decoded) == int(np.ceil(90 / 8))  # second epoch: no chunk decoded again
-    torch.testing.assert_close(first.sum(), second.sum())
+    for _ in range(2):  # second epoch: no chunk decoded again
+        np.testing.assert_array_equal(np.sort(served_samples(loader, np.arange(90.0, dtype=np.float32), maps)),
+                                      np.arange(90))
+    assert sorted(decoded) == list(range(12)) and not data._direct
+
+
+def test_raw_chunks_are_checked_once_while_their_files_are_unchanged(store, monkeypatch):
+    """A split that fits the cache budget: later epochs read raw chunks out of the page cache, unchecked
+    unless a file changed since its checksum matched (then it is checked again: a flipped byte is caught)."""
+    data = popstore.MapDataset(store, split=None, normalize="none", read_threads=2)
+    ds = open_store(store)
+    truth, labels = ds["image"].values, ds["a"].values.astype(np.float32)
+    checked = []
+    original = popstore.zarrchunks.crc32c_value
+
+    def counting(piece, value=0):
+        checked.append(piece.nbytes)
+        return original(piece, value)
+
+    monkeypatch.setattr(popstore.zarrchunks, "crc32c_value", counting)
+    loader = popstore.make_loader(data, batch_size=5, seed=0)
+    assert loader.batch_sampler.keep and data.fill(()) is True
+    chunk_bytes = 8 * truth[0].nbytes
+    for epoch in range(2):
+        np.testing.assert_array_equal(np.sort(served_samples(loader, labels, truth)), np.arange(90))
+        assert sum(checked) == (12 * chunk_bytes if epoch == 0 else 0)  # every chunk once, then none
+        checked.clear()
+    chunk_file = store / "image" / "c" / "3" / "0" / "0" / "0"
+    good = chunk_file.read_bytes()
+    chunk_file.write_bytes(good)  # the same bytes, but written: checked again
+    served_samples(loader, labels, truth)
+    assert sum(checked) == chunk_bytes
+    corrupted = bytearray(good)
+    corrupted[100] ^= 0x01
+    try:
+        chunk_file.write_bytes(bytes(corrupted))
+        with pytest.raises(CorruptChunkError, match="image/c/3/0/0/0 is corrupt: its crc32c"):
+            served_samples(loader, labels, truth)
+    finally:
+        chunk_file.write_bytes(good)
 
 
 def test_batches_group_chunks_and_name_the_chunks_read_next(store):
@@ -186,15 +245,18 @@ def test_batches_group_chunks_and_name_the_chunks_read_next(store):
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num_workers, monkeypatch):
+@pytest.mark.parametrize("codec", ["raw", "lz4"])  # raw: read into the batches; lz4: decoded ahead, gathered
+def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(request, codec, num_workers, monkeypatch):
+    store = request.getfixturevalue({"raw": "store", "lz4": "lz4_store"}[codec])
     reads = []
-    original = ChunkReader.read_into
+    original = ChunkReader.read_into if codec == "raw" else popstore.MapDataset._decode_chunk
 
-    def recording(self, c, pieces):
+    def recording(*args, **kwargs):
         reads.append(threading.current_thread().name)
-        return original(self, c, pieces)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(ChunkReader, "read_into", recording)
+    monkeypatch.setattr(*((ChunkReader, "read_into") if codec == "raw" else (popstore.MapDataset, "_decode_chunk")),
+                        recording)
     gathered = []
     original_gather = popstore.MapDataset.read_inputs
 
@@ -220,14 +282,17 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(store, num
         if num_workers:
             continue
         assert ahead._pending == {} and ahead._filling == {} and ahead._prepared == {}
-        assert len(ahead._cache) == n_chunks  # the split fits the cache: the first epoch's reads fill it
-        if epoch == 0:  # every chunk file read once, on the read threads, straight into the batches
+        assert ahead._direct == (codec == "raw")
+        if codec == "raw":  # every chunk file read once per epoch, on the read threads, straight into the batches
             assert len(reads) == n_chunks and all(name.startswith("popstore-read") for name in reads)
-            assert gathered == []
-        else:  # later epochs: every batch but the first gathered from the cache on the batch thread
-            assert reads == [] and len(gathered) == len(loader)
-            assert gathered.count("MainThread") == 1
-            assert all(name.startswith("popstore-batch") for name in gathered if name != "MainThread")
+            assert gathered == [] and ahead._cache == {}
+            continue
+        # lz4: the split fits the cache, decoded once on the read threads; every batch but the first
+        # gathered on the batch thread, while the previous one is in use
+        assert len(ahead._cache) == n_chunks
+        assert len(reads) == (n_chunks if epoch == 0 else 0) and all(n.startswith("popstore-read") for n in reads)
+        assert gathered.count("MainThread") == 1 and len(gathered) == len(loader)
+        assert all(name.startswith("popstore-batch") for name in gathered if name != "MainThread")
 
 
 def test_batch_arrays_are_reused_only_once_released(store):
@@ -280,9 +345,9 @@ def test_streaming_reads_go_straight_into_batch_slots(fields_store, monkeypatch,
     addresses = set()  # where the chunk files were read to: every map served must be one of them (one copy)
     original = ChunkReader.read_into
 
-    def recording(self, c, pieces):
+    def recording(self, c, pieces, **kwargs):
         addresses.update(p.__array_interface__["data"][0] for p in pieces)
-        return original(self, c, pieces)
+        return original(self, c, pieces, **kwargs)
 
     monkeypatch.setattr(ChunkReader, "read_into", recording)
     for x, _ in loader:
