@@ -144,7 +144,10 @@ class MapDataset(Dataset):
         Number of trailing dims of each variable that are not channels.
     cache_chunks
         Chunks kept decoded per process; ``None`` keeps as many as fit in
-        :data:`CACHE_BYTES`, ``0`` disables the cache.
+        :data:`CACHE_BYTES`, ``0`` disables the cache. Uncompressed chunks
+        read with ``read_threads`` are not kept (they go straight into the
+        batches, see :meth:`fill`): if a stream's chunks fit this budget, a
+        chunk file's checksum is only checked again once the file changed.
     read_threads
         Threads per process that decode the chunks named by
         :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read
