@@ -14,16 +14,19 @@ alike (``--rounds`` rounds; median and best of them are printed):
 - ``in-memory``: what users run when the data fits in memory: ``TensorDataset``
   over the whole array and ``DataLoader(batch_size=..., shuffle=True)``;
 - ``chunk-aware, first epoch``: a fresh :class:`popstore.MapDataset` +
-  :func:`popstore.make_loader` every round with the default cache, which holds the
-  split: every chunk is read (the files are in the OS page cache, as they are for
-  the limit) and the reads also fill the cache;
-- ``chunk-aware, later epochs``: one loader whose decoded-chunk cache holds the
-  split, past its first epoch;
+  :func:`popstore.make_loader` every round with the default cache budget, which
+  holds the split: every chunk is read (the files are in the OS page cache, as
+  they are for the limit) and checked; raw chunks go straight into the batches'
+  slots (:meth:`popstore.MapDataset.fill`), compressed ones are decoded into the
+  cache and gathered. And the same with a cache of two buffers (``streaming
+  cache``), the first epoch of a dataset larger than the cache;
+- ``chunk-aware, later epochs``: one loader past its first epoch whose cache budget
+  holds the split: raw chunks read again into the batches, their checksums not
+  computed again (the files are unchanged), compressed ones gathered from the cache;
 - ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
-  every epoch reads every chunk again, as for a dataset larger than memory (raw chunks
-  straight into the batches' slots, :meth:`popstore.MapDataset.fill`); and the same
-  with ``gather_ahead=True`` (the default on CUDA machines: batches of cached chunks
-  gathered on a background thread);
+  every epoch reads and checks every chunk again, as for a dataset larger than memory;
+  and the same with ``gather_ahead=True`` (the default on CUDA machines: batches of
+  decoded chunks gathered on a background thread; raw chunks are read as without it);
 - ``loose .npy + CSV``: the research codes' Dataset (a CSV row and one
   ``np.load`` per map per sample).
 
@@ -32,10 +35,11 @@ threads) and of the training thread alone (what a training step waits for; the
 rest overlaps it). Then it prints how many store chunks a batch mixes (shuffling
 quality), and where the streaming time goes: the cost of each stage per chunk in
 tight loops (file read, checksum, codec decode through
-:class:`popstore.zarrchunks.ChunkReader`, gathering batches as
+:class:`popstore.zarrchunks.ChunkReader`, a raw chunk read and checked straight
+into the shuffled slots of a batch (``ChunkReader.read_into``), gathering batches as
 :meth:`popstore.MapDataset.read_inputs` does; and what the same chunk costs
 through ``zarr.Array.__getitem__`` and xarray, the earlier read path), and a
-cProfile of a streaming epoch read on the training thread alone.
+cProfile of a streaming epoch (the training thread and one read thread).
 
 On small VMs fresh memory is expensive to fault in; MapDataset reuses its
 arrays, and for the other loaders ``MALLOC_MMAP_THRESHOLD_=67108864
@@ -184,7 +188,7 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
                                                                      for f in files[c]],
         "read + check + decode (ChunkReader, recycled)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
         "read + check + decode (ChunkReader, fresh)": lambda c: [r.read(c) for r in readers],
-        **({"read + check into batch slots (ChunkReader.read_into)":
+        **({"read + check into batch slots (read_into)":
             lambda c: [r.read_into(c, p) for r, p in zip(readers, pieces)]} if readers[0].raw_file else {}),
         "gather into channel slots (read_inputs)": lambda c: cached.read_inputs(batches[c % len(batches)], out=batch),
         "earlier path: zarr.Array.__getitem__": lambda c: [group[v][c * chunk:(c + 1) * chunk] for v in INPUTS],
