@@ -555,7 +555,8 @@ class _Filling:
     tensor ``x``, the store chunks still to arrive and ``done``, a future that gives ``x`` once none is
     left (or raises the error of a chunk that failed)."""
 
-    def __init__(self, positions: tuple[int, ...], x: torch.Tensor, chunks: Iterable[int], lock: threading.Lock) -> None:
+    def __init__(self, positions: tuple[int, ...], x: torch.Tensor, chunks: Iterable[int],
+                 lock: threading.Lock) -> None:
         self.positions, self.x, self.waiting, self._lock = positions, x, set(chunks), lock
         self.done: Future = Future()
 

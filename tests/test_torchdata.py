@@ -328,7 +328,8 @@ def served_samples(loader, labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("batch_size", [7, 8, 20])  # batches straddling buffers, aligned with them, spanning them
 def test_streaming_reads_go_straight_into_batch_slots(fields_store, monkeypatch, batch_size):
-    """Streaming (cache smaller than the store): each chunk file read once per epoch into the batches, no chunk arrays."""
+    """Streaming (cache smaller than the store): each chunk file read once per epoch into the batches, and no
+    chunk arrays."""
     data = popstore.MapDataset(fields_store, split=None, normalize="none", cache_chunks=2, read_threads=2)
     ds = open_store(fields_store)
     truth = np.stack([ds["density"].values, ds["temperature"].values], axis=1)

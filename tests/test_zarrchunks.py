@@ -5,6 +5,7 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
+from popstore.codecs import CorruptChunkError
 from popstore.zarrchunks import ChunkReader
 
 CHAINS = {
@@ -88,3 +89,30 @@ def test_truncated_blosc_chunk_without_checksum_is_a_named_error(tmp_path):
     np.testing.assert_array_equal(reader.read(0), values[:4])
     with pytest.raises(CorruptChunkError, match=r"c/1/0/0 is corrupt: blosc header claims"):
         reader.read(1)
+
+
+@pytest.mark.parametrize("remember", [False, True])
+def test_read_into_scatters_rows_in_file_order_and_checks_them(tmp_path, remember):
+    """1,500 rows of a raw chunk to shuffled places: more pieces than one preadv takes, each checked."""
+    values = np.random.default_rng(1).normal(size=(3000, 2, 2)).astype(np.float32)
+    path = tmp_path / "raw.zarr"
+    array = zarr.create_array(path, shape=values.shape, chunks=(1500, 2, 2), dtype="float32",
+                              compressors=[Crc32cCodec()])
+    array[:] = values
+    reader = ChunkReader(zarr.open_array(path, mode="r"))
+    assert reader.raw_file
+    out = np.empty((1500, 2, 2), dtype=np.float32)
+    order = np.random.default_rng(2).permutation(1500)
+    for _ in range(2):  # (remembered: the second read is not checked again, and is still right)
+        out[...] = 0
+        reader.read_into(1, [out[i] for i in order], remember=remember)  # row r of the chunk goes to out[order[r]]
+        np.testing.assert_array_equal(out[order], values[1500:])
+    chunk_file = path / "c" / "1" / "0" / "0"
+    good = chunk_file.read_bytes()
+    corrupted = bytearray(good)
+    corrupted[16 * 1400 + 3] ^= 0x01  # row 1400: in the second preadv
+    for damaged, message in ((bytes(corrupted), "c/1/0/0 is corrupt: its crc32c"),
+                             (good[:-8], "c/1/0/0 is corrupt: 23996 bytes")):
+        chunk_file.write_bytes(damaged)
+        with pytest.raises(CorruptChunkError, match=message):
+            reader.read_into(1, [out[i] for i in order], remember=remember)
