@@ -295,6 +295,7 @@ class MapDataset(Dataset):
         self._filling: OrderedDict[tuple[int, ...], _Filling] = OrderedDict()
         self._scratch = threading.local()  # per read thread: rows of a chunk that no batch of a group takes
         self._direct = False
+        self._fill_limit = 0  # unclaimed batches kept by fill: three of the largest group's
         self._batch_arrays = _ArrayPool(BATCH_BUFFERS + PREPARE_BATCHES,
                                         pinned=self.pin_memory and get_worker_info() is None)
         # cached + decoding ahead + in use: evicted chunks are decoded into again
@@ -374,8 +375,8 @@ class MapDataset(Dataset):
         if not self._direct:
             return False
         for group in groups:
-            limit = 3 * len(group.batches) + 1
-            self._batch_arrays.size = max(self._batch_arrays.size, BATCH_BUFFERS + PREPARE_BATCHES + limit)
+            self._fill_limit = max(self._fill_limit, 3 * len(group.batches) + 1)  # (groups differ in size)
+            self._batch_arrays.size = max(self._batch_arrays.size, BATCH_BUFFERS + PREPARE_BATCHES + self._fill_limit)
             targets: dict[int, list[tuple[_Filling, int, np.ndarray]]] = {c: [] for c in group.chunks}
             for positions in group.batches:
                 sample = self.indices[np.asarray(positions, dtype=np.int64)]
@@ -392,7 +393,7 @@ class MapDataset(Dataset):
             for c, dests in targets.items():
                 if dests:
                     self._pool.submit(self._read_slots, c, dests, group.keep)
-            while len(self._filling) > limit:  # never claimed (an epoch left early)
+            while len(self._filling) > self._fill_limit:  # never claimed (an epoch left early)
                 self._filling.popitem(last=False)
         return True
 
