@@ -21,11 +21,11 @@ decoded straight into its own block of one array, and a batch takes every map
 from there into its channel slot with one copy (never a stacked copy of the
 chunk first). Uncompressed (checksummed) chunks skip the decoded-chunk cache:
 each shuffle buffer's chunk files are read straight into the slots of its
-batches, one ``os.preadv`` per file on the read threads (:meth:`MapDataset.fill`),
-so a sample costs one copy plus its checksum, and once a file's checksum matched
-in a stream that fits the cache budget, later epochs read it out of the OS page
-cache without checking it again while it is unchanged. Batches and decoded chunks reuse arrays that
-nothing holds any more, so memory is not faulted in afresh for every batch; on
+batches with ``os.preadv`` on the read threads (:meth:`MapDataset.fill`), so a
+sample costs one copy plus its checksum, and once a file's checksum matched in
+a stream that fits the cache budget, later epochs read it out of the OS page
+cache without checking it again while it is unchanged. Batches and decoded
+chunks reuse arrays that nothing holds any more, so memory is not faulted in afresh for every batch; on
 CUDA machines the batch arrays are page-locked, so ``.to(device,
 non_blocking=True)`` copies asynchronously.
 
@@ -361,7 +361,7 @@ class MapDataset(Dataset):
     def fill(self, groups: Iterable[ReadGroup]) -> bool:
         """Start reading the chunk files of shuffle buffers straight into their batches' arrays.
 
-        For each :class:`ReadGroup`, every chunk file is read by one ``os.preadv`` on the read threads,
+        For each :class:`ReadGroup`, every chunk file is read with ``os.preadv`` on the read threads,
         each sample's bytes going to its slot in the batch that takes it
         (:meth:`popstore.zarrchunks.ChunkReader.read_into`: one copy per sample, the crc32c checked over
         the pieces before a batch of the chunk can be claimed); rows no batch takes go to scratch memory.
@@ -376,7 +376,8 @@ class MapDataset(Dataset):
             return False
         for group in groups:
             self._fill_limit = max(self._fill_limit, 3 * len(group.batches) + 1)  # (groups differ in size)
-            self._batch_arrays.size = max(self._batch_arrays.size, BATCH_BUFFERS + PREPARE_BATCHES + self._fill_limit)
+            self._batch_arrays.size = max(self._batch_arrays.size,
+                                          BATCH_BUFFERS + PREPARE_BATCHES + self._fill_limit)
             targets: dict[int, list[tuple[_Filling, int, np.ndarray]]] = {c: [] for c in group.chunks}
             for positions in group.batches:
                 sample = self.indices[np.asarray(positions, dtype=np.int64)]
@@ -392,14 +393,15 @@ class MapDataset(Dataset):
                         targets[c].append((filling, a, sample[a:b] - c * self.chunk))
             for c, dests in targets.items():
                 if dests:
-                    self._pool.submit(self._read_slots, c, dests, group.keep)
+                    self._pool.submit(self._read_slots, c, dests, remember=group.keep)
             while len(self._filling) > self._fill_limit:  # never claimed (an epoch left early)
                 self._filling.popitem(last=False)
         return True
 
-    def _read_slots(self, c: int, dests: list[tuple["_Filling", int, np.ndarray]], keep: bool) -> None:
+    def _read_slots(self, c: int, dests: list[tuple["_Filling", int, np.ndarray]], remember: bool) -> None:
         """Chunk ``c`` of every input read into the batch slots ``dests`` (filling batch, first slot,
-        chunk rows of its samples): one ``preadv`` per chunk file (see :meth:`fill`)."""
+        chunk rows of its samples) by :meth:`~popstore.zarrchunks.ChunkReader.read_into` (``remember``:
+        its argument), then those batches told that the chunk arrived, or that it failed (see :meth:`fill`)."""
         spare = getattr(self._scratch, "rows", None)
         if spare is None:
             spare = self._scratch.rows = np.empty((self.chunk * max(self.input_channels), *self.map_shape),
@@ -417,7 +419,7 @@ class MapDataset(Dataset):
                             taken.add(r)
                         else:  # a sample served twice (a padded stream): copied once it is read
                             repeats.append((x[slot, channel:channel + k], r))
-                self._readers[v].read_into(c, pieces, remember=keep)
+                self._readers[v].read_into(c, pieces, remember=remember)
                 for piece, r in repeats:
                     piece[...] = pieces[r]
                 channel += k
@@ -490,7 +492,8 @@ class MapDataset(Dataset):
     def batch(self, positions: Sequence[int], read_ahead: Iterable[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked ``(x, y)`` of several positions, inputs transformed (``read_ahead``: see :meth:`read_inputs`).
 
-        A batch named earlier to :meth:`prepare` is taken as the batch thread gathered it.
+        A batch named earlier to :meth:`fill` is taken as its chunk files were read into it, one
+        named to :meth:`prepare` as the batch thread gathered it.
         In a DataLoader worker ``x`` lives in shared memory, as torch's own collate does, so
         sending it to the training process copies nothing. In the training process ``x`` reuses
         the array of one of the last :data:`BATCH_BUFFERS` batches once nothing holds that batch
