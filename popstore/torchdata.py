@@ -19,12 +19,14 @@ machines) a batch thread also gathers the next batches from the decoded chunks,
 and the training thread only claims finished batches. Each input of a chunk is
 decoded straight into its own block of one array, and a batch takes every map
 from there into its channel slot with one copy (never a stacked copy of the
-chunk first). Uncompressed (checksummed) chunks skip the decoded-chunk cache:
-each shuffle buffer's chunk files are read straight into the slots of its
-batches with ``os.preadv`` on the read threads (:meth:`MapDataset.fill`), so a
-sample costs one copy plus its checksum, and once a file's checksum matched in
-a stream that fits the cache budget, later epochs read it out of the OS page
-cache without checking it again while it is unchanged. Batches and decoded
+chunk first). Uncompressed (checksummed) chunk files are not decoded: in a
+stream that fits the cache budget the cache keeps them memory-mapped
+(:meth:`popstore.zarrchunks.ChunkReader.map`, checksum checked once), so every
+epoch gathers each sample with one copy out of the OS page cache, without a
+system call; in a stream larger than the cache each shuffle buffer's chunk
+files are read straight into the slots of its batches with ``os.preadv`` on the
+read threads (:meth:`MapDataset.fill`), a sample costing one copy plus its
+checksum. Batches and decoded
 chunks reuse arrays that nothing holds any more, so memory is not faulted in afresh for every batch; on
 CUDA machines the batch arrays are page-locked, so ``.to(device,
 non_blocking=True)`` copies asynchronously.
@@ -145,9 +147,9 @@ class MapDataset(Dataset):
     cache_chunks
         Chunks kept decoded per process; ``None`` keeps as many as fit in
         :data:`CACHE_BYTES`, ``0`` disables the cache. Uncompressed chunks
-        read with ``read_threads`` are not kept (they go straight into the
-        batches, see :meth:`fill`): if a stream's chunks fit this budget, a
-        chunk file's checksum is only checked again once the file changed.
+        are kept memory-mapped instead (the OS page cache holds their bytes);
+        a stream larger than this budget reads them straight into the batches
+        (see :meth:`fill`).
     read_threads
         Threads per process that decode the chunks named by
         :attr:`ChunkBatch.read_ahead` (``None``: one per core; ``0``: read
@@ -286,7 +288,7 @@ class MapDataset(Dataset):
     def _reset_process_state(self) -> None:
         self._pid: int | None = None
         self._readers: dict[str, ChunkReader] = {}
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray | tuple[list[np.ndarray], ...]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()  # guards _cache and _pending (the batch thread reads chunks too)
@@ -294,7 +296,7 @@ class MapDataset(Dataset):
         self._prepared: OrderedDict[tuple[int, ...], Future] = OrderedDict()
         self._filling: OrderedDict[tuple[int, ...], _Filling] = OrderedDict()
         self._scratch = threading.local()  # per read thread: rows of a chunk that no batch of a group takes
-        self._direct = False
+        self._direct = self._mapped = False
         self._fill_limit = 0  # unclaimed batches kept by fill: three of the largest group's
         self._batch_arrays = _ArrayPool(BATCH_BUFFERS + PREPARE_BATCHES,
                                         pinned=self.pin_memory and get_worker_info() is None)
@@ -306,7 +308,7 @@ class MapDataset(Dataset):
         state = self.__dict__.copy()
         state.update(_pid=None, _readers={}, _cache=OrderedDict(), _pool=None, _pending={}, _lock=None,
                      _assembler=None, _prepared=OrderedDict(), _batch_arrays=None, _chunk_arrays=None,
-                     _filling=OrderedDict(), _scratch=None, _direct=False)
+                     _filling=OrderedDict(), _scratch=None, _direct=False, _mapped=False)
         return state
 
     def _open(self) -> None:
@@ -319,9 +321,11 @@ class MapDataset(Dataset):
             if self.read_threads > 0 and self.gather_ahead:
                 # one thread gathers prepared batches in order; it waits on the read pool, never the reverse
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
-            # uncompressed float32 chunks, chunked alike: read-group chunk files go straight into batches (fill)
-            self._direct = self._pool is not None and all(
-                r.raw_file and r.chunk == self.chunk and r.dtype == np.float32 for r in self._readers.values())
+            # uncompressed float32 chunks, chunked alike: mapped, not decoded; read-group chunk files go
+            # straight into batches (fill)
+            self._mapped = all(r.raw_file and r.chunk == self.chunk and r.dtype == np.float32
+                               for r in self._readers.values())
+            self._direct = self._pool is not None and self._mapped
             self._pid = os.getpid()
 
     def _read_part(self, v: str, c: int, out: np.ndarray) -> None:
@@ -336,11 +340,16 @@ class MapDataset(Dataset):
             a = np.asarray(reader.array[c * self.chunk:c * self.chunk + n], dtype=np.float32)
         out[:n] = a.reshape(n, -1, *self.map_shape)
 
-    def _decode_chunk(self, c: int) -> np.ndarray:
+    def _decode_chunk(self, c: int) -> np.ndarray | tuple[list[np.ndarray], ...]:
         """Store chunk ``c`` decoded: one float32 array of ``chunk x C`` maps, in which each input
         ``v`` fills its own block ``(chunk, channels of v, *map_shape)``, one after the other (the
-        codecs decode straight into it; the channels are interleaved only when a batch is gathered)."""
+        codecs decode straight into it; the channels are interleaved only when a batch is gathered).
+        Uncompressed chunk files are mapped instead (:meth:`~popstore.zarrchunks.ChunkReader.map`):
+        per input, the list of its samples: read-only arrays ``(channels of v, *map_shape)``."""
         self._open()
+        if self._mapped:
+            return tuple(list(self._readers[v].map(c).reshape(self.chunk, k, *self.map_shape))
+                         for v, k in zip(self.inputs, self.input_channels))
         out = self._chunk_arrays.empty((self.chunk * len(self.channels), *self.map_shape))
         start = 0
         for v, k in zip(self.inputs, self.input_channels):
@@ -365,14 +374,15 @@ class MapDataset(Dataset):
         each sample's bytes going to its slot in the batch that takes it
         (:meth:`popstore.zarrchunks.ChunkReader.read_into`: one copy per sample, the crc32c checked over
         the pieces before a batch of the chunk can be claimed); rows no batch takes go to scratch memory.
-        :meth:`batch` claims such a batch once all its chunks are in. With ``keep`` (the stream fits the
-        cache budget) a file whose checksum matched is not checked again while it is unchanged: the OS
-        page cache holds these chunks, and later epochs cost one copy per sample. At most three groups'
-        batches are kept unclaimed (older ones, of an epoch left early, are dropped). Returns whether
-        this dataset reads this way: uncompressed float32 inputs chunked alike, with ``read_threads``.
+        :meth:`batch` claims such a batch once all its chunks are in. :class:`ChunkBatchSampler` names
+        read groups only for streams larger than the cache budget (a stream that fits is mapped into the
+        cache and gathered, see :meth:`_decode_chunk`). At most three groups' batches are kept unclaimed
+        (older ones, of an epoch left early, are dropped). Returns whether this dataset reads this batch
+        this way: uncompressed float32 inputs chunked alike, with ``read_threads``, and read groups named
+        now or batches still filling.
         """
         self._open()
-        if not self._direct:
+        if not self._direct or not (groups or self._filling):
             return False
         for group in groups:
             self._fill_limit = max(self._fill_limit, 3 * len(group.batches) + 1)  # (groups differ in size)
@@ -393,15 +403,15 @@ class MapDataset(Dataset):
                         targets[c].append((filling, a, sample[a:b] - c * self.chunk))
             for c, dests in targets.items():
                 if dests:
-                    self._pool.submit(self._read_slots, c, dests, remember=group.keep)
+                    self._pool.submit(self._read_slots, c, dests)
             while len(self._filling) > self._fill_limit:  # never claimed (an epoch left early)
                 self._filling.popitem(last=False)
         return True
 
-    def _read_slots(self, c: int, dests: list[tuple["_Filling", int, np.ndarray]], remember: bool) -> None:
+    def _read_slots(self, c: int, dests: list[tuple["_Filling", int, np.ndarray]]) -> None:
         """Chunk ``c`` of every input read into the batch slots ``dests`` (filling batch, first slot,
-        chunk rows of its samples) by :meth:`~popstore.zarrchunks.ChunkReader.read_into` (``remember``:
-        its argument), then those batches told that the chunk arrived, or that it failed (see :meth:`fill`)."""
+        chunk rows of its samples) by :meth:`~popstore.zarrchunks.ChunkReader.read_into`, then those
+        batches told that the chunk arrived, or that it failed (see :meth:`fill`)."""
         spare = getattr(self._scratch, "rows", None)
         if spare is None:
             spare = self._scratch.rows = np.empty((self.chunk * max(self.input_channels), *self.map_shape),
@@ -419,7 +429,7 @@ class MapDataset(Dataset):
                             taken.add(r)
                         else:  # a sample served twice (a padded stream): copied once it is read
                             repeats.append((x[slot, channel:channel + k], r))
-                self._readers[v].read_into(c, pieces, remember=remember)
+                self._readers[v].read_into(c, pieces)
                 for piece, r in repeats:
                     piece[...] = pieces[r]
                 channel += k
@@ -437,7 +447,7 @@ class MapDataset(Dataset):
         self.read_ahead([*chunks, *then])
         with self._lock:
             found = {c: self._cache.get(c, self._pending.get(c)) for c in chunks}
-        out = {c: f if isinstance(f, np.ndarray) else f.result() if f is not None else self._decode_chunk(c)
+        out = {c: f.result() if isinstance(f, Future) else f if f is not None else self._decode_chunk(c)
                for c, f in found.items()}
         with self._lock:
             for c in chunks:
@@ -476,10 +486,22 @@ class MapDataset(Dataset):
         n_c = len(self.channels)
         target = _as_items(out, len(out) * n_c)
         for c, a, b in zip(runs, starts.tolist(), [*starts[1:].tolist(), len(sample)]):
+            if isinstance(decoded[c], tuple):  # mapped chunk files: each input's maps into its channel slots
+                self._gather_mapped(decoded[c], sample[a:b] - c * self.chunk, out[a:b])
+                continue
             # one memcpy per map, straight into the batch: no temporary, no stacked copy of the chunk
             np.take(_as_items(decoded[c], self.chunk * n_c), items[a * n_c:b * n_c], out=target[a * n_c:b * n_c],
                     mode="clip")
         return out
+
+    def _gather_mapped(self, mapped: tuple[list[np.ndarray], ...], rows: np.ndarray, out: np.ndarray) -> None:
+        """Chunk ``rows`` of mapped chunk files (:meth:`_decode_chunk`) into ``out`` ``(len(rows), C, ...)``:
+        one memcpy per sample and input from the page cache straight into its channel slots."""
+        rows = rows.tolist()
+        channel = 0
+        for samples, k in zip(mapped, self.input_channels):
+            np.stack([samples[r] for r in rows], out=out[:, channel:channel + k])
+            channel += k
 
     # -- torch Dataset protocol -------------------------------------------------
     def __len__(self) -> int:
@@ -643,13 +665,11 @@ def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 class ReadGroup(NamedTuple):
     """One shuffle buffer of a :class:`ChunkBatchSampler` stream, for :meth:`MapDataset.fill`:
-    its store ``chunks``, the ``batches`` (tuples of dataset positions, grouped by chunk) that hold
-    its samples, and ``keep``: whether the stream fits the cache budget, so that a chunk file's
-    checksum, once matched, is not computed again while the file is unchanged (streaming: every read)."""
+    its store ``chunks`` and the ``batches`` (tuples of dataset positions, grouped by chunk) that hold
+    its samples."""
 
     chunks: tuple[int, ...]
     batches: tuple[tuple[int, ...], ...]
-    keep: bool
 
 
 class ChunkBatch(list):
@@ -738,7 +758,7 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         load = np.bincount(self.stream_of, weights=sizes, minlength=self.world_size * self.n_streams).astype(np.int64)
         #: samples per stream and epoch (``None``: as many as the stream holds)
         self.per_stream = None if self.world_size == 1 else int(load.min() if drop_last else load.max())
-        #: whether each process's cache budget holds all chunks of its stream (:class:`ReadGroup`)
+        #: whether each process's cache budget holds all chunks of its stream (else batches name :class:`ReadGroup`)
         self.keep = dataset.cache_chunks >= np.bincount(self.stream_of).max(initial=0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -784,7 +804,8 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
     def _with_read_ahead(self, batches: list[np.ndarray], spans: list[tuple[list[int], range]]) -> list[ChunkBatch]:
         """Batch ``i`` of a stream names the chunks of batch ``i + lookahead`` (the first: all up to it),
         batch ``i + PREPARE_BATCHES`` to gather (the first: all up to it) and, if it is the first batch
-        of buffer ``k``, buffer ``k + 1`` as a :class:`ReadGroup` (the first batch: buffers 0 and 1)."""
+        of buffer ``k`` of a stream larger than the cache budget, buffer ``k + 1`` as a :class:`ReadGroup`
+        (the first batch: buffers 0 and 1)."""
         chunks = [np.unique(self.chunk_of[b]) for b in batches]
         ahead = [chunks[i + self.lookahead] if i + self.lookahead < len(chunks) else () for i in range(len(chunks))]
         if chunks:
@@ -793,9 +814,9 @@ class ChunkBatchSampler(Sampler[ChunkBatch]):
         prepare = [lists[1:PREPARE_BATCHES + 1] if i == 0 else lists[i + PREPARE_BATCHES:i + PREPARE_BATCHES + 1]
                    for i in range(len(lists))]
         fill: list[list[ReadGroup]] = [[] for _ in lists]
-        for k, (chunks_k, held) in enumerate(spans):
+        for k, (chunks_k, held) in enumerate(() if self.keep else spans):
             fill[spans[k - 1][1][0] if k else 0].append(
-                ReadGroup(tuple(chunks_k), tuple(tuple(lists[j]) for j in held), self.keep))
+                ReadGroup(tuple(chunks_k), tuple(tuple(lists[j]) for j in held)))
         return [ChunkBatch(b, map(int, a), p, f) for b, a, p, f in zip(lists, ahead, prepare, fill)]
 
     def __iter__(self) -> Iterator[ChunkBatch]:

@@ -19,6 +19,7 @@ only slower.
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 import threading
@@ -71,9 +72,8 @@ class ChunkReader:
         self._path = Path(a.store_path.store.root) / a.store_path.path \
             if isinstance(a.store_path.store, LocalStore) else None
         self._buffers = threading.local()  # per thread: compressed bytes that a Blosc stage consumes
-        self._checked: dict[int, tuple[int, ...]] = {}  # chunk -> file version whose checksum matched (read_into)
         pipeline = a.codec_pipeline
-        #: chunks are uncompressed local files in native byte order, which :meth:`read_into` reads
+        #: chunks are uncompressed local files in native byte order, which :meth:`read_into` and :meth:`map` read
         self.raw_file = False
         self.direct = (
             a.metadata.zarr_format == 3
@@ -122,7 +122,7 @@ class ChunkReader:
             return None
         return self._prototype.buffer.from_array_like(data)
 
-    def read_into(self, c: int, pieces: Sequence[np.ndarray], remember: bool = False) -> None:
+    def read_into(self, c: int, pieces: Sequence[np.ndarray]) -> None:
         """The bytes of uncompressed chunk ``c``, in file order, straight into ``pieces``.
 
         ``pieces`` are C-contiguous arrays of ``self.dtype`` (e.g. the rows of a chunk that go to
@@ -132,10 +132,7 @@ class ChunkReader:
         one call; the trailing crc32c checksum, if the array has one, is computed over the pieces in file
         order, each group's right after its read. Raises :class:`CorruptChunkError` naming the chunk if
         the file is not exactly that long or its checksum does not match; a chunk never written gives
-        the array's fill value. ``remember``: note the version of a file whose checksum matched (device,
-        inode, size, modification and change times in ns) and skip the checksum while the file keeps that
-        version (any write changes its change time), as a cache of checked chunks would: for data read
-        every epoch out of the OS page cache.
+        the array's fill value.
         """
         key = self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1))
         expected = sum(p.nbytes for p in pieces) + 4 * self._checksum
@@ -147,10 +144,9 @@ class ChunkReader:
             return
         stored = bytearray(4)
         value = 0
+        check = self._checksum
         try:
-            st = os.fstat(fd)
-            size, version = st.st_size, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            check = self._checksum and self._checked.get(c) != version
+            size = os.fstat(fd).st_size
             group_limit = CHECK_BYTES if check else expected
             done = start = 0
             while start < len(pieces):  # groups of about CHECK_BYTES, checked while they are in the CPU cache
@@ -168,12 +164,45 @@ class ChunkReader:
             os.close(fd)
         if size != expected or done != expected:
             raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {size} bytes, not {expected}")
-        if check:
-            if value.to_bytes(4, "little") != stored:
-                raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
-                                        "does not match its bytes")
-            if remember:
-                self._checked[c] = version
+        if check and value.to_bytes(4, "little") != stored:
+            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
+                                    "does not match its bytes")
+
+    def map(self, c: int) -> np.ndarray:
+        """Uncompressed chunk ``c`` as a read-only array over its memory-mapped file, checked once.
+
+        Shape ``(chunk, *array.shape[1:])`` (the last, short chunk too: Zarr stores it padded). The
+        pages are the OS page cache's own: reading the array copies nothing and faults in no fresh
+        memory, so a chunk kept mapped costs one copy per sample read from it, without a system call.
+        The file's length and crc32c checksum (if the array has one) are checked over the mapping here,
+        once (:class:`CorruptChunkError` naming the chunk); a chunk never written gives an array of the
+        fill value. The mapping stays valid while the array lives: a file replaced by a new one (Zarr's
+        ``LocalStore`` writes a temporary file and renames it) leaves the mapping on the old,
+        checked bytes; a file changed in place shows its new bytes unchecked, and one truncated in place
+        raises SIGBUS (the process dies) when a page past its new end is read, as for any mapped file.
+        """
+        key = self._metadata.encode_chunk_key((c,) + (0,) * (self.array.ndim - 1))
+        shape = (self.chunk, *self.array.shape[1:])
+        nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        try:
+            fd = os.open(self._path / key, os.O_RDONLY)
+        except FileNotFoundError:
+            return np.full(shape, self._spec.fill_value, dtype=self.dtype)
+        try:
+            size = os.fstat(fd).st_size
+            if size != nbytes + 4 * self._checksum:
+                raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: {size} bytes, not "
+                                        f"{nbytes + 4 * self._checksum}")
+            # MAP_POPULATE: the page tables are filled in this one call, not a fault per page later
+            mapped = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                               prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        raw = np.frombuffer(mapped, dtype=np.uint8)
+        if self._checksum and crc32c(raw[:nbytes]) != raw[nbytes:].tobytes():
+            raise CorruptChunkError(f"chunk {self.array.store_path}/{key} is corrupt: its crc32c checksum "
+                                    "does not match its bytes")
+        return raw[:nbytes].view(self.dtype).reshape(shape)
 
     def read(self, c: int, empty: Allocator = _empty) -> np.ndarray:
         """Chunk ``c`` decoded: shape ``(rows(c), *array.shape[1:])``; ``empty`` allocates the output."""

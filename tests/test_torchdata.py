@@ -121,19 +121,21 @@ def test_sampler_keeps_batches_within_buffers_and_workers(store):
 
 
 def counting_chunk_reads(monkeypatch) -> list[int]:
-    """The chunks read from their files (by ``ChunkReader.read_into``, on any thread), in order."""
+    """The chunks read from their files (by ``ChunkReader.read_into`` or mapped by ``ChunkReader.map``, on
+    any thread), in order."""
     calls = []
-    original = ChunkReader.read_into
+    for name in ("read_into", "map"):
+        original = getattr(ChunkReader, name)
 
-    def counting(self, c, pieces, **kwargs):
-        calls.append(c)  # also on the read threads (list.append is atomic)
-        return original(self, c, pieces, **kwargs)
+        def counting(self, c, *args, original=original):
+            calls.append(c)  # also on the read threads (list.append is atomic)
+            return original(self, c, *args)
 
-    monkeypatch.setattr(ChunkReader, "read_into", counting)
+        monkeypatch.setattr(ChunkReader, name, counting)
     return calls
 
 
-@pytest.mark.parametrize("read_threads", [0, 2])  # 0: chunks decoded and gathered; 2: read into the batches
+@pytest.mark.parametrize("read_threads", [0, 2])  # 0: chunks mapped and gathered; 2: read into the batches
 def test_chunk_aware_reads_read_each_chunk_once(store, monkeypatch, read_threads):
     assert ChunkReader(open_group(store)["image"]).raw_file  # this store keeps raw (checksummed) chunks
     data = popstore.MapDataset(store, split=None, cache_chunks=4, read_threads=read_threads)
@@ -191,38 +193,43 @@ def test_cache_keeps_a_split_that_fits_in_memory_across_epochs(tmp_path, monkeyp
     assert sorted(decoded) == list(range(12)) and not data._direct
 
 
-def test_raw_chunks_are_checked_once_while_their_files_are_unchanged(store, monkeypatch):
-    """A split that fits the cache budget: later epochs read raw chunks out of the page cache, unchecked
-    unless a file changed since its checksum matched (then it is checked again: a flipped byte is caught)."""
+def test_raw_chunks_that_fit_the_cache_are_mapped_and_checked_once(store, monkeypatch):
+    """A split that fits the cache budget: each raw chunk file is mapped and its checksum checked once, and
+    every epoch gathers from the mappings. A file replaced as Zarr writes (a temporary file renamed over it)
+    leaves the mapped, checked bytes; a fresh dataset maps the new file and catches a flipped byte."""
     data = popstore.MapDataset(store, split=None, normalize="none", read_threads=2)
     ds = open_store(store)
     truth, labels = ds["image"].values, ds["a"].values.astype(np.float32)
     checked = []
-    original = popstore.zarrchunks.crc32c_value
+    original = popstore.zarrchunks.crc32c
 
-    def counting(piece, value=0):
-        checked.append(piece.nbytes)
-        return original(piece, value)
+    def counting(data):
+        checked.append(len(data))
+        return original(data)
 
-    monkeypatch.setattr(popstore.zarrchunks, "crc32c_value", counting)
+    monkeypatch.setattr(popstore.zarrchunks, "crc32c", counting)
+    mapped = counting_chunk_reads(monkeypatch)
     loader = popstore.make_loader(data, batch_size=5, seed=0)
-    assert loader.batch_sampler.keep and data.fill(()) is True
+    assert loader.batch_sampler.keep and not any(b.fill for b in loader.batch_sampler)  # no read groups
     chunk_bytes = 8 * truth[0].nbytes
     for epoch in range(2):
         np.testing.assert_array_equal(np.sort(served_samples(loader, labels, truth)), np.arange(90))
         assert sum(checked) == (12 * chunk_bytes if epoch == 0 else 0)  # every chunk once, then none
-        checked.clear()
+        assert sorted(mapped) == (list(range(12)) if epoch == 0 else [])
+        checked.clear(), mapped.clear()
+    assert all(isinstance(data._cache[c], tuple) for c in range(12))
     chunk_file = store / "image" / "c" / "3" / "0" / "0" / "0"
     good = chunk_file.read_bytes()
-    chunk_file.write_bytes(good)  # the same bytes, but written: checked again
-    served_samples(loader, labels, truth)
-    assert sum(checked) == chunk_bytes
     corrupted = bytearray(good)
     corrupted[100] ^= 0x01
+    replacement = chunk_file.with_name("new")
+    replacement.write_bytes(bytes(corrupted))
     try:
-        chunk_file.write_bytes(bytes(corrupted))
+        replacement.replace(chunk_file)
+        served_samples(loader, labels, truth)  # exact values: the mapping keeps the checked bytes
+        fresh = popstore.make_loader(popstore.MapDataset(store, split=None, normalize="none", read_threads=2), 5)
         with pytest.raises(CorruptChunkError, match="image/c/3/0/0/0 is corrupt: its crc32c"):
-            served_samples(loader, labels, truth)
+            served_samples(fresh, labels, truth)
     finally:
         chunk_file.write_bytes(good)
 
@@ -245,17 +252,17 @@ def test_batches_group_chunks_and_name_the_chunks_read_next(store):
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-@pytest.mark.parametrize("codec", ["raw", "lz4"])  # raw: read into the batches; lz4: decoded ahead, gathered
+@pytest.mark.parametrize("codec", ["raw", "lz4"])  # raw: mapped ahead, gathered; lz4: decoded ahead, gathered
 def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(request, codec, num_workers, monkeypatch):
     store = request.getfixturevalue({"raw": "store", "lz4": "lz4_store"}[codec])
     reads = []
-    original = ChunkReader.read_into if codec == "raw" else popstore.MapDataset._decode_chunk
+    original = ChunkReader.map if codec == "raw" else popstore.MapDataset._decode_chunk
 
     def recording(*args, **kwargs):
         reads.append(threading.current_thread().name)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(*((ChunkReader, "read_into") if codec == "raw" else (popstore.MapDataset, "_decode_chunk")),
+    monkeypatch.setattr(*((ChunkReader, "map") if codec == "raw" else (popstore.MapDataset, "_decode_chunk")),
                         recording)
     gathered = []
     original_gather = popstore.MapDataset.read_inputs
@@ -283,11 +290,7 @@ def test_read_ahead_gives_the_same_batches_and_leaves_nothing_pending(request, c
             continue
         assert ahead._pending == {} and ahead._filling == {} and ahead._prepared == {}
         assert ahead._direct == (codec == "raw")
-        if codec == "raw":  # every chunk file read once per epoch, on the read threads, straight into the batches
-            assert len(reads) == n_chunks and all(name.startswith("popstore-read") for name in reads)
-            assert gathered == [] and ahead._cache == {}
-            continue
-        # lz4: the split fits the cache, decoded once on the read threads; every batch but the first
+        # the split fits the cache: decoded (raw: mapped) once on the read threads; every batch but the first
         # gathered on the batch thread, while the previous one is in use
         assert len(ahead._cache) == n_chunks
         assert len(reads) == (n_chunks if epoch == 0 else 0) and all(n.startswith("popstore-read") for n in reads)
@@ -373,11 +376,12 @@ def test_ranks_read_straight_into_batches_with_repeats_and_drops(store, drop_las
         assert set(everything.tolist()) == set(train.tolist()) and len(everything) > len(train)
 
 
-def test_streaming_reads_decode_into_recycled_chunk_arrays(fields_store, monkeypatch):
-    # read_threads=0: chunks decoded into the chunk arrays, then gathered into batches, every epoch
-    data = popstore.MapDataset(fields_store, split=None, normalize="none", cache_chunks=2, read_threads=0)
-    ds = open_store(fields_store)
-    truth = np.stack([ds["density"].values, ds["temperature"].values], axis=1)
+def test_streaming_reads_decode_into_recycled_chunk_arrays(lz4_store, monkeypatch):
+    # read_threads=0: compressed chunks decoded into the chunk arrays, then gathered into batches, every epoch
+    data = popstore.MapDataset(lz4_store, split=None, normalize="none", cache_chunks=2, read_threads=0)
+    ds = open_store(lz4_store)
+    truth, labels = ds["image"].values, ds["a"].values.astype(np.float32)
+    n_chunks = len(np.unique(data.indices // data.chunk))
     recycled = []
     original = _ArrayPool.empty
 
@@ -391,11 +395,8 @@ def test_streaming_reads_decode_into_recycled_chunk_arrays(fields_store, monkeyp
     monkeypatch.setattr(_ArrayPool, "empty", recording)
     loader = popstore.make_loader(data, batch_size=7, seed=5, buffer_chunks=2)
     for _ in range(5):
-        xs, ys = zip(*loader)
-        x, a = torch.cat(xs).numpy(), torch.cat(ys)[:, 0].numpy()
-        order = np.argsort(a)  # the amplitude label identifies a sample
-        np.testing.assert_array_equal(x[order], truth[np.argsort(ds[data.labels[0]].values)])
-    assert len(recycled) >= 5 * 8  # every epoch decodes all 8 chunks ...
+        np.testing.assert_array_equal(np.sort(served_samples(loader, labels, truth)), np.arange(len(data)))
+    assert len(recycled) >= 5 * n_chunks  # every epoch decodes every chunk ...
     # ... into arrays already in memory: fresh ones only for those alive at once (cache, read-ahead, in use)
     assert recycled.count(False) <= data.cache_chunks + 2 * 4
 
@@ -469,6 +470,32 @@ def test_inputs_with_different_channel_counts_interleave_as_stacked(tmp_path):
         xs, ys = zip(*popstore.make_loader(data, batch_size=7, seed=1, buffer_chunks=2))
         order = torch.cat(ys)[:, 0].numpy().astype(int)
         np.testing.assert_array_equal(torch.cat(xs).numpy(), truth[order].astype(np.float32))
+
+
+def test_raw_inputs_with_different_channel_counts_are_mapped_and_interleaved(tmp_path):
+    """Raw (crc32c) chunks of a 3-channel and a 1-channel input, the short last chunk included: gathered from
+    the mapped files (the split fits the cache) or read into the batches (streaming), batches equal numpy's
+    stacking, every sample once per epoch."""
+    from zarr.codecs import Crc32cCodec
+
+    rng = np.random.default_rng(6)
+    n = 45
+    maps, mask = rng.random((n, 3, 4, 5), dtype=np.float32), rng.random((n, 4, 5), dtype=np.float32)
+    path = tmp_path / "raw.zarr"
+    xr.Dataset({"maps": (("s", "f", "y", "x"), maps), "mask": (("s", "y", "x"), mask),
+                "a": ("s", np.arange(n, dtype=float))}).to_zarr(
+        path, encoding={v: {"chunks": (8, *shape), "compressors": (Crc32cCodec(),)}
+                        for v, shape in (("maps", (3, 4, 5)), ("mask", (4, 5)))})
+    truth = np.concatenate([maps, mask[:, None]], axis=1)
+    for cache_chunks, mapped in ((None, True), (2, False)):
+        data = popstore.MapDataset(path, split=None, inputs=["maps", "mask"], labels=["a"], normalize="none",
+                                   cache_chunks=cache_chunks, read_threads=2)
+        loader = popstore.make_loader(data, batch_size=7, seed=2, buffer_chunks=2)
+        for _ in range(2):
+            np.testing.assert_array_equal(np.sort(served_samples(loader, np.arange(n, dtype=np.float32), truth)),
+                                          np.arange(n))
+        assert loader.batch_sampler.keep == mapped and data._mapped
+        assert all(isinstance(c, tuple) for c in data._cache.values()) and (len(data._cache) == 6) == mapped
 
 
 def test_plain_store_errors_name_the_fix(plain_store):

@@ -91,8 +91,7 @@ def test_truncated_blosc_chunk_without_checksum_is_a_named_error(tmp_path):
         reader.read(1)
 
 
-@pytest.mark.parametrize("remember", [False, True])
-def test_read_into_scatters_rows_in_file_order_and_checks_them(tmp_path, remember):
+def test_read_into_scatters_rows_in_file_order_and_checks_them(tmp_path):
     """1,500 rows of a raw chunk to shuffled places: more pieces than one preadv takes, each checked."""
     values = np.random.default_rng(1).normal(size=(3000, 2, 2)).astype(np.float32)
     path = tmp_path / "raw.zarr"
@@ -103,10 +102,8 @@ def test_read_into_scatters_rows_in_file_order_and_checks_them(tmp_path, remembe
     assert reader.raw_file
     out = np.empty((1500, 2, 2), dtype=np.float32)
     order = np.random.default_rng(2).permutation(1500)
-    for _ in range(2):  # (remembered: the second read is not checked again, and is still right)
-        out[...] = 0
-        reader.read_into(1, [out[i] for i in order], remember=remember)  # row r of the chunk goes to out[order[r]]
-        np.testing.assert_array_equal(out[order], values[1500:])
+    reader.read_into(1, [out[i] for i in order])  # row r of the chunk goes to out[order[r]]
+    np.testing.assert_array_equal(out[order], values[1500:])
     chunk_file = path / "c" / "1" / "0" / "0"
     good = chunk_file.read_bytes()
     corrupted = bytearray(good)
@@ -115,4 +112,34 @@ def test_read_into_scatters_rows_in_file_order_and_checks_them(tmp_path, remembe
                              (good[:-8], "c/1/0/0 is corrupt: 23996 bytes")):
         chunk_file.write_bytes(damaged)
         with pytest.raises(CorruptChunkError, match=message):
-            reader.read_into(1, [out[i] for i in order], remember=remember)
+            reader.read_into(1, [out[i] for i in order])
+
+
+def test_map_gives_the_checked_chunk_file_as_a_read_only_array(tmp_path):
+    """A raw chunk mapped: its rows exactly (the short last chunk padded as stored), read-only; a chunk never
+    written is the fill value; a flipped byte or a truncated file is an error naming the chunk; a file renamed
+    over the mapped one (as Zarr writes) leaves the mapped bytes."""
+    values = np.random.default_rng(3).normal(size=(10, 3, 2)).astype(np.float32)
+    path = tmp_path / "raw.zarr"
+    array = zarr.create_array(path, shape=values.shape, chunks=(4, 3, 2), dtype="float32", fill_value=-1.0,
+                              compressors=[Crc32cCodec()])
+    array[:8] = values[:8]
+    array[8:] = values[8:]
+    reader = ChunkReader(zarr.open_array(path, mode="r"))
+    mapped = reader.map(1)
+    assert mapped.shape == (4, 3, 2) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, values[4:8])
+    np.testing.assert_array_equal(reader.map(2)[:2], values[8:])
+    (path / "c" / "1" / "0" / "0").rename(tmp_path / "chunk1")
+    np.testing.assert_array_equal(reader.map(1), np.full((4, 3, 2), -1.0, dtype=np.float32))
+    good = (tmp_path / "chunk1").read_bytes()
+    corrupted = bytearray(good)
+    corrupted[30] ^= 0x04
+    replacement = tmp_path / "new"
+    for damaged, message in ((bytes(corrupted), "c/1/0/0 is corrupt: its crc32c"),
+                             (good[:-8], "c/1/0/0 is corrupt: 92 bytes, not 100")):
+        replacement.write_bytes(damaged)
+        replacement.rename(path / "c" / "1" / "0" / "0")
+        with pytest.raises(CorruptChunkError, match=message):
+            reader.map(1)
+    np.testing.assert_array_equal(mapped, values[4:8])  # the first mapping still holds the checked bytes
