@@ -16,13 +16,14 @@ alike (``--rounds`` rounds; median and best of them are printed):
 - ``chunk-aware, first epoch``: a fresh :class:`popstore.MapDataset` +
   :func:`popstore.make_loader` every round with the default cache budget, which
   holds the split: every chunk is read (the files are in the OS page cache, as
-  they are for the limit) and checked; raw chunks go straight into the batches'
-  slots (:meth:`popstore.MapDataset.fill`), compressed ones are decoded into the
-  cache and gathered. And the same with a cache of two buffers (``streaming
-  cache``), the first epoch of a dataset larger than the cache;
+  they are for the limit) and checked; raw chunk files are memory-mapped into the
+  cache (:meth:`popstore.zarrchunks.ChunkReader.map`), compressed ones decoded into
+  it, and batches gathered from there. And the same with a cache of two buffers
+  (``streaming cache``), the first epoch of a dataset larger than the cache: raw
+  chunks go straight into the batches' slots (:meth:`popstore.MapDataset.fill`);
 - ``chunk-aware, later epochs``: one loader past its first epoch whose cache budget
-  holds the split: raw chunks read again into the batches, their checksums not
-  computed again (the files are unchanged), compressed ones gathered from the cache;
+  holds the split: batches gathered from the cache (raw chunks: from the mapped
+  files, checked once);
 - ``chunk-aware, streaming``: a cache of two buffers (by default 8 of the 32 chunks), so
   every epoch reads and checks every chunk again, as for a dataset larger than memory;
   and the same with ``gather_ahead=True`` (the default on CUDA machines: batches of
@@ -36,7 +37,8 @@ rest overlaps it). Then it prints how many store chunks a batch mixes (shuffling
 quality), and where the streaming time goes: the cost of each stage per chunk in
 tight loops (file read, checksum, codec decode through
 :class:`popstore.zarrchunks.ChunkReader`, a raw chunk read and checked straight
-into the shuffled slots of a batch (``ChunkReader.read_into``), gathering batches as
+into the shuffled slots of a batch (``ChunkReader.read_into``) or mapped and checked
+(``ChunkReader.map``), gathering batches as
 :meth:`popstore.MapDataset.read_inputs` does; and what the same chunk costs
 through ``zarr.Array.__getitem__`` and xarray, the earlier read path), and a
 cProfile of a streaming epoch (the training thread and one read thread).
@@ -189,7 +191,8 @@ def breakdown(store: Path, chunk: int, npix: int) -> None:
         "read + check + decode (ChunkReader, recycled)": lambda c: [r.read(c, lambda s, d: part) for r in readers],
         "read + check + decode (ChunkReader, fresh)": lambda c: [r.read(c) for r in readers],
         **({"read + check into batch slots (read_into)":
-            lambda c: [r.read_into(c, p) for r, p in zip(readers, pieces)]} if readers[0].raw_file else {}),
+            lambda c: [r.read_into(c, p) for r, p in zip(readers, pieces)],
+            "map + check (ChunkReader.map)": lambda c: [r.map(c) for r in readers]} if readers[0].raw_file else {}),
         "gather into channel slots (read_inputs)": lambda c: cached.read_inputs(batches[c % len(batches)], out=batch),
         "earlier path: zarr.Array.__getitem__": lambda c: [group[v][c * chunk:(c + 1) * chunk] for v in INPUTS],
         "earlier path: xarray .isel().values": lambda c: [ds[v].isel(sample=slice(c * chunk, (c + 1) * chunk)).values

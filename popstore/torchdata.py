@@ -47,6 +47,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -345,10 +346,10 @@ class MapDataset(Dataset):
         ``v`` fills its own block ``(chunk, channels of v, *map_shape)``, one after the other (the
         codecs decode straight into it; the channels are interleaved only when a batch is gathered).
         Uncompressed chunk files are mapped instead (:meth:`~popstore.zarrchunks.ChunkReader.map`):
-        per input, the list of its samples: read-only arrays ``(channels of v, *map_shape)``."""
+        per input, the list of its samples: read-only arrays ``(1, channels of v, *map_shape)``."""
         self._open()
         if self._mapped:
-            return tuple(list(self._readers[v].map(c).reshape(self.chunk, k, *self.map_shape))
+            return tuple(list(self._readers[v].map(c).reshape(self.chunk, 1, k, *self.map_shape))
                          for v, k in zip(self.inputs, self.input_channels))
         out = self._chunk_arrays.empty((self.chunk * len(self.channels), *self.map_shape))
         start = 0
@@ -498,9 +499,10 @@ class MapDataset(Dataset):
         """Chunk ``rows`` of mapped chunk files (:meth:`_decode_chunk`) into ``out`` ``(len(rows), C, ...)``:
         one memcpy per sample and input from the page cache straight into its channel slots."""
         rows = rows.tolist()
+        pick = itemgetter(*rows) if len(rows) > 1 else lambda samples: (samples[rows[0]],)
         channel = 0
         for samples, k in zip(mapped, self.input_channels):
-            np.stack([samples[r] for r in rows], out=out[:, channel:channel + k])
+            np.concatenate(pick(samples), out=out[:, channel:channel + k])
             channel += k
 
     # -- torch Dataset protocol -------------------------------------------------
