@@ -11,7 +11,9 @@ them through every codec of the array's codec pipeline in order, synchronously
 checksums (``crc32c``) are verified and any filter the store names is applied;
 a Blosc or Zstd stage whose output is the raw array writes straight into a
 recycled array, and so does the file read of an uncompressed chunk (its
-``crc32c`` checksum then verified on the array's own bytes). Arrays this cannot handle (sharded, chunked along other axes, codecs
+``crc32c`` checksum then verified on the array's own bytes); an uncompressed
+chunk can also be read into many pieces (:meth:`ChunkReader.read_into`) or
+memory-mapped (:meth:`ChunkReader.map`). Arrays this cannot handle (sharded, chunked along other axes, codecs
 without a synchronous decode, irregular grids) fall back to
 ``zarr.Array.__getitem__`` on the chunk-aligned slice, which is just as honest,
 only slower.
