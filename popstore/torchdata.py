@@ -69,6 +69,9 @@ CACHE_BYTES = 2**30
 BATCH_BUFFERS = 4
 #: Batches gathered ahead on the batch thread, per process (see :meth:`MapDataset.prepare`).
 PREPARE_BATCHES = 2
+#: Most chunk files a process keeps memory-mapped (Linux allows 65,530 mappings per process by default);
+#: beyond it uncompressed chunks are read into the cache's arrays, as compressed ones are decoded.
+MAX_MAPPED = 2**14
 
 
 def open_group(path: str | Path) -> zarr.Group:
@@ -322,11 +325,12 @@ class MapDataset(Dataset):
             if self.read_threads > 0 and self.gather_ahead:
                 # one thread gathers prepared batches in order; it waits on the read pool, never the reverse
                 self._assembler = ThreadPoolExecutor(1, thread_name_prefix="popstore-batch")
-            # uncompressed float32 chunks, chunked alike: mapped, not decoded; read-group chunk files go
-            # straight into batches (fill)
-            self._mapped = all(r.raw_file and r.chunk == self.chunk and r.dtype == np.float32
-                               for r in self._readers.values())
-            self._direct = self._pool is not None and self._mapped
+            # uncompressed float32 chunks, chunked alike: mapped, not decoded (up to MAX_MAPPED files);
+            # read-group chunk files go straight into batches (fill)
+            raw = all(r.raw_file and r.chunk == self.chunk and r.dtype == np.float32 for r in self._readers.values())
+            held = min(self.cache_chunks, len(np.unique(self.indices // self.chunk))) * len(self.inputs)
+            self._mapped = raw and held <= MAX_MAPPED
+            self._direct = self._pool is not None and raw
             self._pid = os.getpid()
 
     def _read_part(self, v: str, c: int, out: np.ndarray) -> None:

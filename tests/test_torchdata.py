@@ -498,6 +498,19 @@ def test_raw_inputs_with_different_channel_counts_are_mapped_and_interleaved(tmp
         assert all(isinstance(c, tuple) for c in data._cache.values()) and (len(data._cache) == 6) == mapped
 
 
+def test_raw_chunks_beyond_the_mapping_limit_are_read_into_the_cache(store, monkeypatch):
+    """More chunk files than a process may keep mapped: raw chunks are read into the cache's arrays instead."""
+    monkeypatch.setattr(popstore.torchdata, "MAX_MAPPED", 11)  # 12 chunks of one input
+    data = popstore.MapDataset(store, split=None, normalize="none", read_threads=2)
+    ds = open_store(store)
+    loader = popstore.make_loader(data, batch_size=5, seed=0)
+    for _ in range(2):
+        np.testing.assert_array_equal(np.sort(served_samples(loader, ds["a"].values.astype(np.float32),
+                                                             ds["image"].values)), np.arange(90))
+    assert data._direct and not data._mapped and len(data._cache) == 12
+    assert all(isinstance(c, np.ndarray) for c in data._cache.values())
+
+
 def test_plain_store_errors_name_the_fix(plain_store):
     path, _ = plain_store
     with pytest.raises(UserError, match="no Zarr store at"):
