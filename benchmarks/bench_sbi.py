@@ -2,7 +2,7 @@
 from the store against the same training from an in-memory tensor (measured in this run).
 
     python benchmarks/bench_sbi.py [--n-samples 5000] [--npix 32] [--epochs 150] [--members 3]
-                                   [--drop-worse-than 0.5] [--out out/bench_sbi]
+                                   [--embedding cnn] [--drop-worse-than 0.5] [--out out/bench_sbi]
 
 The defaults are the best setting measured (README): 3 members at lr 1e-3, halved after 5 epochs without a
 better validation loss, stopped after 15; members more than 0.5 nats of validation loss above the best dropped.
@@ -46,7 +46,7 @@ def epoch_seconds(store: Path, cfg: NPEConfig, space, repeats: int = 3) -> tuple
     memory_loader = DataLoader(TensorDataset(x.clone(), y.clone()), batch_size=cfg.batch_size, shuffle=True,
                                drop_last=True)
     pre = fit_preprocessor([x], cfg.log10)
-    est = _build(cfg, pre, tuple(x.shape[2:]), space.to_inference(y[:2048].float()), x[:2048])
+    est = _build(cfg, pre, space.to_inference(y[:2048].float()), x[:2048])
     opt = torch.optim.Adam(est.parameters(), lr=cfg.lr)
     times: dict[str, list[float]] = {"store": [], "memory": []}
     for _ in range(repeats):
@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--lr-patience", type=int, default=5,
                     help="halve the learning rate after this many epochs without improvement (0: fixed, sbi's way)")
     ap.add_argument("--model", default="maf", choices=["maf", "nsf", "mdn"], help="sbi density estimator")
+    ap.add_argument("--embedding", default="cnn", choices=["cnn", "o3_err", "power_spectrum"],
+                    help="embedding network of the maps (power_spectrum: log power in |k| shells, then an MLP)")
     ap.add_argument("--n-test", type=int, default=600, help="test maps (the split's test fraction is n-test / n-samples)")
     ap.add_argument("--drop-worse-than", type=float, default=0.5,
                     help="drop members whose best validation loss is this many nats above the best member's "
@@ -89,7 +91,7 @@ def main() -> None:
         popstore.split(store, test=args.n_test / args.n_samples, valid=0.1, seed=1)
     print(f"store: {args.n_samples} maps of {args.npix}^2 ({time.perf_counter() - t:.0f} s)")
 
-    cfg = NPEConfig(inputs=("density",), model=args.model, embedding="cnn", summary=32, max_epochs=args.epochs,
+    cfg = NPEConfig(inputs=("density",), model=args.model, embedding=args.embedding, summary=32, max_epochs=args.epochs,
                     patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience, threads=1)
     t = time.perf_counter()
     paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
