@@ -48,7 +48,7 @@ def epoch_seconds(store: Path, cfg: NPEConfig, space, repeats: int = 3) -> tuple
     memory_loader = DataLoader(TensorDataset(x.clone(), y.clone()), batch_size=cfg.batch_size, shuffle=True,
                                drop_last=True)
     pre = fit_preprocessor([x], cfg.log10)
-    est = _build(cfg, pre, space.to_inference(y[:2048].float()), x[:2048])
+    est = _build(cfg, pre, space, space.to_inference(y[:2048].float()), x[:2048])
     opt = torch.optim.Adam(est.parameters(), lr=cfg.lr)
     times: dict[str, list[float]] = {"store": [], "memory": []}
     for _ in range(repeats):
@@ -84,7 +84,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3, help="NPE learning rate (sbi's default: 5e-4)")
     ap.add_argument("--lr-patience", type=int, default=5,
                     help="halve the learning rate after this many epochs without improvement (0: fixed, sbi's way)")
-    ap.add_argument("--model", default="maf", choices=["maf", "nsf", "mdn"], help="sbi density estimator")
+    ap.add_argument("--model", default="maf", choices=["maf", "nsf", "mdn", "zuko_maf", "zuko_nsf"],
+                    help="sbi density estimator")
+    ap.add_argument("--z-score-theta", default="independent", choices=["independent", "transform_to_unconstrained"],
+                    help="sbi's parameter scaling (transform_to_unconstrained: the prior box onto the real line; zuko only)")
     ap.add_argument("--embedding", default="cnn", choices=["cnn", "o3_err", "power_spectrum"],
                     help="embedding network of the maps (power_spectrum: log power in |k| shells, then an MLP)")
     ap.add_argument("--n-test", type=int, default=600, help="test maps (the split's test fraction is n-test / n-samples)")
@@ -112,8 +115,9 @@ def main() -> None:
     print(f"-2 <ln density> / amplitude is a function of the slope alone: max relative residual {residual:.1e} of a "
           f"degree-10 polynomial on {n_test} test maps (each map's mean pins amplitude and slope to one curve)")
 
-    cfg = NPEConfig(inputs=("density",), model=args.model, embedding=args.embedding, summary=32, max_epochs=args.epochs,
-                    patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience, threads=1)
+    cfg = NPEConfig(inputs=("density",), model=args.model, z_score_theta=args.z_score_theta, embedding=args.embedding,
+                    summary=32, max_epochs=args.epochs, patience=args.patience, batch_size=128, lr=args.lr,
+                    lr_patience=args.lr_patience, threads=1)
     t = time.perf_counter()
     paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
     print(f"NPE: {args.members} member(s) trained in {time.perf_counter() - t:.0f} s (finished members reused)")

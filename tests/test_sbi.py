@@ -224,6 +224,21 @@ def test_calibration_needs_ten_test_samples(trained, gaussian_store):
         calibration_report(posterior, torch.zeros(9, 2), torch.zeros(9, 1, 8, 8), space.names)
 
 
+def test_an_unconstrained_zuko_flow_keeps_its_mass_inside_the_prior_box(gaussian_store, tmp_path):
+    """z_score_theta = transform_to_unconstrained: sbi maps the prior box onto the real line, so the flow's own
+    draws (without sbi's rejection of draws outside the prior) all lie inside it; nflows models refuse it."""
+    cfg = NPEConfig(model="zuko_maf", z_score_theta="transform_to_unconstrained", max_epochs=2, summary=8,
+                    hidden_features=16, num_transforms=2)
+    out = train_npe(gaussian_store, tmp_path / "z.pt", cfg, progress=False)
+    posterior, space, inputs = load_posterior(out.checkpoint)
+    x = MapDataset(gaussian_store, "test", inputs, list(space.names), normalize="none")[0][0][None]
+    draws = posterior.posterior_estimator.sample((4000,), condition=x).reshape(-1, 2)
+    low, high = (torch.as_tensor(v) for v in (space.low, space.high))
+    assert bool(((draws > low) & (draws < high)).all())
+    with pytest.raises(UserError, match="needs a zuko model"):
+        NPEConfig(model="maf", z_score_theta="transform_to_unconstrained")
+
+
 @pytest.mark.parametrize("embedding", ["cnn", "power_spectrum"])
 def test_a_posterior_of_multi_channel_maps_loads(tmp_path, client, embedding):
     """Ramp's image is (band, y, x): one input variable, two channels. The power spectrum's standardisation

@@ -50,7 +50,8 @@ from popstore.torchdata import MapDataset, make_loader
 
 FORMAT_VERSION = 1
 Embedding = Literal["cnn", "o3_err", "power_spectrum"]
-DensityModel = Literal["maf", "nsf", "mdn"]
+DensityModel = Literal["maf", "nsf", "mdn", "zuko_maf", "zuko_nsf"]
+ThetaScaling = Literal["independent", "transform_to_unconstrained"]
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,11 @@ def embedding_net(kind: Embedding, preprocessor: Preprocessor, sample: torch.Ten
 class NPEConfig:
     """Settings of one neural posterior estimator and its training.
 
-    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn``); ``embedding``: ``cnn``,
+    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn`` of nflows; ``zuko_maf``, ``zuko_nsf`` of zuko);
+    ``z_score_theta``: sbi's parameter scaling before the flow, ``independent`` (z-scored with the
+    training labels' mean and standard deviation) or ``transform_to_unconstrained`` (the prior box mapped
+    onto the real line by a logit-type bijection, so the flow has exactly the prior's support and need not
+    learn its edges; zuko models only); ``embedding``: ``cnn``,
     ``o3_err`` or ``power_spectrum``; ``summary``: features the embedding hands to the estimator. Training: Adam at
     ``lr`` on batches of ``batch_size``, at most
     ``max_epochs``, stopping when the validation loss has not improved for ``patience`` epochs
@@ -169,6 +174,7 @@ class NPEConfig:
     inputs: tuple[str, ...] | None = None
     labels: tuple[str, ...] | None = None
     model: DensityModel = "maf"
+    z_score_theta: ThetaScaling = "independent"
     embedding: Embedding = "cnn"
     summary: int = 32
     hidden_features: int = 50
@@ -184,6 +190,11 @@ class NPEConfig:
     threads: int | None = None
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.z_score_theta == "transform_to_unconstrained" and not self.model.startswith("zuko_"):
+            raise UserError(f"z_score_theta = 'transform_to_unconstrained' needs a zuko model (zuko_maf, zuko_nsf); "
+                            f"got model {self.model!r}")
+
 
 @dataclass
 class NPEResult:
@@ -196,12 +207,13 @@ class NPEResult:
     best_epoch: int = 0
 
 
-def _build(cfg: NPEConfig, pre: Preprocessor, theta: torch.Tensor, x: torch.Tensor) -> nn.Module:
-    """sbi's estimator, its theta z-scoring taken from ``theta`` (a batch in the inference space) and the
-    embedding's shape (and statistics, where it has any) from ``x`` (the matching maps)."""
+def _build(cfg: NPEConfig, pre: Preprocessor, space: ParameterSpace, theta: torch.Tensor, x: torch.Tensor) -> nn.Module:
+    """sbi's estimator, its theta scaling taken from ``theta`` (a batch in the inference space) or from the
+    prior of ``space``, and the embedding's shape (and statistics, where it has any) from ``x`` (the matching maps)."""
     net = embedding_net(cfg.embedding, pre, x, cfg.summary)
-    build = posterior_nn(model=cfg.model, embedding_net=net, z_score_theta="independent", z_score_x="none",
-                         hidden_features=cfg.hidden_features, num_transforms=cfg.num_transforms)
+    bounds = {"x_dist": space.prior()} if cfg.z_score_theta == "transform_to_unconstrained" else {}
+    build = posterior_nn(model=cfg.model, embedding_net=net, z_score_theta=cfg.z_score_theta, z_score_x="none",
+                         hidden_features=cfg.hidden_features, num_transforms=cfg.num_transforms, **bounds)
     return build(theta, x)
 
 
@@ -279,7 +291,7 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
     if len(shape) != 2:
         raise UserError(f"NPE embeddings take 2D maps; the inputs {trains[0].inputs} give samples of shape "
                         f"{tuple(x0.shape[1:])}")
-    estimator = _build(cfg, pre, space.to_inference(y0.float()), x0).to(device)
+    estimator = _build(cfg, pre, space, space.to_inference(y0.float()), x0).to(device)
     optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience)
                  if cfg.lr_patience > 0 else None)
@@ -335,7 +347,7 @@ def load_posterior(path: str | Path, device: str | None = None) -> tuple[DirectP
     shape = tuple(blob["shape"])
     theta = space.prior().sample((2,))
     x = torch.zeros(2, pre.log10.numel(), *shape)  # one channel per map: a (survey, y, x) input gives several
-    estimator = _build(cfg, pre, theta, x)
+    estimator = _build(cfg, pre, space, theta, x)
     estimator.load_state_dict(blob["state_dict"])
     dev = default_device(device)
     estimator.to(dev).eval()
