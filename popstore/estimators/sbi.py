@@ -157,13 +157,13 @@ def embedding_net(kind: Embedding, preprocessor: Preprocessor, sample: torch.Ten
 class NPEConfig:
     """Settings of one neural posterior estimator and its training.
 
-    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn`` of nflows; ``zuko_maf``, ``zuko_nsf`` of zuko);
-    ``z_score_theta``: sbi's parameter scaling before the flow, ``independent`` (z-scored with the
+    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn`` of nflows; ``zuko_maf``, ``zuko_nsf`` of
+    zuko); ``z_score_theta``: sbi's parameter scaling before the flow, ``independent`` (z-scored with the
     training labels' mean and standard deviation) or ``transform_to_unconstrained`` (the prior box mapped
     onto the real line by a logit-type bijection, so the flow has exactly the prior's support and need not
-    learn its edges; zuko models only); ``embedding``: ``cnn``,
-    ``o3_err`` or ``power_spectrum``; ``summary``: features the embedding hands to the estimator. Training: Adam at
-    ``lr`` on batches of ``batch_size``, at most
+    learn its edges; zuko models only); ``embedding``: ``cnn``, ``o3_err`` or ``power_spectrum``;
+    ``summary``: features the embedding hands to the estimator. Training: Adam at ``lr`` on batches of
+    ``batch_size``, at most
     ``max_epochs``, stopping when the validation loss has not improved for ``patience`` epochs
     (sbi's default is 20); the best-validation weights are kept. ``lr_patience`` > 0 multiplies the
     learning rate by ``lr_factor`` whenever the validation loss has not improved for that many
