@@ -96,6 +96,11 @@ def test_a_negative_member_drop_threshold_is_refused_before_training(tmp_path):
     fails(tmp_path, GOOD.split("[inference]")[0] + sbi, r"\[sbi\] drop_members_worse_than: .*greater than or equal to 0")
 
 
+def test_an_unknown_npe_embedding_is_refused_naming_the_choices(tmp_path):
+    sbi = '[sbi]\noutput = "npe"\nembedding = "powerspectrum"\n'
+    fails(tmp_path, GOOD.split("[inference]")[0] + sbi, r"\[sbi\] embedding: .*'cnn', 'o3_err' or 'power_spectrum'")
+
+
 def test_priors_name_the_simulators_parameters(tmp_path):
     fails(tmp_path, GOOD.replace("slope = [1.5, 2.5]", "slop = [1.5, 2.5]"),
           r"\[priors.ranges\]: unknown parameter 'slop' \(did you mean 'slope'\?\) of simulator 'gaussian_fields'")

@@ -224,12 +224,38 @@ def test_calibration_needs_ten_test_samples(trained, gaussian_store):
         calibration_report(posterior, torch.zeros(9, 2), torch.zeros(9, 1, 8, 8), space.names)
 
 
-def test_a_posterior_of_multi_channel_maps_loads(tmp_path, client):
-    """Ramp's image is (band, y, x): one input variable, two channels."""
+def test_an_unconstrained_zuko_flow_keeps_its_mass_inside_the_prior_box(gaussian_store, tmp_path):
+    """z_score_theta = transform_to_unconstrained: sbi maps the prior box onto the real line, so the flow's own
+    draws (without sbi's rejection of draws outside the prior) all lie inside it; nflows models refuse it."""
+    cfg = NPEConfig(model="zuko_maf", z_score_theta="transform_to_unconstrained", max_epochs=2, summary=8,
+                    hidden_features=16, num_transforms=2)
+    out = train_npe(gaussian_store, tmp_path / "z.pt", cfg, progress=False)
+    posterior, space, inputs = load_posterior(out.checkpoint)
+    x = MapDataset(gaussian_store, "test", inputs, list(space.names), normalize="none")[0][0][None]
+    draws = posterior.posterior_estimator.sample((4000,), condition=x).reshape(-1, 2)
+    low, high = (torch.as_tensor(v) for v in (space.low, space.high))
+    assert bool(((draws > low) & (draws < high)).all())
+    with pytest.raises(UserError, match="needs a zuko model"):
+        NPEConfig(model="maf", z_score_theta="transform_to_unconstrained")
+
+
+@pytest.mark.parametrize("embedding", ["cnn", "power_spectrum"])
+def test_a_posterior_of_multi_channel_maps_loads(tmp_path, client, embedding):
+    """Ramp's image is (band, y, x): one input variable, two channels. The power spectrum's standardisation
+    comes back from the checkpoint (the training maps' statistics, not those of the blank maps it is built on)."""
+    from popstore.checkpoints import load_checkpoint
+    from popstore.estimators.spectrum import SpectrumEmbedding
+
     path = tmp_path / "r.zarr"
     popstore.generate(Ramp(n=8), Ramp().parameter_table(64, seed=0), path, client, samples_per_chunk=16, progress=False)
     popstore.split(path, test=0.25, valid=0.25, seed=0)
-    out = train_npe(path, tmp_path / "npe.pt", NPEConfig(max_epochs=1, summary=4, hidden_features=8, num_transforms=1),
-                    progress=False)
+    cfg = NPEConfig(embedding=embedding, max_epochs=1, summary=4, hidden_features=8, num_transforms=1)
+    out = train_npe(path, tmp_path / "npe.pt", cfg, progress=False)
     posterior, space, inputs = load_posterior(out.checkpoint)
     assert inputs == ["image"] and posterior_draws(posterior, torch.zeros(1, 2, 8, 8), 5).shape == (5, 1, 2)
+    spectra = [m for m in posterior.posterior_estimator.modules() if isinstance(m, SpectrumEmbedding)]
+    if embedding == "power_spectrum":
+        saved = load_checkpoint(out.checkpoint)["state_dict"]
+        (std,) = [v for k, v in saved.items() if k.endswith(".std") and v.numel() == 2 * spectra[0].spectrum.n_bins]
+        torch.testing.assert_close(spectra[0].std, std)
+        assert float(spectra[0].std.min()) > 1e-3

@@ -16,7 +16,8 @@ popstore adds what sbi does not have:
 
 The embedding networks are the research code's small CNN (Graber et al. 2024; two 3x3
 convolutions of 32 and 64 channels with max-pooling, then a fully connected layer to a 32-d
-summary) and the trunk of the CMD ``o3_err`` network (:mod:`popstore.estimators.cnn`).
+summary), the trunk of the CMD ``o3_err`` network (:mod:`popstore.estimators.cnn`), and the
+maps' azimuthally averaged log power spectrum followed by an MLP (:mod:`popstore.estimators.spectrum`).
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ from popstore.checkpoints import load_checkpoint
 from popstore.errors import UserError
 from popstore.estimators.cnn import O3Err, O3ErrConfig
 from popstore.estimators.preprocess import Preprocessor, fit_preprocessor
+from popstore.estimators.spectrum import SpectrumEmbedding
 from popstore.estimators.train import default_device
 from popstore.store import label_names, open_store
 from popstore.torchdata import MapDataset, make_loader
 
 FORMAT_VERSION = 1
-Embedding = Literal["cnn", "o3_err"]
-DensityModel = Literal["maf", "nsf", "mdn"]
+Embedding = Literal["cnn", "o3_err", "power_spectrum"]
+DensityModel = Literal["maf", "nsf", "mdn", "zuko_maf", "zuko_nsf"]
+ThetaScaling = Literal["independent", "transform_to_unconstrained"]
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,14 @@ class SmallCNN(nn.Module):
         return self.fc(self.features(x))
 
 
-def embedding_net(kind: Embedding, preprocessor: Preprocessor, shape: tuple[int, int], summary: int = 32,
+def embedding_net(kind: Embedding, preprocessor: Preprocessor, sample: torch.Tensor, summary: int = 32,
                   hidden: int = 4) -> nn.Module:
-    """Input preprocessing (log10 + standardisation with training statistics) followed by ``kind``'s trunk."""
-    n_channels = preprocessor.log10.numel()
+    """Input preprocessing (log10 + standardisation with training statistics) followed by ``kind``'s trunk.
+
+    ``sample``: a batch of raw input maps ``(B, C, H, W)``, which gives the shape and, for
+    ``power_spectrum``, the statistics that standardise the spectrum (replaced by the saved ones on loading).
+    """
+    n_channels, shape = preprocessor.log10.numel(), tuple(sample.shape[2:])
     if kind == "cnn":
         trunk: nn.Module = SmallCNN(n_channels, shape, summary)
     elif kind == "o3_err":
@@ -138,8 +145,11 @@ def embedding_net(kind: Embedding, preprocessor: Preprocessor, shape: tuple[int,
         with torch.no_grad():
             width = o3.features(torch.zeros(1, n_channels, *shape)).numel()
         trunk = nn.Sequential(o3.features, nn.Flatten(), nn.Linear(width, summary))
+    elif kind == "power_spectrum":
+        with torch.no_grad():
+            trunk = SpectrumEmbedding(preprocessor(sample), summary)
     else:
-        raise UserError(f"unknown embedding {kind!r}; use 'cnn' or 'o3_err'")
+        raise UserError(f"unknown embedding {kind!r}; use 'cnn', 'o3_err' or 'power_spectrum'")
     return nn.Sequential(preprocessor, trunk)
 
 
@@ -147,9 +157,13 @@ def embedding_net(kind: Embedding, preprocessor: Preprocessor, shape: tuple[int,
 class NPEConfig:
     """Settings of one neural posterior estimator and its training.
 
-    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn``); ``embedding``: ``cnn`` or
-    ``o3_err``; ``summary``: features the embedding hands to the estimator. Training: Adam at
-    ``lr`` on batches of ``batch_size``, at most
+    ``model``: sbi's density estimator (``maf``, ``nsf``, ``mdn`` of nflows; ``zuko_maf``, ``zuko_nsf`` of
+    zuko); ``z_score_theta``: sbi's parameter scaling before the flow, ``independent`` (z-scored with the
+    training labels' mean and standard deviation) or ``transform_to_unconstrained`` (the prior box mapped
+    onto the real line by a logit-type bijection, so the flow has exactly the prior's support and need not
+    learn its edges; zuko models only); ``embedding``: ``cnn``, ``o3_err`` or ``power_spectrum``;
+    ``summary``: features the embedding hands to the estimator. Training: Adam at ``lr`` on batches of
+    ``batch_size``, at most
     ``max_epochs``, stopping when the validation loss has not improved for ``patience`` epochs
     (sbi's default is 20); the best-validation weights are kept. ``lr_patience`` > 0 multiplies the
     learning rate by ``lr_factor`` whenever the validation loss has not improved for that many
@@ -160,6 +174,7 @@ class NPEConfig:
     inputs: tuple[str, ...] | None = None
     labels: tuple[str, ...] | None = None
     model: DensityModel = "maf"
+    z_score_theta: ThetaScaling = "independent"
     embedding: Embedding = "cnn"
     summary: int = 32
     hidden_features: int = 50
@@ -175,6 +190,11 @@ class NPEConfig:
     threads: int | None = None
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.z_score_theta == "transform_to_unconstrained" and not self.model.startswith("zuko_"):
+            raise UserError(f"z_score_theta = 'transform_to_unconstrained' needs a zuko model (zuko_maf, zuko_nsf); "
+                            f"got model {self.model!r}")
+
 
 @dataclass
 class NPEResult:
@@ -187,12 +207,13 @@ class NPEResult:
     best_epoch: int = 0
 
 
-def _build(cfg: NPEConfig, pre: Preprocessor, shape: tuple[int, int],
-           theta: torch.Tensor, x: torch.Tensor) -> nn.Module:
-    """sbi's estimator, its theta z-scoring taken from ``theta`` (a batch in the inference space)."""
-    net = embedding_net(cfg.embedding, pre, shape, cfg.summary)
-    build = posterior_nn(model=cfg.model, embedding_net=net, z_score_theta="independent", z_score_x="none",
-                         hidden_features=cfg.hidden_features, num_transforms=cfg.num_transforms)
+def _build(cfg: NPEConfig, pre: Preprocessor, space: ParameterSpace, theta: torch.Tensor, x: torch.Tensor) -> nn.Module:
+    """sbi's estimator, its theta scaling taken from ``theta`` (a batch in the inference space) or from the
+    prior of ``space``, and the embedding's shape (and statistics, where it has any) from ``x`` (the matching maps)."""
+    net = embedding_net(cfg.embedding, pre, x, cfg.summary)
+    bounds = {"x_dist": space.prior()} if cfg.z_score_theta == "transform_to_unconstrained" else {}
+    build = posterior_nn(model=cfg.model, embedding_net=net, z_score_theta=cfg.z_score_theta, z_score_x="none",
+                         hidden_features=cfg.hidden_features, num_transforms=cfg.num_transforms, **bounds)
     return build(theta, x)
 
 
@@ -270,7 +291,7 @@ def train_npe(store: str | Path | Sequence[str | Path], out: str | Path, config:
     if len(shape) != 2:
         raise UserError(f"NPE embeddings take 2D maps; the inputs {trains[0].inputs} give samples of shape "
                         f"{tuple(x0.shape[1:])}")
-    estimator = _build(cfg, pre, shape, space.to_inference(y0.float()), x0).to(device)
+    estimator = _build(cfg, pre, space, space.to_inference(y0.float()), x0).to(device)
     optimizer = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience)
                  if cfg.lr_patience > 0 else None)
@@ -326,7 +347,7 @@ def load_posterior(path: str | Path, device: str | None = None) -> tuple[DirectP
     shape = tuple(blob["shape"])
     theta = space.prior().sample((2,))
     x = torch.zeros(2, pre.log10.numel(), *shape)  # one channel per map: a (survey, y, x) input gives several
-    estimator = _build(cfg, pre, shape, theta, x)
+    estimator = _build(cfg, pre, space, theta, x)
     estimator.load_state_dict(blob["state_dict"])
     dev = default_device(device)
     estimator.to(dev).eval()
