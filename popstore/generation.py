@@ -216,26 +216,25 @@ def checked_table(simulator: Simulator, params: pd.DataFrame, seed: int) -> tupl
 def prepare_store(
     simulator: Simulator,
     params: pd.DataFrame,
+    seeds: np.ndarray,
+    layout: Layout,
     store: str | Path,
-    seed: int = 0,
-    samples_per_chunk: int | None = None,
-    samples_per_shard: int | None = None,
     compression: str | dict[str, str] = "lz4",
-) -> tuple[pd.DataFrame, Layout, np.ndarray, np.ndarray]:
+    layout_given: bool = False,
+) -> tuple[Layout, np.ndarray]:
     """Create ``store``'s template, or check that an existing one was made by the same run.
 
+    ``params`` and ``seeds``: the checked table and its seeds (:func:`checked_table`); ``layout``: the
+    layout of a new store, and of an existing one only if ``layout_given`` (else the store's own).
     ``compression``: a codec of :data:`popstore.store.COMPRESSION`, or one per output
-    (:func:`resolve_compression`); it applies to a new store only. Returns the parameter table in
-    simulator order, the layout, the per-sample seeds and the ``done`` flags.
+    (:func:`resolve_compression`); it applies to a new store only. Returns the layout and the ``done`` flags.
     """
     path = store
-    params, seeds = checked_table(simulator, params, seed)
-    layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
     if not store_exists(path):
         create_store(path, simulator, params, seeds, layout, compression)
-        return params, layout, seeds, np.zeros(len(params), dtype=bool)
+        return layout, np.zeros(len(params), dtype=bool)
     ds = open_store(path)
-    layout = layout_of(ds) if samples_per_chunk is None and samples_per_shard is None else layout
+    layout = layout if layout_given else layout_of(ds)
     if ds.attrs.get("config_fingerprint") != fingerprint(simulator, params, seeds, layout):
         raise StoreMismatchError(
             f"{path} was made by a different simulator config, parameter table, seed or chunking; "
@@ -254,7 +253,7 @@ def prepare_store(
             clear_done(path, layout, missing)
             for b in missing:
                 done[layout.blocks()[b]] = False
-    return params, layout, seeds, done
+    return layout, done
 
 
 def generate(
@@ -327,15 +326,15 @@ def _generate(simulator: Simulator, params: pd.DataFrame, path: Path | str, clie
               seed: int, samples_per_chunk: int | None, samples_per_shard: int | None, compression: str, retries: int,
               progress: bool) -> GenerationReport:
     check_compression(compression)
+    params, seeds = checked_table(simulator, params, seed)  # refused before anything runs
+    layout = choose_layout(simulator, len(params), samples_per_chunk, samples_per_shard)
     with contextlib.ExitStack() as stack:
         c = None
         if compression == "auto" and not store_exists(path):  # a resumed store keeps its codecs
-            table, seeds = checked_table(simulator, params, seed)  # refused before anything runs
-            c = stack.enter_context(_client(client, len(choose_layout(simulator, len(table), samples_per_chunk,
-                                                                      samples_per_shard).blocks())))
-            compression = resolve_compression(c, simulator, table, seeds)
-        params, layout, seeds, done = prepare_store(simulator, params, path, seed, samples_per_chunk,
-                                                    samples_per_shard, compression)
+            c = stack.enter_context(_client(client, len(layout.blocks())))
+            compression = resolve_compression(c, simulator, params, seeds)
+        layout, done = prepare_store(simulator, params, seeds, layout, path, compression,
+                                     layout_given=samples_per_chunk is not None or samples_per_shard is not None)
         todo = [b for b in layout.blocks() if not done[b].all()]
         n_skipped = int(done.sum())
         report = GenerationReport(path, layout.n_samples, n_skipped, 0)
