@@ -94,6 +94,25 @@ def test_posterior_matches_the_exact_linear_gaussian_posterior(trained, gaussian
     assert 0.75 < np.median(ratio[:, 0]) < 1.3 and 0.75 < np.median(ratio[:, 1]) < 1.3, ratio
 
 
+def test_a_label_left_out_is_marginalised(gaussian_store, tmp_path):
+    """``labels=("offset",)``: the gradient varies in the store but is not inferred, so the estimator learns the
+    offset's marginal posterior. The design's two columns are orthogonal, so that marginal is the exact posterior's
+    offset mean and standard deviation, whatever the gradient."""
+    cfg = NPEConfig(labels=("offset",), model="maf", embedding="cnn", summary=8, max_epochs=80, patience=10,
+                    batch_size=128, lr=1e-3, seed=0)
+    posterior, space, inputs = load_posterior(train_npe(gaussian_store, tmp_path / "m.pt", cfg, progress=False).checkpoint)
+    assert space.names == ("offset",)
+    test = MapDataset(gaussian_store, "test", inputs, ["offset", "gradient"], normalize="none")
+    x, theta = next(iter(make_loader(test, 200, shuffle=False)))
+    draws = posterior_draws(posterior, x, 2000, seed=3)[..., 0]  # (draws, maps)
+    mean, cov = LinearGaussian().exact_posterior(x[:, 0].numpy())
+    sd = np.sqrt(cov[0, 0])
+    assert abs(cov[0, 1]) < 1e-12  # orthogonal columns: the offset's posterior does not depend on the gradient
+    z = (draws.mean(0) - mean[:, 0]) / sd
+    assert np.median(np.abs(z)) < 0.5 and abs(z.mean()) < 0.25, z
+    assert 0.75 < np.median(draws.std(0)) / sd < 1.3  # the prior alone would give 1.15 / 0.125 = 9.2
+
+
 @pytest.mark.slow
 def test_calibration_is_nominal_on_the_linear_gaussian(trained, gaussian_store, tmp_path):
     posterior, space, inputs = load_posterior(trained.checkpoint)
@@ -239,20 +258,21 @@ def test_an_unconstrained_zuko_flow_keeps_its_mass_inside_the_prior_box(gaussian
         NPEConfig(model="maf", z_score_theta="transform_to_unconstrained")
 
 
-@pytest.mark.parametrize("embedding", ["cnn", "power_spectrum"])
+@pytest.mark.parametrize("embedding", ["cnn", "o3_err", "power_spectrum"])
 def test_a_posterior_of_multi_channel_maps_loads(tmp_path, client, embedding):
-    """Ramp's image is (band, y, x): one input variable, two channels. The power spectrum's standardisation
-    comes back from the checkpoint (the training maps' statistics, not those of the blank maps it is built on)."""
+    """Ramp's image is (band, y, x): one input variable, two channels (16^2, the o3_err trunk's smallest maps).
+    The power spectrum's standardisation comes back from the checkpoint (the training maps' statistics, not those
+    of the blank maps it is built on)."""
     from popstore.checkpoints import load_checkpoint
     from popstore.estimators.spectrum import SpectrumEmbedding
 
     path = tmp_path / "r.zarr"
-    popstore.generate(Ramp(n=8), Ramp().parameter_table(64, seed=0), path, client, samples_per_chunk=16, progress=False)
+    popstore.generate(Ramp(n=16), Ramp().parameter_table(64, seed=0), path, client, samples_per_chunk=16, progress=False)
     popstore.split(path, test=0.25, valid=0.25, seed=0)
     cfg = NPEConfig(embedding=embedding, max_epochs=1, summary=4, hidden_features=8, num_transforms=1)
     out = train_npe(path, tmp_path / "npe.pt", cfg, progress=False)
     posterior, space, inputs = load_posterior(out.checkpoint)
-    assert inputs == ["image"] and posterior_draws(posterior, torch.zeros(1, 2, 8, 8), 5).shape == (5, 1, 2)
+    assert inputs == ["image"] and posterior_draws(posterior, torch.zeros(1, 2, 16, 16), 5).shape == (5, 1, 2)
     spectra = [m for m in posterior.posterior_estimator.modules() if isinstance(m, SpectrumEmbedding)]
     if embedding == "power_spectrum":
         saved = load_checkpoint(out.checkpoint)["state_dict"]

@@ -141,9 +141,9 @@ def embedding_net(kind: Embedding, preprocessor: Preprocessor, sample: torch.Ten
     if kind == "cnn":
         trunk: nn.Module = SmallCNN(n_channels, shape, summary)
     elif kind == "o3_err":
-        o3 = O3Err(O3ErrConfig(n_channels, 1, shape[0], shape[1] if shape[1] != shape[0] else None, hidden=hidden))
-        with torch.no_grad():
-            width = o3.features(torch.zeros(1, n_channels, *shape)).numel()
+        o3 = O3Err(O3ErrConfig(n_channels, 1, shape[0], hidden=hidden, npix_x=shape[1] if shape[1] != shape[0] else None))
+        with torch.no_grad():  # in eval mode: batch norm needs a batch of more than one map to train
+            width = o3.features.eval()(torch.zeros(1, n_channels, *shape)).numel()
         trunk = nn.Sequential(o3.features, nn.Flatten(), nn.Linear(width, summary))
     elif kind == "power_spectrum":
         with torch.no_grad():
@@ -214,7 +214,8 @@ def _build(cfg: NPEConfig, pre: Preprocessor, space: ParameterSpace, theta: torc
     bounds = {"x_dist": space.prior()} if cfg.z_score_theta == "transform_to_unconstrained" else {}
     build = posterior_nn(model=cfg.model, embedding_net=net, z_score_theta=cfg.z_score_theta, z_score_x="none",
                          hidden_features=cfg.hidden_features, num_transforms=cfg.num_transforms, **bounds)
-    return build(theta, x)
+    net.eval()  # sbi probes the embedding with one map, which batch norm (o3_err) cannot train on
+    return build(theta, x).train()
 
 
 def _epoch_loss(estimator: nn.Module, loader, space: ParameterSpace, device: torch.device,
