@@ -81,6 +81,11 @@ def mean_log_density_residual(store: Path) -> tuple[float, int]:
     return float(np.abs(residual).max() / np.abs(ratio).mean()), int(test.sum())
 
 
+def smoothing_choice(text: str) -> float | str:
+    """``--smoothing``: a beam width in pixels, or ``nuisance``."""
+    return text if text == "nuisance" else float(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-samples", type=int, default=5000)
@@ -103,7 +108,7 @@ def main() -> None:
     ap.add_argument("--moment-epochs", type=int, default=20)
     ap.add_argument("--n-draws", type=int, default=1000)
     ap.add_argument("--members", type=int, default=3, help="NPE ensemble members (seeds 0..N-1), trained in turn")
-    ap.add_argument("--smoothing", default="1.0",
+    ap.add_argument("--smoothing", type=smoothing_choice, default=1.0,
                     help="the beam's standard deviation in pixels, held fixed; or 'nuisance': drawn from its prior "
                          "(0.5-2 px) with the other labels and marginalised, i.e. not inferred")
     ap.add_argument("--data-seed", type=int, default=1,
@@ -117,7 +122,7 @@ def main() -> None:
     sim = get_simulator("gaussian_fields", npix=args.npix)
     table = sim.parameter_table(args.n_samples, seed=args.data_seed, design="latin_hypercube")
     if args.smoothing != "nuisance":
-        table["smoothing"] = float(args.smoothing)
+        table["smoothing"] = args.smoothing
         table.attrs["fixed"] = ["smoothing"]
     t = time.perf_counter()
     popstore.generate(sim, table, store, seed=args.data_seed - 1, progress=False)  # maps' master seed: 0 by default
@@ -128,9 +133,9 @@ def main() -> None:
     print(f"-2 <ln density> / amplitude as a function of the slope alone: max relative residual {residual:.1e} of a "
           f"degree-10 polynomial on {n_test} test maps (~1e-6: each map's mean pins amplitude and slope to one curve)")
 
-    cfg = NPEConfig(inputs=("density",), labels=("amplitude", "slope"), model=args.model, z_score_theta=args.z_score_theta, embedding=args.embedding,
-                    summary=32, max_epochs=args.epochs, patience=args.patience, batch_size=128, lr=args.lr,
-                    lr_patience=args.lr_patience, threads=1)
+    cfg = NPEConfig(inputs=("density",), labels=("amplitude", "slope"), model=args.model,
+                    z_score_theta=args.z_score_theta, embedding=args.embedding, summary=32, max_epochs=args.epochs,
+                    patience=args.patience, batch_size=128, lr=args.lr, lr_patience=args.lr_patience, threads=1)
     t = time.perf_counter()
     paths = train_ensemble(store, out, cfg, range(args.members), progress=False)
     print(f"NPE: {args.members} member(s) trained in {time.perf_counter() - t:.0f} s (finished members reused)")

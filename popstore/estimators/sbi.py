@@ -142,8 +142,9 @@ def embedding_net(kind: Embedding, preprocessor: Preprocessor, sample: torch.Ten
         trunk: nn.Module = SmallCNN(n_channels, shape, summary)
     elif kind == "o3_err":
         o3 = O3Err(O3ErrConfig(n_channels, 1, shape[0], hidden=hidden, npix_x=shape[1] if shape[1] != shape[0] else None))
-        with torch.no_grad():  # in eval mode: batch norm needs a batch of more than one map to train
+        with torch.no_grad():  # in eval mode: batch norm cannot train on one map
             width = o3.features.eval()(torch.zeros(1, n_channels, *shape)).numel()
+        o3.features.train()
         trunk = nn.Sequential(o3.features, nn.Flatten(), nn.Linear(width, summary))
     elif kind == "power_spectrum":
         with torch.no_grad():
